@@ -1,0 +1,1 @@
+"""The jaxstyle command-line interface (installed as jaxstyle.cli)."""

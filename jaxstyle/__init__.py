@@ -1,0 +1,1 @@
+"""jaxstyle: neural style transfer as pure JAX functions."""

@@ -1,0 +1,1 @@
+"""Converters from published VGG19 weight files to jaxstyle's canonical safetensors file."""
