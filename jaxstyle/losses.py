@@ -1,0 +1,94 @@
+"""Loss terms of Gatys et al. (2015), one pure function each.
+
+All functions take a single image's features, ``(H, W, C)`` arrays (use ``jax.vmap`` for batches),
+and return a scalar. Normalisation conventions (why they differ from the paper is in the notes):
+
+* Gram matrix: ``G = F^T F / (H W C)`` with ``F`` the (HW, C) feature matrix, i.e. the mean over all
+  feature elements. jcjohnson/neural-style and the PyTorch tutorial use the same.
+* Style loss per layer: ``mean((G - A)^2)`` over the C x C entries.
+* Content loss per layer: ``mean((F - P)^2)`` over the H x W x C elements.
+* Total variation: a *sum* over the image of ``|dx| + |dy|`` (L1, as ``tf.image.total_variation``)
+  or ``dx^2 + dy^2`` (L2), for an image in [0, 1].
+
+Conversions to other conventions (per layer with C channels and M = H W positions):
+
+============================  ==========================================  =====================
+peer                          its style loss                              = jaxstyle loss x
+============================  ==========================================  =====================
+jaxstyle, jcjohnson           mean((FtF/(MC) - A)^2)                      1
+TensorFlow tutorial           mean((FtF/M - A)^2)                         C^2
+Gatys et al. 2015 (E_l)       sum((FtF - A)^2) / (4 C^2 M^2)              C^2 / 4
+raw Gram, no normalisation    mean((FtF - A)^2)                           C^2 M^2
+============================  ==========================================  =====================
+
+Content: Gatys' ``1/2 sum((F - P)^2)`` = jaxstyle x (M C / 2); the TF tutorial and jcjohnson
+use the mean, like jaxstyle. Because our normalisation divides by C^2 relative to the TF
+tutorial, its ``style_weight`` becomes per-layer weights proportional to C^2 (see presets.py).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+TVKind = Literal["l1", "l2"]
+
+
+def gram_matrix(features: jax.Array) -> jax.Array:
+    """(H, W, C) -> (C, C) Gram matrix ``F^T F / (H W C)``."""
+    h, w, c = features.shape
+    flat = features.reshape(h * w, c)
+    # HIGHEST keeps float32 accuracy on TPU/GPU, where the default may use bf16/tf32 passes.
+    return jnp.matmul(flat.T, flat, precision=jax.lax.Precision.HIGHEST) / (h * w * c)
+
+
+def content_loss(features: jax.Array, target: jax.Array) -> jax.Array:
+    """Mean squared difference of (H, W, C) features and the content target of the same shape."""
+    return jnp.mean(jnp.square(features - target))
+
+
+def style_loss(features: jax.Array, target_gram: jax.Array) -> jax.Array:
+    """Mean squared difference between the Gram matrix of (H, W, C) features and a (C, C) target."""
+    return jnp.mean(jnp.square(gram_matrix(features) - target_gram))
+
+
+def tv_loss(image: jax.Array, kind: TVKind = "l2") -> jax.Array:
+    """Total variation of an (H, W, 3) image in [0, 1], summed over pixels and channels.
+
+    "l1" is anisotropic TV (``tf.image.total_variation``); "l2" sums squared differences, which
+    jcjohnson/neural-style uses (half of it, on 0..255 pixels: its weight w is ours x 255^2 / 2).
+    """
+    dy = image[1:, :, :] - image[:-1, :, :]
+    dx = image[:, 1:, :] - image[:, :-1, :]
+    if kind == "l1":
+        return jnp.sum(jnp.abs(dy)) + jnp.sum(jnp.abs(dx))
+    return jnp.sum(jnp.square(dy)) + jnp.sum(jnp.square(dx))
+
+
+def sorted_projections(features: jax.Array, directions: jax.Array, length: int) -> jax.Array:
+    """Sorted 1-D projections of (H, W, C) features on (C, K) directions, resampled to ``length`` quantiles.
+
+    The target of `sliced_wasserstein_loss`: resampling to the generated image's number of positions
+    lets style and content images of different sizes be compared quantile by quantile.
+    """
+    h, w, c = features.shape
+    projected = jnp.sort(features.reshape(h * w, c) @ directions, axis=0)  # (HW, K)
+    source = (jnp.arange(h * w) + 0.5) / (h * w)
+    wanted = (jnp.arange(length) + 0.5) / length
+    return jax.vmap(lambda column: jnp.interp(wanted, source, column), in_axes=1, out_axes=1)(projected)
+
+
+def sliced_wasserstein_loss(features: jax.Array, directions: jax.Array, target_sorted: jax.Array) -> jax.Array:
+    """Sliced Wasserstein-2 distance between the feature distribution and a style target.
+
+    Gram matrices only match second moments; the sliced Wasserstein distance compares the whole
+    distribution of features along K random directions (Heitz et al. 2021, "A Sliced Wasserstein
+    Loss for Neural Texture Synthesis"). ``target_sorted`` is `sorted_projections` of the style
+    features at this image's number of positions. The mean over positions and directions keeps the
+    scale comparable across layers; we divide by C like the Gram convention above.
+    """
+    h, w, c = features.shape
+    projected = jnp.sort(features.reshape(h * w, c) @ directions, axis=0)
+    return jnp.mean(jnp.square(projected - target_sorted)) / c

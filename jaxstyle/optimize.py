@@ -1,0 +1,337 @@
+"""The jit-compiled optimisation step (Adam or L-BFGS) and the loop that drives it.
+
+Design notes (measured on the 2-core AVX-512 CPU this project targets; see benchmarks/):
+
+* The step is one jitted function of ``(params, image, opt_state, targets)``. Everything that changes
+  between runs of the same shape (images, targets, learning rate) is an argument, so there is no
+  recompilation across iterations, scales of the same shape, or batches of the same bucket. Loss
+  settings are a hashable `LossSpec` passed as a static argument.
+* L-BFGS is optax's ``scale_by_lbfgs`` direction with a fixed step (as jcjohnson/neural-style runs
+  torch's L-BFGS without line search). ``optax.lbfgs``' zoom line search re-evaluates the VGG inside
+  ``lax.while_loop``, where XLA:CPU runs the same forward/backward ~4x slower than at the top level
+  of a jit; here the one forward/backward per iteration stays at the top level and L-BFGS costs
+  about one Adam step. Divergence is caught by the driver (below) instead of a line search.
+* For the same reason the driver dispatches one jitted step per iteration from Python by default
+  (JAX dispatch is asynchronous, so Python runs ahead of the device and nothing syncs until a
+  report); ``steps_per_dispatch > 1`` wraps the step in ``lax.scan`` for accelerators, where loops
+  on device are cheap.
+* A non-finite loss restores the last good state and halves the learning rate; after a few tries
+  the run stops with `NumericalError` rather than producing a black image.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxstyle import losses
+from jaxstyle.config import StyleConfig
+from jaxstyle.errors import NumericalError
+from jaxstyle.vgg import KERAS_MEAN_BGR, preprocess, vgg19_features
+
+MAX_RECOVERIES = 4  # halvings of the learning rate before a run gives up on NaN/inf
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """The static (hashable) part of the loss: which layers, which weights, which statistic."""
+
+    content_layers: tuple[str, ...]
+    content_weight: float
+    style_layers: tuple[str, ...]
+    style_layer_weights: tuple[float, ...]
+    style_weight: float
+    style_statistic: str
+    tv_weight: float
+    tv_kind: str
+    pooling: str
+    mean_bgr: tuple[float, float, float] = KERAS_MEAN_BGR
+
+    @classmethod
+    def from_config(cls, config: StyleConfig, mean_bgr=KERAS_MEAN_BGR) -> LossSpec:
+        content_layers = config.content_layers if config.content_weight > 0 else ()
+        return cls(
+            content_layers=tuple(content_layers),
+            content_weight=float(config.content_weight),
+            style_layers=tuple(config.style_layers),
+            style_layer_weights=tuple(float(w) for w in config.resolved_style_layer_weights),
+            style_weight=float(config.style_weight),
+            style_statistic=config.style_statistic,
+            tv_weight=float(config.tv_weight),
+            tv_kind=config.tv_kind,
+            pooling=config.pooling,
+            mean_bgr=tuple(float(v) for v in mean_bgr),
+        )
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """The static part of the optimiser; the learning rate lives in its state (injected)."""
+
+    name: str
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    memory: int = 10
+    clip: bool = True
+
+    @classmethod
+    def from_config(cls, config: StyleConfig) -> OptimizerSpec:
+        return cls(
+            name=config.optimizer,
+            b1=config.adam_b1,
+            b2=config.adam_b2,
+            eps=config.adam_eps,
+            memory=config.lbfgs_memory,
+            # Clipping between L-BFGS steps would corrupt its curvature pairs; its output is clipped.
+            clip=config.clip and config.optimizer == "adam",
+        )
+
+
+def _lbfgs_fixed_step(learning_rate, memory_size: int) -> optax.GradientTransformation:
+    return optax.chain(optax.scale_by_lbfgs(memory_size=memory_size), optax.scale_by_learning_rate(learning_rate))
+
+
+def make_optimizer(spec: OptimizerSpec, learning_rate: float) -> optax.GradientTransformation:
+    """optax transformation with the learning rate injected into its state (changeable without retracing)."""
+    if spec.name == "adam":
+        return optax.inject_hyperparams(optax.adam, static_args=("b1", "b2", "eps"))(
+            learning_rate=learning_rate, b1=spec.b1, b2=spec.b2, eps=spec.eps
+        )
+    return optax.inject_hyperparams(_lbfgs_fixed_step, static_args=("memory_size",))(
+        learning_rate=learning_rate, memory_size=spec.memory
+    )
+
+
+def _features(params, image: jax.Array, layers, spec: LossSpec) -> dict[str, jax.Array]:
+    """VGG features of one (H, W, 3) image in [0, 1], each (h, w, C)."""
+    batch = preprocess(image, spec.mean_bgr)[None]
+    return {name: value[0] for name, value in vgg19_features(params, batch, layers, pooling=spec.pooling).items()}
+
+
+def _directions(channels: int, layer_index: int) -> jax.Array:
+    """Fixed random orthonormal (C, C) projection directions for the sliced Wasserstein loss."""
+    key = jax.random.fold_in(jax.random.key(1234), layer_index)
+    q, _ = jnp.linalg.qr(jax.random.normal(key, (channels, channels)))
+    return q
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def content_targets(params, content: jax.Array, spec: LossSpec) -> dict[str, jax.Array]:
+    """Content features of an (H, W, 3) image at ``spec.content_layers``."""
+    return _features(params, content, spec.content_layers, spec)
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "shape"))
+def style_targets(params, style: jax.Array, spec: LossSpec, shape: tuple[int, int]) -> dict[str, jax.Array]:
+    """Style statistics of one (h, w, 3) style image for an output of ``shape`` (H, W).
+
+    Gram matrices do not depend on the output size; sliced Wasserstein targets are resampled to
+    the number of positions each layer has at the output size (found by a shape-only trace).
+    """
+    features = _features(params, style, spec.style_layers, spec)
+    if spec.style_statistic == "gram":
+        return {name: losses.gram_matrix(value) for name, value in features.items()}
+    out_shapes = jax.eval_shape(
+        lambda: _features(params, jnp.zeros((*shape, 3), style.dtype), spec.style_layers, spec)
+    )
+    targets = {}
+    for index, (name, value) in enumerate(features.items()):
+        h, w, c = out_shapes[name].shape
+        targets[name] = losses.sorted_projections(value, _directions(c, index), h * w)
+    return targets
+
+
+def blend_style_targets(per_style: list[dict[str, jax.Array]], blend: tuple[float, ...]) -> dict[str, jax.Array]:
+    """Weighted mean of several styles' statistics (Grams; for sliced Wasserstein, the quantile
+    functions, whose weighted mean is the 1-D Wasserstein barycentre along each slice)."""
+    total = sum(blend)
+    return jax.tree.map(lambda *values: sum(w / total * v for w, v in zip(blend, values)), *per_style)
+
+
+def loss_terms(params, image: jax.Array, targets: Mapping[str, Any], spec: LossSpec) -> dict[str, jax.Array]:
+    """Weighted loss terms ``{"content", "style", "tv"}`` of one (H, W, 3) image."""
+    features = _features(params, image, (*spec.content_layers, *spec.style_layers), spec)
+    content = sum(
+        (losses.content_loss(features[name], targets["content"][name]) for name in spec.content_layers),
+        start=jnp.zeros((), image.dtype),
+    )
+    style = jnp.zeros((), image.dtype)
+    for index, (name, weight) in enumerate(zip(spec.style_layers, spec.style_layer_weights)):
+        target = targets["style"][name]
+        if spec.style_statistic == "gram":
+            term = losses.style_loss(features[name], target)
+        else:
+            term = losses.sliced_wasserstein_loss(features[name], _directions(target.shape[-1], index), target)
+        style = style + weight * term
+    return {
+        "content": spec.content_weight * content,
+        "style": spec.style_weight * style,
+        "tv": spec.tv_weight * losses.tv_loss(image, spec.tv_kind),
+    }
+
+
+def total_loss(params, image, targets, spec: LossSpec):
+    terms = loss_terms(params, image, targets, spec)
+    return sum(terms.values()), terms
+
+
+def step_fn(params, image, opt_state, targets, loss_spec: LossSpec, opt_spec: OptimizerSpec):
+    """One un-jitted optimisation step of one (H, W, 3) image; returns (image, opt_state, terms)."""
+    (total, terms), grad = jax.value_and_grad(total_loss, argnums=1, has_aux=True)(params, image, targets, loss_spec)
+    optimizer = make_optimizer(opt_spec, 1.0)  # the real learning rate is read from opt_state
+    updates, opt_state = optimizer.update(grad, opt_state, image)
+    image = optax.apply_updates(image, updates)
+    if opt_spec.clip:
+        image = jnp.clip(image, 0.0, 1.0)
+    return image, opt_state, {**terms, "total": total}
+
+
+TRACE_COUNT = {"step": 0}  # incremented at trace time only; tests use it to prove no retracing
+
+
+@functools.partial(
+    jax.jit, static_argnames=("loss_spec", "opt_spec", "steps", "batched"), donate_argnames=("image", "opt_state")
+)
+def run_steps(params, image, opt_state, targets, *, loss_spec, opt_spec, steps: int = 1, batched: bool = False):
+    """``steps`` optimisation steps in one dispatch; terms come back stacked per step.
+
+    With ``batched`` the image, optimiser state and targets["content"] carry a leading batch axis and
+    every image is optimised independently (``jax.vmap``); style targets are shared.
+    """
+    TRACE_COUNT["step"] += 1
+
+    def one(image, opt_state):
+        if not batched:
+            return step_fn(params, image, opt_state, targets, loss_spec, opt_spec)
+
+        def single(img, state, content):
+            return step_fn(params, img, state, {"content": content, "style": targets["style"]}, loss_spec, opt_spec)
+
+        return jax.vmap(single)(image, opt_state, targets["content"])
+
+    if steps == 1:
+        image, opt_state, terms = one(image, opt_state)
+        return image, opt_state, jax.tree.map(lambda t: t[None], terms)
+
+    def body(carry, _):
+        image, opt_state, terms = one(*carry)
+        return (image, opt_state), terms
+
+    (image, opt_state), terms = jax.lax.scan(body, (image, opt_state), length=steps)
+    return image, opt_state, terms
+
+
+def init_opt_state(image: jax.Array, opt_spec: OptimizerSpec, learning_rate: float, batched: bool = False):
+    optimizer = make_optimizer(opt_spec, learning_rate)
+    state = jax.vmap(optimizer.init)(image) if batched else optimizer.init(image)
+    # optax may hand out one zeros buffer for several leaves; donation needs distinct buffers.
+    return jax.tree.map(jnp.copy, state)
+
+
+def set_learning_rate(opt_state, learning_rate):
+    hyper = dict(opt_state.hyperparams)
+    hyper["learning_rate"] = jnp.full_like(hyper["learning_rate"], learning_rate)
+    return opt_state._replace(hyperparams=hyper)
+
+
+def learning_rate_of(opt_state) -> float:
+    return float(np.asarray(opt_state.hyperparams["learning_rate"]).reshape(-1)[0])
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What the driver tells its callback every ``report_every`` iterations."""
+
+    iteration: int  # iterations done at this scale
+    iterations: int  # iterations planned at this scale
+    losses: dict[str, np.ndarray]  # per-term losses of the iterations since the last report, (n,) or (n, B)
+    elapsed: float  # seconds at this scale
+    learning_rate: float
+    recovered: bool  # a NaN/inf was met and the run stepped back with a lower learning rate
+    image: Callable[[], np.ndarray]  # fetches the current image(s) from the device on demand
+
+
+class RunResult(NamedTuple):
+    image: jax.Array
+    history: dict[str, np.ndarray]
+
+
+@dataclass
+class _Checkpoint:
+    image: jax.Array
+    opt_state: Any
+    iteration: int
+    history: dict[str, list] = field(default_factory=dict)
+
+
+def optimise(
+    params,
+    image: jax.Array,
+    targets: Mapping[str, Any],
+    config: StyleConfig,
+    loss_spec: LossSpec,
+    *,
+    batched: bool = False,
+    callback: Callable[[StepReport], None] | None = None,
+) -> RunResult:
+    """Run ``config.iterations`` steps from ``image``; returns the final image and per-term history."""
+    opt_spec = OptimizerSpec.from_config(config)
+    learning_rate = config.resolved_learning_rate
+    opt_state = init_opt_state(image, opt_spec, learning_rate, batched)
+    per_dispatch = config.steps_per_dispatch
+    report_every = max(config.report_every, per_dispatch)
+    history: dict[str, list] = {}
+    # The starting point is a safe place to return to; copied because the step donates its buffers.
+    good = _Checkpoint(jnp.copy(image), jax.tree.map(jnp.copy, opt_state), 0)
+    pending: list[dict[str, jax.Array]] = []
+    done, recoveries, start = 0, 0, time.perf_counter()
+    while done < config.iterations:
+        steps = min(per_dispatch, config.iterations - done)
+        image, opt_state, terms = run_steps(
+            params, image, opt_state, targets, loss_spec=loss_spec, opt_spec=opt_spec, steps=steps, batched=batched
+        )
+        pending.append(terms)
+        done += steps
+        if done % report_every and done < config.iterations:
+            continue
+        fetched = {k: np.concatenate([np.asarray(t[k]) for t in pending]) for k in pending[0]}
+        pending.clear()
+        recovered = not all(np.all(np.isfinite(v)) for v in fetched.values())
+        if recovered:
+            recoveries += 1
+            if recoveries > MAX_RECOVERIES:
+                raise NumericalError(
+                    f"the loss became NaN/inf {recoveries} times even at learning rate {learning_rate:.3g}; "
+                    "try lower style/content weights or --optimizer adam"
+                )
+            learning_rate /= 2
+            image, done = jnp.copy(good.image), good.iteration
+            opt_state = set_learning_rate(jax.tree.map(jnp.copy, good.opt_state), learning_rate)
+            history = {k: list(v) for k, v in good.history.items()}
+        else:
+            for key, values in fetched.items():
+                history.setdefault(key, []).extend(values)
+            good = _Checkpoint(jnp.copy(image), jax.tree.map(jnp.copy, opt_state), done, {k: list(v) for k, v in history.items()})
+        if callback is not None:
+            snapshot = good.image  # a copy: `image` itself is donated to the next step
+            callback(
+                StepReport(
+                    iteration=done,
+                    iterations=config.iterations,
+                    losses=fetched,
+                    elapsed=time.perf_counter() - start,
+                    learning_rate=learning_rate,
+                    recovered=recovered,
+                    image=lambda snapshot=snapshot: np.asarray(jnp.clip(snapshot, 0.0, 1.0)),
+                )
+            )
+    return RunResult(jnp.clip(image, 0.0, 1.0), {k: np.asarray(v) for k, v in history.items()})
