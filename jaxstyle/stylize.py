@@ -46,7 +46,7 @@ def scale_sizes(shape: tuple[int, int], config: StyleConfig) -> list[tuple[int, 
     """Output (H, W) of every scale, coarse to fine, growing by sqrt(2) up to ``config.max_size``."""
     if config.multiscale_min is None:
         return [fit_long_side(shape, config.max_size)]
-    count = max(1, math.ceil(math.log(config.max_size / config.multiscale_min, math.sqrt(2)) - 1e-9) + 1)
+    count = math.floor(math.log(config.max_size / config.multiscale_min, math.sqrt(2)) + 1e-9) + 1
     sides = [config.max_size / math.sqrt(2) ** (count - 1 - i) for i in range(count)]
     return [fit_long_side(shape, round(side)) for side in sides]
 

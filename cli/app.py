@@ -1,0 +1,84 @@
+"""The `jaxstyle` command: a thin Typer app over the library.
+
+Every command maps library errors (`jaxstyle.errors`) to one line on stderr and a distinct exit
+code; `main` does the same for command-line usage errors, so no input ever ends in a traceback
+unless --verbose asks for one.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from .color_cmd import color_command
+from .common import EXIT_INTERNAL, EXIT_INTERRUPTED, VERBOSITY, configure_logging, stderr
+from .stylize_cmd import demo_command, stylize_command
+from .weights_cmd import app as weights_app
+
+app = typer.Typer(
+    name="jaxstyle",
+    help="Neural style transfer (Gatys et al.) in JAX, with KNN colour transfer. Runs offline on CPU, GPU or TPU.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("stylize", no_args_is_help=True)(stylize_command)
+app.command("color", no_args_is_help=True)(color_command)
+app.command("demo")(demo_command)
+app.add_typer(weights_app, name="weights")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from jaxstyle import __version__
+
+        typer.echo(f"jaxstyle {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging; tracebacks on errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors; no progress bars.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Neural style transfer in JAX."""
+    VERBOSITY.verbose, VERBOSITY.quiet = verbose, quiet and not verbose
+    configure_logging()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: run the app, turning usage errors into one line and exit code 2."""
+    from typer._click import exceptions as click_exceptions
+
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="jaxstyle", standalone_mode=False)
+    except click_exceptions.NoArgsIsHelpError as error:
+        stderr.print(error.ctx.get_help() if error.ctx else str(error), markup=False)
+        return 0
+    except click_exceptions.UsageError as error:
+        hint = f" (see 'jaxstyle {error.ctx.command_path.partition(' ')[2]} --help')" if error.ctx else ""
+        stderr.print(f"error: {error.format_message()}{hint}".replace("  ", " "), markup=False, soft_wrap=True)
+        return 2
+    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C outside a command's own handling
+        stderr.print("interrupted", markup=False)
+        return EXIT_INTERRUPTED
+    except typer.Exit as exit_:
+        return exit_.exit_code
+    except SystemExit:  # e.g. rich's exit on a closed pipe (`jaxstyle ... | head`)
+        raise
+    except Exception as error:  # noqa: BLE001 - never a bare traceback unless asked for
+        if VERBOSITY.verbose:
+            raise
+        stderr.print(f"error: internal error ({type(error).__name__}: {error}); run with --verbose", markup=False)
+        return EXIT_INTERNAL
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""What every command shares: consoles, verbosity, error mapping, progress bars, number checks."""
+
+from __future__ import annotations
+
+import logging
+import math
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from jaxstyle.errors import JaxstyleError, UsageError
+
+EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 70
+
+stderr = Console(stderr=True, highlight=False)
+
+
+@dataclass
+class Verbosity:
+    verbose: bool = False
+    quiet: bool = False
+
+
+VERBOSITY = Verbosity()
+
+
+def configure_logging() -> None:
+    level = logging.DEBUG if VERBOSITY.verbose else logging.WARNING if not VERBOSITY.quiet else logging.ERROR
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("jaxstyle").setLevel(level)
+
+
+def say(message: str) -> None:
+    """A status line on stderr unless --quiet (stdout is kept for data such as JSON)."""
+    if not VERBOSITY.quiet:
+        stderr.print(message, markup=False)
+
+
+def fail(error: BaseException, code: int) -> typer.Exit:
+    """Print one line (or the traceback with --verbose) and return the Exit to raise."""
+    if VERBOSITY.verbose:
+        stderr.print("".join(traceback.format_exception(error)), markup=False, end="")
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    stderr.print(f"error: {message}", markup=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn library errors into one line and the error's exit code; internal errors into code 70."""
+    try:
+        yield
+    except JaxstyleError as error:
+        raise fail(error, error.exit_code) from None
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except MemoryError:
+        raise fail(MemoryError("out of memory; try a smaller --max-size"), EXIT_INTERNAL) from None
+    except Exception as error:  # noqa: BLE001 - a last line of defence against tracebacks
+        wrapped = RuntimeError(f"internal error ({type(error).__name__}: {error}); run with --verbose for details")
+        wrapped.__cause__ = error
+        raise fail(wrapped if not VERBOSITY.verbose else error, EXIT_INTERNAL) from None
+
+
+def finite(value: float | None, name: str, *, minimum: float = 0.0, strict: bool = False) -> float | None:
+    """Check a numeric option: finite and >= minimum (> minimum when strict)."""
+    if value is None:
+        return None
+    if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+        relation = ">" if strict else ">="
+        raise UsageError(f"{name} must be a finite number {relation} {minimum:g}, got {value}")
+    return value
+
+
+def float_list(text: str | None, name: str) -> tuple[float, ...] | None:
+    """Parse '0.7,0.3' or '0.7 0.3' into finite non-negative floats."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(part) for part in text.replace(",", " ").split())
+    except ValueError:
+        raise UsageError(f"{name} must be numbers separated by commas, got {text!r}") from None
+    if not values:
+        raise UsageError(f"{name} is empty")
+    for value in values:
+        finite(value, name)
+    return values
+
+
+def progress_bar(transient: bool = False) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=transient,
+        disable=VERBOSITY.quiet,
+    )
