@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from .bench_cmd import bench_command
 from .color_cmd import color_command
 from .common import EXIT_INTERNAL, EXIT_INTERRUPTED, VERBOSITY, configure_logging, stderr
 from .stylize_cmd import demo_command, stylize_command
@@ -27,6 +28,7 @@ app = typer.Typer(
 app.command("stylize", no_args_is_help=True)(stylize_command)
 app.command("color", no_args_is_help=True)(color_command)
 app.command("demo")(demo_command)
+app.command("bench")(bench_command)
 app.add_typer(weights_app, name="weights")
 
 

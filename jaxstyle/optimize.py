@@ -54,6 +54,7 @@ class LossSpec:
     tv_kind: str
     pooling: str
     mean_bgr: tuple[float, float, float] = KERAS_MEAN_BGR
+    precision: str = "float32"
 
     @classmethod
     def from_config(cls, config: StyleConfig, mean_bgr=KERAS_MEAN_BGR) -> LossSpec:
@@ -69,6 +70,7 @@ class LossSpec:
             tv_kind=config.tv_kind,
             pooling=config.pooling,
             mean_bgr=tuple(float(v) for v in mean_bgr),
+            precision=config.precision,
         )
 
 
@@ -112,9 +114,10 @@ def make_optimizer(spec: OptimizerSpec, learning_rate: float) -> optax.GradientT
 
 
 def _features(params, image: jax.Array, layers, spec: LossSpec) -> dict[str, jax.Array]:
-    """VGG features of one (H, W, 3) image in [0, 1], each (h, w, C)."""
-    batch = preprocess(image, spec.mean_bgr)[None]
-    return {name: value[0] for name, value in vgg19_features(params, batch, layers, pooling=spec.pooling).items()}
+    """VGG features of one (H, W, 3) image in [0, 1], each (h, w, C), float32 whatever the precision."""
+    batch = preprocess(image, spec.mean_bgr)[None].astype(spec.precision)
+    features = vgg19_features(params, batch, layers, pooling=spec.pooling)
+    return {name: value[0].astype(jnp.float32) for name, value in features.items()}
 
 
 def _directions(channels: int, layer_index: int) -> jax.Array:

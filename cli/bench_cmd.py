@@ -1,0 +1,117 @@
+"""`jaxstyle bench`: time the optimisation step on the available accelerator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jaxstyle.errors import UsageError
+
+from .common import progress_bar, say, user_errors
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    """'512' -> (512, 512); '384x512' -> (384, 512) as height x width."""
+    parts = text.lower().split("x")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 16:
+        raise UsageError(f"size {text!r} must be N or HxW with sides >= 16, e.g. 512 or 384x512")
+    return values  # type: ignore[return-value]
+
+
+def _split(values: list[str]) -> list[str]:
+    return [part for value in values for part in value.replace(",", " ").split()]
+
+
+def bench_command(
+    sizes: Annotated[list[str], typer.Option("--size", help="HxW or N; repeat or comma-separate.")] = ["256", "384x512"],  # noqa: B006
+    batches: Annotated[list[str], typer.Option("--batch", help="Batch sizes.")] = ["1"],  # noqa: B006
+    optimizers: Annotated[list[str], typer.Option("--optimizer", help="adam and/or lbfgs.")] = ["adam", "lbfgs"],  # noqa: B006
+    precisions: Annotated[list[str], typer.Option("--precision", help="float32 and/or bfloat16.")] = ["float32"],  # noqa: B006
+    steps: Annotated[int, typer.Option(help="Timed steps per case (median reported).")] = 10,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON ('-' for stdout).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="VGG19 weights. [default: embedded]")] = None,
+) -> None:
+    """Benchmark the stylization step: ms/step, images/s, GFLOP/s, % of measured GEMM peak, compile time, memory.
+
+    Runs on the default JAX backend (CPU, GPU or TPU). The FLOP model counts the 13 convolutions up
+    to block5_conv1 and the 5 Gram matrices, forward and image-gradient backward (2x forward).
+
+    Examples:
+
+      jaxstyle bench
+
+      jaxstyle bench --size 512 --batch 1,2,4,8 --optimizer adam --json results.json
+
+      jaxstyle bench --size 384x512 --precision float32,bfloat16
+    """
+    import jax
+    from rich.console import Console
+    from rich.table import Table
+
+    from jaxstyle.bench import BenchCase, measure_peak_gflops, run_case
+
+    from .stylize_cmd import load_weights_option
+
+    with user_errors():
+        if steps < 1:
+            raise UsageError(f"--steps must be at least 1, got {steps}")
+        shapes = [_parse_size(s) for s in _split(sizes)]
+        try:
+            batch_sizes = [int(b) for b in _split(batches)]
+        except ValueError:
+            raise UsageError(f"--batch must be integers, got {batches}") from None
+        if not batch_sizes or min(batch_sizes) < 1:
+            raise UsageError("--batch sizes must be at least 1")
+        for name, values, allowed in (
+            ("--optimizer", _split(optimizers), ("adam", "lbfgs")),
+            ("--precision", _split(precisions), ("float32", "bfloat16")),
+        ):
+            for value in values:
+                if value not in allowed:
+                    raise UsageError(f"{name} {value!r} is not one of {', '.join(allowed)}")
+        params = jax.device_put(load_weights_option(weights).params)
+        cases = sorted(
+            (
+                BenchCase(h, w, b, o, p)
+                for (h, w) in shapes
+                for b in batch_sizes
+                for o in _split(optimizers)
+                for p in _split(precisions)
+            ),
+            key=lambda c: (c.height * c.width * c.batch, c.optimizer, c.precision),
+        )
+        say(f"backend {jax.default_backend()}: {jax.devices()[0]}; measuring GEMM peak ...")
+        peak = measure_peak_gflops()
+        results = []
+        with progress_bar(transient=True) as bar:
+            task = bar.add_task("bench", total=len(cases), status="")
+            for case in cases:
+                bar.update(task, status=f"{case.height}x{case.width} x{case.batch} {case.optimizer} {case.precision}")
+                results.append(run_case(case, params, steps=steps, peak_gflops=peak))
+                bar.advance(task)
+    table = Table(title=f"jaxstyle bench: {results[0].backend} ({results[0].device}), GEMM peak {peak:.0f} GFLOP/s")
+    for column in ("size", "batch", "optimizer", "precision", "ms/step", "images/s", "GFLOP/s", "% peak", "compile s", "peak MB"):
+        table.add_column(column, justify="right")
+    for r in results:
+        c = r.case
+        table.add_row(
+            f"{c.height}x{c.width}", str(c.batch), c.optimizer, c.precision, f"{r.step_ms:.1f}", f"{r.images_per_s:.2f}",
+            f"{r.gflops:.0f}", f"{r.percent_of_peak:.0f}", f"{r.compile_s:.2f}", f"{r.peak_memory_mb:.0f}",
+        )
+    Console(stderr=json_path is not None and str(json_path) == "-").print(table)
+    if json_path is not None:
+        payload = json.dumps({"gemm_peak_gflops": peak, "results": [r.as_dict() for r in results]}, indent=2)
+        if str(json_path) == "-":
+            typer.echo(payload)
+        else:
+            Path(json_path).write_text(payload)
+            say(f"wrote {json_path}")

@@ -1,0 +1,165 @@
+"""Benchmark the optimisation step on whatever backend JAX runs on (CPU, GPU, TPU).
+
+The benchmarked step is the one `jaxstyle.stylize` runs: VGG19 forward through the deepest loss
+layer (relu5_1), content loss on relu4_2, Gram style losses on relu1_1..relu5_1, TV, the gradient
+with respect to the image only, and the optimiser update.
+
+FLOP model (same as shared/perf/README.md, so figures compare): forward conv FLOPs
+``sum 2 H W Cin Cout 9`` over the 13 convolutions up to block5_conv1, plus ``2 H W C^2`` per Gram.
+The backward pass needs only the gradient with respect to the image (the weights are constants),
+one transposed convolution per convolution, so a step is 2x the forward FLOPs.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxstyle.config import StyleConfig
+from jaxstyle.optimize import (
+    TRACE_COUNT,
+    LossSpec,
+    OptimizerSpec,
+    blend_style_targets,
+    content_targets,
+    init_opt_state,
+    run_steps,
+    style_targets,
+)
+from jaxstyle.vgg import CONV_SHAPES
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    height: int
+    width: int
+    batch: int = 1
+    optimizer: str = "adam"
+    precision: str = "float32"
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    case: BenchCase
+    backend: str
+    device: str
+    compile_s: float
+    step_ms: float  # median wall time of one step of the whole batch
+    images_per_s: float
+    gflop_per_step: float
+    gflops: float  # achieved
+    percent_of_peak: float | None
+    peak_memory_mb: float | None  # device peak (GPU/TPU) or process peak RSS (CPU)
+    final_loss: float
+    retraced: bool
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "case": asdict(self.case)}
+
+
+def step_gflop(height: int, width: int) -> float:
+    """GFLOP of one step of one image under the module's FLOP model."""
+    flops, h, w = 0.0, height, width
+    for layer, (_, _, cin, cout) in CONV_SHAPES.items():
+        if layer == "block5_conv2":
+            break
+        block = int(layer[5])
+        scale = 2 ** (block - 1)
+        h, w = height // scale, width // scale
+        flops += 2 * h * w * cin * cout * 9
+        if layer.endswith("_conv1"):
+            flops += 2 * h * w * cout * cout  # Gram of reluN_1
+    return 2 * flops / 1e9
+
+
+def measure_peak_gflops(size: int | None = None, repeats: int = 5) -> float:
+    """Achieved float32 GEMM GFLOP/s of this backend: the practical ceiling for convolutions."""
+    size = size or (2048 if jax.default_backend() == "cpu" else 8192)
+    a = jnp.ones((size, size), jnp.float32)
+    matmul = jax.jit(lambda x, y: x @ y)
+    matmul(a, a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, a).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def _peak_memory_mb() -> float | None:
+    device = jax.devices()[0]
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "peak_bytes_in_use" in stats:
+        return stats["peak_bytes_in_use"] / 2**20
+    # ru_maxrss is in KiB on Linux, bytes on macOS.
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def run_case(
+    case: BenchCase,
+    params,
+    *,
+    steps: int = 10,
+    warmup: int = 2,
+    peak_gflops: float | None = None,
+    seed: int = 0,
+) -> BenchResult:
+    """Compile and time ``steps`` optimisation steps of one case (random content and style images)."""
+    rng = np.random.default_rng(seed)
+    config = StyleConfig(optimizer=case.optimizer, precision=case.precision, iterations=steps)
+    loss_spec = LossSpec.from_config(config)
+    opt_spec = OptimizerSpec.from_config(config)
+    shape = (case.height, case.width)
+    contents = jnp.asarray(rng.uniform(size=(case.batch, *shape, 3)), jnp.float32)
+    style = jnp.asarray(rng.uniform(size=(*shape, 3)), jnp.float32)
+    targets = {
+        "content": jax.vmap(lambda c: content_targets(params, c, loss_spec))(contents),
+        "style": blend_style_targets([style_targets(params, style, loss_spec, shape)], (1.0,)),
+    }
+    image = jnp.copy(contents)
+    opt_state = init_opt_state(image, opt_spec, config.resolved_learning_rate, batched=True)
+    step: Callable = lambda image, state: run_steps(  # noqa: E731
+        params, image, state, targets, loss_spec=loss_spec, opt_spec=opt_spec, batched=True
+    )
+
+    start = time.perf_counter()
+    compiled_traces = TRACE_COUNT["step"]
+    image, opt_state, terms = step(image, opt_state)
+    jax.block_until_ready(image)
+    compile_s = time.perf_counter() - start
+    traces_after_compile = TRACE_COUNT["step"]
+    for _ in range(max(0, warmup - 1)):
+        image, opt_state, terms = step(image, opt_state)
+    jax.block_until_ready(image)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        image, opt_state, terms = step(image, opt_state)
+        jax.block_until_ready(image)
+        times.append(time.perf_counter() - start)
+    seconds = float(np.median(times))
+    gflop = step_gflop(*shape) * case.batch
+    gflops = gflop / seconds
+    device = jax.devices()[0]
+    return BenchResult(
+        case=case,
+        backend=jax.default_backend(),
+        device=getattr(device, "device_kind", str(device)),
+        compile_s=compile_s - seconds,  # first call = compile + one step
+        step_ms=seconds * 1e3,
+        images_per_s=case.batch / seconds,
+        gflop_per_step=gflop,
+        gflops=gflops,
+        percent_of_peak=100 * gflops / peak_gflops if peak_gflops else None,
+        peak_memory_mb=_peak_memory_mb(),
+        final_loss=float(np.mean(np.asarray(terms["total"]))),
+        retraced=TRACE_COUNT["step"] != traces_after_compile or traces_after_compile - compiled_traces > 1,
+    )
