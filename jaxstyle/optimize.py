@@ -208,7 +208,8 @@ def run_steps(params, image, opt_state, targets, *, loss_spec, opt_spec, steps: 
     """``steps`` optimisation steps in one dispatch; terms come back stacked per step.
 
     With ``batched`` the image, optimiser state and targets["content"] carry a leading batch axis and
-    every image is optimised independently (``jax.vmap``); style targets are shared.
+    every image is optimised independently (``jax.vmap``); style targets are shared, or per image
+    (leading batch axis) when passed as ``targets["style_per_image"]`` instead of ``targets["style"]``.
     """
     TRACE_COUNT["step"] += 1
 
@@ -216,10 +217,15 @@ def run_steps(params, image, opt_state, targets, *, loss_spec, opt_spec, steps: 
         if not batched:
             return step_fn(params, image, opt_state, targets, loss_spec, opt_spec)
 
-        def single(img, state, content):
-            return step_fn(params, img, state, {"content": content, "style": targets["style"]}, loss_spec, opt_spec)
+        # Style targets are shared (no batch axis) unless given as targets["style_per_image"] with a
+        # leading batch axis: colour-preserving modes recolour the style for every content image.
+        per_image = "style_per_image" in targets
+        style = targets["style_per_image"] if per_image else targets["style"]
 
-        return jax.vmap(single)(image, opt_state, targets["content"])
+        def single(img, state, content, style):
+            return step_fn(params, img, state, {"content": content, "style": style}, loss_spec, opt_spec)
+
+        return jax.vmap(single, in_axes=(0, 0, 0, 0 if per_image else None))(image, opt_state, targets["content"], style)
 
     if steps == 1:
         image, opt_state, terms = one(image, opt_state)

@@ -96,13 +96,13 @@ def canonical_layer(name: str) -> str:
 
 def preprocess(image: jax.Array, mean_bgr: Iterable[float] = KERAS_MEAN_BGR) -> jax.Array:
     """RGB in [0, 1], (..., H, W, 3) -> mean-subtracted BGR in 0..255, as Keras ``vgg19.preprocess_input``."""
-    mean = jnp.asarray(tuple(mean_bgr), dtype=image.dtype)
+    mean = jnp.asarray(tuple(mean_bgr), dtype=image.dtype).reshape((1,) * (image.ndim - 1) + (3,))
     return image[..., ::-1] * 255.0 - mean
 
 
 def deprocess(features: jax.Array, mean_bgr: Iterable[float] = KERAS_MEAN_BGR) -> jax.Array:
     """Inverse of `preprocess` (no clipping): mean-subtracted BGR 0..255 -> RGB in [0, 1]."""
-    mean = jnp.asarray(tuple(mean_bgr), dtype=features.dtype)
+    mean = jnp.asarray(tuple(mean_bgr), dtype=features.dtype).reshape((1,) * (features.ndim - 1) + (3,))
     return ((features + mean) / 255.0)[..., ::-1]
 
 
@@ -111,7 +111,7 @@ def _conv(x: jax.Array, layer: Mapping[str, jax.Array]) -> jax.Array:
     y = jax.lax.conv_general_dilated(
         x, kernel, window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
-    return y + layer["bias"].astype(x.dtype)
+    return y + layer["bias"].astype(x.dtype).reshape(1, 1, 1, -1)
 
 
 def _pool(x: jax.Array, pooling: Pooling) -> jax.Array:

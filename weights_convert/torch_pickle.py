@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import io
 import pickle
+import pickletools
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -28,6 +30,8 @@ from jaxstyle.errors import WeightsError
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
+# No tensor in a VGG19 file comes near this; it stops a crafted view from allocating terabytes.
+_MAX_ELEMENTS = 1 << 28
 
 # torch's typed storage classes and the numpy dtype of their elements (little-endian).
 _STORAGE_DTYPES = {
@@ -43,24 +47,33 @@ _STORAGE_DTYPES = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _StorageType:
     dtype: np.dtype
 
+    def __setstate__(self, state):  # a BUILD opcode must not rewrite a checked reference
+        raise WeightsError("the pickle tries to modify a tensor reference")
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class _StorageRef:
     key: str
     dtype: np.dtype
     numel: int
 
+    def __setstate__(self, state):  # a BUILD opcode must not rewrite a checked reference
+        raise WeightsError("the pickle tries to modify a tensor reference")
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class _TensorRef:
     storage: _StorageRef
     offset: int
     shape: tuple[int, ...]
     strides: tuple[int, ...]
+
+    def __setstate__(self, state):  # a BUILD opcode must not rewrite a checked reference
+        raise WeightsError("the pickle tries to modify a tensor reference")
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored) -> _TensorRef:
@@ -73,14 +86,27 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored) -> _Tensor
         raise WeightsError("tensor has a malformed size or stride") from None
     if len(shape) != len(strides) or offset < 0 or any(v < 0 for v in shape + strides):
         raise WeightsError("tensor has a malformed size or stride")
-    last = offset + sum((n - 1) * s for n, s in zip(shape, strides) if n > 0)
-    if all(shape) and last >= storage.numel:
-        raise WeightsError(f"tensor view reaches element {last} of a storage with {storage.numel}")
+    _check_view(shape, strides, offset, storage.numel)
     return _TensorRef(storage, offset, shape, strides)
 
 
+def _check_view(shape: tuple[int, ...], strides: tuple[int, ...], offset: int, numel: int) -> None:
+    if int(np.prod(shape, dtype=np.float64)) > _MAX_ELEMENTS:
+        raise WeightsError(f"tensor of shape {list(shape)} is implausibly large")
+    last = offset + sum((n - 1) * s for n, s in zip(shape, strides) if n > 0)
+    if all(shape) and last >= numel:
+        raise WeightsError(f"tensor view reaches element {last} of a storage with {numel}")
+
+
+class _StateDict(dict):
+    """Stand-in for OrderedDict: ``torch.save(state_dict)`` sets a ``_metadata`` attribute we ignore."""
+
+    def __setstate__(self, state) -> None:
+        pass
+
+
 def _ordered_dict(*args):
-    return dict(*args)
+    return _StateDict(*args)
 
 
 _ALLOWED: dict[tuple[str, str], Any] = {
@@ -114,11 +140,34 @@ class _RestrictedUnpickler(pickle.Unpickler):
             raise WeightsError(f"{self._source}: unsupported storage type in the pickle")
         key = key.decode() if isinstance(key, bytes) else str(key)
         ref = _StorageRef(key, storage_type.dtype, int(numel))
-        self.storages[key] = ref
+        if self.storages.setdefault(key, ref) != ref:
+            raise WeightsError(f"{self._source}: storage {key} is declared twice with different types or sizes")
+        if ref.numel < 0 or ref.numel > _MAX_ELEMENTS:
+            raise WeightsError(f"{self._source}: storage {key} declares an implausible {ref.numel} elements")
         return ref
 
 
+def _check_memo(stream: BinaryIO, source: str) -> None:
+    """Refuse memo indices beyond the opcode count before unpickling.
+
+    CPython's C unpickler sizes its memo table from the largest index it sees, so a 1 kB pickle
+    with ``LONG_BINPUT 2**31`` would allocate tens of GB. A genuine pickle never needs more memo
+    slots than it has opcodes.
+    """
+    start = stream.tell()
+    try:
+        for count, (opcode, arg, _) in enumerate(pickletools.genops(stream)):
+            if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and int(arg) > count:
+                raise WeightsError(f"{source}: corrupt pickle (memo index {arg} out of range)")
+    except WeightsError:
+        raise
+    except Exception as error:  # genops raises ValueError and friends on garbage
+        raise WeightsError(f"{source}: corrupt pickle ({type(error).__name__}: {error})") from None
+    stream.seek(start)
+
+
 def _unpickle(stream: BinaryIO, source: str) -> tuple[Any, dict[str, _StorageRef]]:
+    _check_memo(stream, source)
     unpickler = _RestrictedUnpickler(stream, source)
     try:
         obj = unpickler.load()
@@ -134,18 +183,27 @@ def _plain_pickle(stream: BinaryIO, source: str) -> Any:
     return _unpickle(stream, source)[0]
 
 
-def _materialise(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
+def _materialise(obj: Any, arrays: dict[str, np.ndarray], source: str) -> Any:
+    try:
+        return _materialise_tree(obj, arrays)
+    except RecursionError:
+        raise WeightsError(f"{source}: object is nested too deeply") from None
+
+
+def _materialise_tree(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
     if isinstance(obj, _TensorRef):
         flat = arrays[obj.storage.key]
+        # Checked again against the bytes actually read, whatever the pickle declared.
+        _check_view(obj.shape, obj.strides, obj.offset, len(flat))
         itemsize = flat.dtype.itemsize
         view = np.lib.stride_tricks.as_strided(
             flat[obj.offset :], shape=obj.shape, strides=tuple(s * itemsize for s in obj.strides), writeable=False
         )
         return np.array(view)
     if isinstance(obj, dict):
-        return {key: _materialise(value, arrays) for key, value in obj.items()}
+        return {key: _materialise_tree(value, arrays) for key, value in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_materialise(value, arrays) for value in obj)
+        return type(obj)(_materialise_tree(value, arrays) for value in obj)
     return obj
 
 
@@ -156,7 +214,7 @@ def _read_exact(stream: BinaryIO, count: int, source: str) -> bytes:
     return data
 
 
-def _load_legacy(stream: BinaryIO, source: str) -> Any:
+def _load_legacy(stream: BinaryIO, source: str, size: int) -> Any:
     if _plain_pickle(stream, source) != _LEGACY_MAGIC:
         raise WeightsError(f"{source}: not a torch.save file (bad magic number)")
     if _plain_pickle(stream, source) != _LEGACY_PROTOCOL:
@@ -174,8 +232,10 @@ def _load_legacy(stream: BinaryIO, source: str) -> Any:
         (numel,) = struct.unpack("<q", _read_exact(stream, 8, source))
         if numel != ref.numel:
             raise WeightsError(f"{source}: storage {key} holds {numel} elements, expected {ref.numel}")
+        if numel * ref.dtype.itemsize > size - stream.tell():
+            raise WeightsError(f"{source}: file is truncated")
         arrays[key] = np.frombuffer(_read_exact(stream, numel * ref.dtype.itemsize, source), dtype=ref.dtype)
-    return _materialise(obj, arrays)
+    return _materialise(obj, arrays, source)
 
 
 def _load_zip(path: Path, source: str) -> Any:
@@ -194,13 +254,18 @@ def _load_zip(path: Path, source: str) -> Any:
                 member = f"{root}data/{key}"
                 if member not in names:
                     raise WeightsError(f"{source}: storage {member} is missing from the archive")
-                data = archive.read(member)
-                if len(data) < ref.numel * ref.dtype.itemsize:
+                wanted = ref.numel * ref.dtype.itemsize
+                if archive.getinfo(member).file_size < wanted:
                     raise WeightsError(f"{source}: storage {member} is truncated")
-                arrays[key] = np.frombuffer(data[: ref.numel * ref.dtype.itemsize], dtype=ref.dtype)
-    except (zipfile.BadZipFile, EOFError, OSError) as error:
-        raise WeightsError(f"{source}: corrupt zip archive ({error})") from None
-    return _materialise(obj, arrays)
+                with archive.open(member) as stream:
+                    data = stream.read(wanted)
+                if len(data) < wanted:
+                    raise WeightsError(f"{source}: storage {member} is truncated")
+                arrays[key] = np.frombuffer(data, dtype=ref.dtype)
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error, RuntimeError, NotImplementedError, ValueError) as error:
+        # zipfile reports corrupt deflate data, encryption and unknown methods with these types.
+        raise WeightsError(f"{source}: corrupt zip archive ({type(error).__name__}: {error})") from None
+    return _materialise(obj, arrays, source)
 
 
 def load_torch_file(path: str | Path) -> Any:
@@ -212,5 +277,5 @@ def load_torch_file(path: str | Path) -> Any:
     if zipfile.is_zipfile(path):
         return _load_zip(path, source)
     with open(path, "rb") as stream:
-        return _load_legacy(stream, source)
+        return _load_legacy(stream, source, path.stat().st_size)
 
