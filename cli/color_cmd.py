@@ -34,16 +34,17 @@ def color_command(
 
       jaxstyle color photo.jpg a.jpg b.jpg -o out.jpg --neighbors 8 --patch-size 5
     """
-    from jaxstyle.color_knn import KNNColorTransfer
+    from jaxstyle.color_knn import KNNColorTransfer, check_params
     from jaxstyle.image import check_output_path, load_image, save_image
 
     with user_errors():
         if not 1 <= quality <= 100:
             raise UsageError(f"--quality must be between 1 and 100, got {quality}")
-        output = check_output_path(output, overwrite=overwrite, inputs=[content, *styles])
+        check_params(n_neighbors=neighbors, patch_size=patch_size, max_train=max_train)
         model = KNNColorTransfer(n_neighbors=neighbors, patch_size=patch_size, max_train=max_train, random_state=seed)
         content_image = load_image(content, min_side=1)
         style_images = [load_image(path, min_side=1).rgb for path in styles]
+        output = check_output_path(output, overwrite=overwrite, inputs=[content, *styles])
         with progress_bar() as bar:
             task = bar.add_task("colour", total=None, status="learning")
             model.fit(style_images)

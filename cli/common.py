@@ -39,7 +39,7 @@ def configure_logging() -> None:
 def say(message: str) -> None:
     """A status line on stderr unless --quiet (stdout is kept for data such as JSON)."""
     if not VERBOSITY.quiet:
-        stderr.print(message, markup=False)
+        stderr.print(message, markup=False, soft_wrap=True)
 
 
 def fail(error: BaseException, code: int) -> typer.Exit:
@@ -104,5 +104,6 @@ def progress_bar(transient: bool = False) -> Progress:
         TimeRemainingColumn(),
         console=stderr,
         transient=transient,
-        disable=VERBOSITY.quiet,
+        # Off a terminal (logs, CI) a bar would only leave its last frame behind.
+        disable=VERBOSITY.quiet or not stderr.is_terminal,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 from importlib import resources
 from pathlib import Path
@@ -14,7 +15,8 @@ import numpy as np
 import typer
 
 from jaxstyle.config import PRESETS, StyleConfig, preset
-from jaxstyle.errors import UsageError
+from jaxstyle.atomic import atomic_write_text
+from jaxstyle.errors import OutputError, UsageError
 
 from .common import EXIT_INTERRUPTED, float_list, progress_bar, say, user_errors
 
@@ -62,6 +64,24 @@ def run_record(config: StyleConfig, content: Path, styles: list[Path], blend, we
     }
 
 
+def check_history_path(path: Path, *, overwrite: bool, taken: list[Path]) -> Path:
+    """The --history JSON file: not an input or the image output, not existing unless --overwrite."""
+    resolved = Path(path).resolve()
+    if any(resolved == Path(other).resolve() for other in taken):
+        raise UsageError(f"--history {path} is the same file as an input or the output")
+    if resolved.is_dir():
+        raise OutputError(f"--history {path} is a directory")
+    if resolved.exists() and not overwrite:
+        raise OutputError(f"--history {path} exists; pass --overwrite to replace it")
+    try:
+        resolved.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot create the folder for --history {path}: {error.strerror}") from None
+    if not os.access(resolved.parent, os.W_OK):
+        raise OutputError(f"cannot write --history {path}: folder not writable")
+    return resolved
+
+
 def interrupted_path(output: Path) -> Path:
     """A free name next to the output for the image saved on Ctrl-C."""
     candidate = output.with_name(f"{output.stem}.interrupted{output.suffix}")
@@ -95,20 +115,16 @@ def run_stylize(
     jpeg_quality: int,
 ) -> None:
     from jaxstyle.image import check_output_path, load_image, resize_to, save_image
-    from jaxstyle.stylize import stylize
+    from jaxstyle.stylize import check_style_blend, stylize
 
     inputs = [content_path, *style_paths, *([init_image_path] if init_image_path else [])]
-    output = check_output_path(output, overwrite=overwrite, inputs=inputs)
-    if history_path is not None:
-        history_path = Path(history_path)
-        check_output_path(history_path.with_suffix(".png"), overwrite=True, inputs=inputs)  # folder checks
-        if history_path.exists() and not overwrite:
-            raise UsageError(f"{history_path} exists; pass --overwrite to replace it")
-    if style_blend is not None and len(style_blend) != len(style_paths):
-        raise UsageError(f"{len(style_paths)} style images but {len(style_blend)} style weights")
+    check_style_blend(style_blend, len(style_paths))
     content = load_image(content_path)
     styles = [load_image(path).rgb for path in style_paths]
     init_image = load_image(init_image_path).rgb if init_image_path else None
+    output = check_output_path(output, overwrite=overwrite, inputs=inputs)
+    if history_path is not None:
+        history_path = check_history_path(history_path, overwrite=overwrite, taken=[*inputs, output])
     weights = load_weights_option(weights_path)
     if save_every:
         config = config.replace(report_every=math.gcd(save_every, config.report_every))
@@ -165,7 +181,7 @@ def run_stylize(
     alpha = resize_to(content.alpha, *result.shape[:2]) if content.alpha is not None else None
     save_image(output, result, alpha=alpha, overwrite=overwrite, inputs=inputs, metadata=metadata, jpeg_quality=jpeg_quality)
     if history_path is not None:
-        history_path.write_text(json.dumps(history))
+        atomic_write_text(history_path, json.dumps(history))
     say(f"wrote {output} ({result.shape[1]}x{result.shape[0]})")
 
 
@@ -183,7 +199,9 @@ def stylize_command(
         float | None, typer.Option("--lr", help="Step size. [default: 1.0 for lbfgs, 0.02 for adam]")
     ] = None,
     content_weight: Annotated[float | None, typer.Option(help=f"[default: {D.content_weight:g}]")] = None,
-    style_weight: Annotated[float | None, typer.Option(help=f"[default: {D.style_weight:g}]")] = None,
+    style_weight: Annotated[
+        float | None, typer.Option(help=f"[default: {D.resolved_style_weight:g}; 5e4 with sliced_wasserstein]")
+    ] = None,
     tv_weight: Annotated[float | None, typer.Option(help=f"Total variation weight. [default: {D.tv_weight:g}]")] = None,
     style_weights: Annotated[
         str | None, typer.Option(help="Blend of several styles, e.g. 0.7,0.3. [default: equal]")

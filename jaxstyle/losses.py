@@ -23,7 +23,7 @@ raw Gram, no normalisation    mean((FtF - A)^2)                           C^2 M^
 
 Content: Gatys' ``1/2 sum((F - P)^2)`` = jaxstyle x (M C / 2); the TF tutorial and jcjohnson
 use the mean, like jaxstyle. Because our normalisation divides by C^2 relative to the TF
-tutorial, its ``style_weight`` becomes per-layer weights proportional to C^2 (see presets.py).
+tutorial, its ``style_weight`` becomes per-layer weights proportional to C^2 (see config.py).
 """
 
 from __future__ import annotations

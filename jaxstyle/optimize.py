@@ -64,7 +64,7 @@ class LossSpec:
             content_weight=float(config.content_weight),
             style_layers=tuple(config.style_layers),
             style_layer_weights=tuple(float(w) for w in config.resolved_style_layer_weights),
-            style_weight=float(config.style_weight),
+            style_weight=float(config.resolved_style_weight),
             style_statistic=config.style_statistic,
             tv_weight=float(config.tv_weight),
             tv_kind=config.tv_kind,

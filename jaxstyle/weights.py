@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -25,6 +24,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from jaxstyle.atomic import atomic_path
 from jaxstyle.errors import InputNotFoundError, OutputError, WeightsError
 from jaxstyle.vgg import CONV_SHAPES, KERAS_MEAN_BGR
 
@@ -103,15 +103,8 @@ def save_weights(
         raise OutputError(f"{path} exists; pass --overwrite to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     contiguous = {name: np.ascontiguousarray(array) for name, array in tensors.items()}
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:
         save_file(contiguous, temporary, metadata=dict(metadata))
-        os.chmod(temporary, 0o644)  # mkstemp creates 0600; a weights file is meant to be shared
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return path
 
 
