@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from jaxstyle.color_knn import DEFAULT_MAX_TRAIN
 from jaxstyle.errors import UsageError
 
 from .common import progress_bar, say, user_errors
@@ -18,7 +19,7 @@ def color_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output image.")],
     neighbors: Annotated[int, typer.Option(help="Neighbours per prediction.")] = 4,
     patch_size: Annotated[int, typer.Option(help="Odd side of the luminance patch used as feature.")] = 3,
-    max_train: Annotated[int, typer.Option(help="Cap on training patches sampled from the styles.")] = 200_000,
+    max_train: Annotated[int, typer.Option(help="Cap on training patches sampled from the styles.")] = DEFAULT_MAX_TRAIN,
     seed: Annotated[int, typer.Option(help="Seed of the training-patch sampling.")] = 0,
     quality: Annotated[int, typer.Option(help="JPEG/WebP quality.")] = 95,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
