@@ -1,8 +1,9 @@
 """Benchmark the optimisation step on whatever backend JAX runs on (CPU, GPU, TPU).
 
-The benchmarked step is the one `jaxstyle.stylize` runs: VGG19 forward through the deepest loss
-layer (relu5_1), content loss on relu4_2, Gram style losses on relu1_1..relu5_1, TV, the gradient
-with respect to the image only, and the optimiser update.
+The benchmarked step is the one `jaxstyle.stylize` runs, with the loss of the TensorFlow tutorial
+(the peers' reference step in shared/perf): VGG19 forward through block5_conv1 with max pooling,
+content loss on block4_conv2, Gram style losses on block1..5_conv1, L1 TV, the gradient with
+respect to the image only, and the optimiser update (Adam 0.02/0.99/0.1, or fixed-step L-BFGS).
 
 FLOP model (same as shared/perf/README.md, so figures compare): forward conv FLOPs
 ``sum 2 H W Cin Cout 9`` over the 13 convolutions up to block5_conv1, plus ``2 H W C^2`` per Gram.
@@ -22,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle.config import StyleConfig
+from jaxstyle.config import preset
 from jaxstyle.optimize import (
     TRACE_COUNT,
     LossSpec,
@@ -114,7 +115,14 @@ def run_case(
 ) -> BenchResult:
     """Compile and time ``steps`` optimisation steps of one case (random content and style images)."""
     rng = np.random.default_rng(seed)
-    config = StyleConfig(optimizer=case.optimizer, precision=case.precision, iterations=steps)
+    config = preset(
+        "tf-tutorial",
+        content_layers=("block4_conv2",),
+        optimizer=case.optimizer,
+        learning_rate=0.02 if case.optimizer == "adam" else 1.0,
+        precision=case.precision,
+        iterations=steps,
+    )
     loss_spec = LossSpec.from_config(config)
     opt_spec = OptimizerSpec.from_config(config)
     shape = (case.height, case.width)

@@ -61,7 +61,7 @@ class StyleConfig:
     init_noise_fraction: float = 0.7  # "blend" init: (1 - f) * content + f * noise
     seed: int = 0
     preserve_color: PreserveColor = "none"
-    clip: bool = True  # clip to [0, 1] after each step (Adam); L-BFGS images are clipped on output
+    clip: bool = True  # clip the image to [0, 1] after each step
 
     report_every: int = 10  # iterations between progress reports (and host syncs)
     steps_per_dispatch: int = 1  # >1 runs a lax.fori_loop per dispatch (worth it on GPU/TPU only)
@@ -126,7 +126,11 @@ class StyleConfig:
         for name, value in numbers.items():
             if not math.isfinite(value) or value < 0:
                 raise UsageError(f"{name} must be a finite number >= 0, got {value}")
-        for name, value in (("style scale", self.style_scale), ("learning rate", self.resolved_learning_rate)):
+        for name, value in (
+            ("style scale", self.style_scale),
+            ("learning rate", self.resolved_learning_rate),
+            ("Adam epsilon", self.adam_eps),
+        ):
             if value <= 0:
                 raise UsageError(f"{name} must be greater than 0, got {value}")
         if self.seed < 0:

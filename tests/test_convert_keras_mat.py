@@ -466,7 +466,7 @@ def jax_conv(image_bgr: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.
         padding="SAME",
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
     )
-    return np.asarray(out[0] + jnp.asarray(bias))
+    return np.asarray(out[0] + jnp.asarray(bias).reshape(1, 1, -1))
 
 
 def test_matconvnet_orientation_single_off_centre_tap(tmp_path, params):

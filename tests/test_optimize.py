@@ -1,0 +1,423 @@
+"""Optimisers against scipy.optimize, and the jit-compiled step / driver on tiny images.
+
+The optimiser tests use jaxstyle's optax transformations exactly as `step_fn` does (value_and_grad,
+update, apply_updates) on problems whose minimiser SciPy finds independently. The driver tests use
+the real embedded VGG19 weights on 16-24 px images, which keeps a step in the millisecond range.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import scipy.optimize
+
+import jaxstyle.optimize as opt
+from jaxstyle.config import StyleConfig
+from jaxstyle.errors import NumericalError, UsageError
+from jaxstyle.optimize import (
+    LossSpec,
+    OptimizerSpec,
+    content_targets,
+    init_opt_state,
+    learning_rate_of,
+    loss_terms,
+    make_optimizer,
+    optimise,
+    run_steps,
+    set_learning_rate,
+    style_targets,
+)
+from jaxstyle.weights import load_weights
+
+SHAPE = (16, 16, 3)
+
+# --------------------------------------------------------------------------- test problems
+
+
+@functools.cache
+def quadratic_problem():
+    """0.5 x^T A x - b^T x over a (16, 16, 3) array; A = diag(d) + V V^T is SPD, not diagonal, and
+    its eigenvalues lie in [0.5, ~8] (every coordinate is coupled to every other through V)."""
+    rng = np.random.default_rng(0)
+    n = int(np.prod(SHAPE))
+    d = rng.uniform(0.5, 5.0, n)
+    v = rng.normal(size=(n, 6)) / np.sqrt(n) * 1.2
+    a = np.diag(d) + v @ v.T  # dense, for the NumPy/SciPy side
+    b = rng.normal(size=n)
+
+    def np_value_and_grad(x):
+        return 0.5 * x @ a @ x - b @ x, a @ x - b
+
+    d32, v32, b32 = (jnp.asarray(t, jnp.float32) for t in (d, v, b))
+
+    def jax_fun(x):  # the same function through the low-rank form
+        x = x.reshape(-1)
+        return 0.5 * (jnp.sum(d32 * x * x) + jnp.sum((v32.T @ x) ** 2)) - b32 @ x
+
+    return np_value_and_grad, jax_fun
+
+
+@functools.cache
+def logistic_problem():
+    """L2-regularised logistic regression with a (16, 16, 3) weight array."""
+    rng = np.random.default_rng(1)
+    n = int(np.prod(SHAPE))
+    x = rng.normal(size=(200, n)) * 3 / np.sqrt(n)
+    y = np.sign(rng.normal(size=200))
+    lam = 0.1
+
+    def np_value_and_grad(w):
+        margin = y * (x @ w)
+        value = np.mean(np.logaddexp(0.0, -margin)) + lam / 2 * w @ w
+        grad = -x.T @ (y * scipy.special.expit(-margin)) / len(y) + lam * w
+        return value, grad
+
+    x32, y32 = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
+
+    def jax_fun(w):
+        return jnp.mean(jnp.logaddexp(0.0, -y32 * (x32 @ w.reshape(-1)))) + lam / 2 * jnp.sum(w * w)
+
+    return np_value_and_grad, jax_fun
+
+
+def scipy_minimiser(np_value_and_grad, x0):
+    result = scipy.optimize.minimize(
+        np_value_and_grad, x0.ravel().astype(np.float64), jac=True, method="L-BFGS-B",
+        options={"gtol": 1e-12, "ftol": 1e-16, "maxiter": 5000},
+    )
+    assert np.linalg.norm(np_value_and_grad(result.x)[1]) < 1e-6
+    return result.x.reshape(x0.shape)
+
+
+def run_optimizer(fun, x0, spec: OptimizerSpec, learning_rate: float, steps: int):
+    """The plain loop: value_and_grad, update (with params, as step_fn passes them), apply_updates."""
+    optimizer = make_optimizer(spec, learning_rate)
+
+    @jax.jit
+    def step(x, state):
+        value, grad = jax.value_and_grad(fun)(x)
+        updates, state = optimizer.update(grad, state, x)
+        return optax.apply_updates(x, updates), state, value
+
+    x, state, values = jnp.asarray(x0), optimizer.init(jnp.asarray(x0)), []
+    for _ in range(steps):
+        x, state, value = step(x, state)
+        values.append(float(value))
+    return np.asarray(x), np.asarray(values)
+
+
+PROBLEMS = {"quadratic": quadratic_problem, "logistic": logistic_problem}
+
+
+@pytest.mark.parametrize("problem", PROBLEMS)
+def test_lbfgs_matches_scipy(problem):
+    np_value_and_grad, jax_fun = PROBLEMS[problem]()
+    x0 = np.zeros(SHAPE, np.float32)
+    expected = scipy_minimiser(np_value_and_grad, x0)
+    got, values = run_optimizer(jax_fun, x0, OptimizerSpec("lbfgs"), 1.0, 100)
+    assert got.shape == SHAPE and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    assert values[-1] == pytest.approx(np_value_and_grad(expected.ravel())[0], rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("problem", PROBLEMS)
+def test_adam_reaches_scipy_minimiser(problem):
+    np_value_and_grad, jax_fun = PROBLEMS[problem]()
+    x0 = np.zeros(SHAPE, np.float32)
+    expected = scipy_minimiser(np_value_and_grad, x0)
+    got, values = run_optimizer(jax_fun, x0, OptimizerSpec("adam"), 0.05, 1000)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-2 * max(1.0, np.abs(expected).max()))
+    assert values[-1] == pytest.approx(np_value_and_grad(expected.ravel())[0], rel=1e-4, abs=1e-5)
+
+
+def test_lbfgs_without_line_search_on_rosenbrock():
+    """Our L-BFGS takes fixed unit steps. From the classic start it is not monotone (the loss jumps
+    from 24 to ~1e4 on the way) but it still reaches SciPy's minimiser (1, 1) in 150 steps."""
+
+    def rosenbrock(x):
+        return (1.0 - x[0]) ** 2 + 100.0 * (x[1] - x[0] ** 2) ** 2
+
+    x0 = np.array([-1.2, 1.0], np.float32)
+    expected = scipy.optimize.minimize(
+        scipy.optimize.rosen, x0.astype(np.float64), jac=scipy.optimize.rosen_der, method="L-BFGS-B", options={"gtol": 1e-10}
+    ).x
+    np.testing.assert_allclose(expected, [1.0, 1.0], atol=1e-5)
+    got, values = run_optimizer(rosenbrock, x0, OptimizerSpec("lbfgs"), 1.0, 150)
+    assert values[0] == pytest.approx(scipy.optimize.rosen(x0.astype(np.float64)), rel=1e-6)
+    assert np.all(np.isfinite(values))
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert values[-1] < 1e-8
+
+
+@pytest.mark.parametrize("name", ["adam", "lbfgs"])
+def test_learning_rate_lives_in_the_state(name):
+    """set_learning_rate changes the step size: Adam's first step is lr * sign(g), L-BFGS' first
+    step is -lr * g / max(1, |g|)."""
+    spec = OptimizerSpec(name)
+    optimizer = make_optimizer(spec, 1.0)
+    x = jnp.zeros(SHAPE)
+    grad = jnp.asarray(np.random.default_rng(2).normal(size=SHAPE), jnp.float32)
+    state = set_learning_rate(optimizer.init(x), 0.01)
+    assert learning_rate_of(state) == pytest.approx(0.01)
+    updates, _ = jax.jit(optimizer.update)(grad, state, x)
+    if name == "adam":
+        expected = -0.01 * np.sign(grad)
+    else:
+        expected = -0.01 * grad / max(1.0, float(jnp.linalg.norm(grad)))
+    np.testing.assert_allclose(np.asarray(updates), expected, rtol=1e-4, atol=1e-7)
+
+
+# --------------------------------------------------------------------------- the style-transfer driver
+
+
+@pytest.fixture(scope="module")
+def weights():
+    return load_weights()
+
+
+@pytest.fixture(scope="module")
+def params(weights):
+    return jax.device_put(weights.params)
+
+
+def structured_content(h, w):
+    yy, xx = np.mgrid[:h, :w] / max(h, w)
+    disc = ((xx - 0.5) ** 2 + (yy - 0.5) ** 2 < 0.1).astype(float)
+    return np.stack([xx, yy, disc], -1).astype(np.float32)
+
+
+def structured_style(h, w):
+    yy, xx = np.mgrid[:h, :w].astype(float)
+    return (np.stack([np.sin(xx / 2.0), np.cos(yy / 3.0), np.sin((xx + yy) / 1.5)], -1) * 0.5 + 0.5).astype(np.float32)
+
+
+def noise_image(h, w, seed=1):
+    return np.random.default_rng(seed).uniform(0.0, 1.0, (h, w, 3)).astype(np.float32)
+
+
+def make_targets(params, spec, content, style, shape):
+    return {
+        "content": content_targets(params, jnp.asarray(content), spec),
+        "style": style_targets(params, jnp.asarray(style), spec, shape),
+    }
+
+
+# A shallow network keeps compilation short for the tests of the machinery (not of the result).
+SHALLOW = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_optimise_end_to_end_reduces_style_loss(params, weights, optimizer):
+    """Default losses and layers, 24x24, 60 iterations from noise (Gatys' start; the neural-style
+    preset's): the returned image's style loss is at least 10x lower than the start's, and its content
+    loss is below that of another noise image (the content is kept, not given up for the style)."""
+    h = w = 24
+    config = StyleConfig(max_size=24, iterations=60, optimizer=optimizer, report_every=20).validate()
+    spec = LossSpec.from_config(config, weights.mean_bgr)
+    targets = make_targets(params, spec, structured_content(h, w), structured_style(h, w), (h, w))
+    start = jnp.asarray(noise_image(h, w))
+    terms = jax.jit(loss_terms, static_argnames="spec")
+    before = terms(params, start, targets, spec)
+    at_noise = terms(params, jnp.asarray(noise_image(h, w, seed=7)), targets, spec)
+
+    result = optimise(params, jnp.copy(start), targets, config, spec)
+
+    image = np.asarray(result.image)
+    assert image.shape == (h, w, 3) and np.all(np.isfinite(image))
+    assert image.min() >= 0.0 and image.max() <= 1.0
+    assert set(result.history) == {"content", "style", "tv", "total"}
+    assert all(len(v) == 60 and np.all(np.isfinite(v)) for v in result.history.values())
+    assert result.history["total"][0] == pytest.approx(float(sum(before.values())), rel=1e-4)
+    after = terms(params, result.image, targets, spec)
+    style_ratio = float(before["style"]) / float(after["style"])
+    assert style_ratio > 10, f"style loss only fell {style_ratio:.3g}x ({float(before['style']):.4g} -> {float(after['style']):.4g})"
+    assert float(after["content"]) < float(at_noise["content"]), (float(at_noise["content"]), float(after["content"]))
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_run_steps_does_not_retrace(params, weights, optimizer):
+    # A tv weight no other test uses: the first call below must trace, proving the counter works.
+    config = StyleConfig(optimizer=optimizer, tv_weight=1.2345, **SHALLOW)
+    spec, opt_spec = LossSpec.from_config(config, weights.mean_bgr), OptimizerSpec.from_config(config)
+    kwargs = {"loss_spec": spec, "opt_spec": opt_spec}
+
+    def fresh(h, w, seed, lr=0.5):
+        image = jnp.asarray(noise_image(h, w, seed))
+        targets = make_targets(params, spec, noise_image(h, w, seed + 1), noise_image(h, w, seed + 2), (h, w))
+        return image, init_opt_state(image, opt_spec, lr), targets
+
+    image, state, targets = fresh(16, 16, 0)
+    count = opt.TRACE_COUNT["step"]
+    image, state, _ = run_steps(params, image, state, targets, **kwargs)
+    assert opt.TRACE_COUNT["step"] == count + 1
+
+    # New image and targets of the same shapes, the returned state with another learning rate.
+    new_image, _, new_targets = fresh(16, 16, 10)
+    state = set_learning_rate(state, 0.125)
+    _, state, terms = run_steps(params, new_image, state, new_targets, **kwargs)
+    assert learning_rate_of(state) == pytest.approx(0.125)
+    # A fresh run of the same shape (another scale, another image), and other parameter values.
+    image, state, targets = fresh(16, 16, 20, lr=0.03)
+    other_params = jax.tree.map(lambda a: a * 1.01, params)
+    run_steps(other_params, image, state, targets, **kwargs)
+    assert opt.TRACE_COUNT["step"] == count + 1
+
+    image, state, targets = fresh(16, 24, 30)
+    run_steps(params, image, state, targets, **kwargs)
+    assert opt.TRACE_COUNT["step"] == count + 2
+
+
+def test_scan_of_steps_equals_single_steps(params, weights):
+    config = StyleConfig(optimizer="lbfgs", **SHALLOW)
+    spec, opt_spec = LossSpec.from_config(config, weights.mean_bgr), OptimizerSpec.from_config(config)
+    targets = make_targets(params, spec, structured_content(16, 16), structured_style(16, 16), (16, 16))
+    start = noise_image(16, 16)
+
+    image, state = jnp.asarray(start), init_opt_state(jnp.asarray(start), opt_spec, 1.0)
+    image, state, scanned = run_steps(params, image, state, targets, loss_spec=spec, opt_spec=opt_spec, steps=3)
+    one_by_one = []
+    single, state = jnp.asarray(start), init_opt_state(jnp.asarray(start), opt_spec, 1.0)
+    for _ in range(3):
+        single, state, terms = run_steps(params, single, state, targets, loss_spec=spec, opt_spec=opt_spec)
+        one_by_one.append(np.asarray(terms["total"]))
+    assert scanned["total"].shape == (3,)
+    np.testing.assert_allclose(np.asarray(scanned["total"]), np.concatenate(one_by_one), rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(image), np.asarray(single), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("optimizer", "per_image_style"), [("lbfgs", False), ("adam", False), ("lbfgs", True)])
+def test_batched_steps_equal_single_image_steps(params, weights, optimizer, per_image_style):
+    """vmap over a batch of 2 == each image alone: content targets stacked on axis 0; style targets
+    shared (targets["style"]) or one per image (targets["style_per_image"], stacked)."""
+    h = w = 16
+    config = StyleConfig(optimizer=optimizer, **SHALLOW)
+    spec, opt_spec = LossSpec.from_config(config, weights.mean_bgr), OptimizerSpec.from_config(config)
+    lr = config.resolved_learning_rate
+    contents = [structured_content(h, w), noise_image(h, w, 3)]
+    styles = [structured_style(h, w), structured_style(h, w)[::-1, ::-1] if per_image_style else structured_style(h, w)]
+    singles = [make_targets(params, spec, c, s, (h, w)) for c, s in zip(contents, styles)]
+    stack = lambda trees: jax.tree.map(lambda *t: jnp.stack(t), *trees)  # noqa: E731
+    batched_targets = {"content": stack([t["content"] for t in singles])}
+    if per_image_style:
+        batched_targets["style_per_image"] = stack([t["style"] for t in singles])
+    else:
+        batched_targets["style"] = singles[0]["style"]
+    starts = np.stack([noise_image(h, w, 4), noise_image(h, w, 5)])
+
+    image = jnp.asarray(starts)
+    state = init_opt_state(image, opt_spec, lr, batched=True)
+    batched_totals = []
+    for _ in range(3):
+        image, state, terms = run_steps(
+            params, image, state, batched_targets, loss_spec=spec, opt_spec=opt_spec, batched=True
+        )
+        assert terms["total"].shape == (1, 2)
+        batched_totals.append(np.asarray(terms["total"][0]))
+
+    for i in range(2):
+        single = jnp.asarray(starts[i])
+        single_state = init_opt_state(single, opt_spec, lr)
+        totals = []
+        for _ in range(3):
+            single, single_state, terms = run_steps(params, single, single_state, singles[i], loss_spec=spec, opt_spec=opt_spec)
+            totals.append(float(terms["total"][0]))
+        np.testing.assert_allclose([t[i] for t in batched_totals], totals, rtol=1e-4)
+        np.testing.assert_allclose(np.asarray(image[i]), np.asarray(single), rtol=1e-4, atol=1e-5)
+    # and the images did move: the comparison is not between two copies of the start
+    assert np.abs(np.asarray(image) - starts).max() > 1e-3
+
+
+def test_optimise_batched_history_shapes(params, weights):
+    h = w = 16
+    config = StyleConfig(optimizer="adam", iterations=4, report_every=2, **SHALLOW)
+    spec = LossSpec.from_config(config, weights.mean_bgr)
+    singles = [make_targets(params, spec, noise_image(h, w, s), structured_style(h, w), (h, w)) for s in (6, 7)]
+    targets = {"content": jax.tree.map(lambda *t: jnp.stack(t), *[t["content"] for t in singles]), "style": singles[0]["style"]}
+    result = optimise(params, jnp.asarray(np.stack([noise_image(h, w, 8)] * 2)), targets, config, spec, batched=True)
+    assert result.image.shape == (2, h, w, 3)
+    assert result.history["total"].shape == (4, 2)
+    assert np.all(np.isfinite(np.asarray(result.image)))
+
+
+# --------------------------------------------------------------------------- NaN / inf handling
+
+
+def shallow_setup(params, weights, **changes):
+    config = StyleConfig(**{**SHALLOW, "iterations": 6, "report_every": 2, **changes})
+    spec = LossSpec.from_config(config, weights.mean_bgr)
+    targets = make_targets(params, spec, structured_content(16, 16), structured_style(16, 16), (16, 16))
+    return config, spec, targets
+
+
+def test_optimise_recovers_from_a_non_finite_loss(params, weights, monkeypatch):
+    """A NaN in the third of eight dispatches (reports every 2): the driver steps back to the last good
+    state (iteration 2), halves the learning rate, says so in its report, and finishes with a finite
+    image and a complete, finite history."""
+    config, spec, targets = shallow_setup(params, weights, optimizer="adam")
+    real_run_steps = opt.run_steps
+    calls = []
+
+    def flaky_run_steps(*args, **kwargs):
+        image, state, terms = real_run_steps(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:
+            image = jnp.full_like(image, jnp.nan)
+            terms = {**terms, "total": jnp.full_like(terms["total"], jnp.nan)}
+        return image, state, terms
+
+    monkeypatch.setattr(opt, "run_steps", flaky_run_steps)
+    reports = []
+    result = optimise(params, jnp.asarray(noise_image(16, 16)), targets, config, spec, callback=reports.append)
+
+    assert len(calls) == 8
+    assert [r.recovered for r in reports] == [False, True, False, False]
+    assert [r.iteration for r in reports] == [2, 2, 4, 6]
+    np.testing.assert_allclose([r.learning_rate for r in reports], [0.02, 0.01, 0.01, 0.01])
+    assert np.all(np.isfinite(np.asarray(result.image)))
+    assert all(len(v) == 6 and np.all(np.isfinite(v)) for v in result.history.values())
+    assert np.all(np.isfinite(reports[1].image()))  # the snapshot offered after a recovery is the good one
+
+
+def test_optimise_gives_up_with_numerical_error(params, weights):
+    """With a style weight of 1e38 the loss is inf at the start itself: no learning rate helps."""
+    config, spec, targets = shallow_setup(params, weights, optimizer="adam", style_weight=1e38)
+    reports = []
+    with pytest.raises(NumericalError):
+        optimise(params, jnp.asarray(structured_content(16, 16)), targets, config, spec, callback=reports.append)
+    assert len(reports) == opt.MAX_RECOVERIES and all(r.recovered for r in reports)
+    rates = [r.learning_rate for r in reports]
+    np.testing.assert_allclose(rates, [0.02 / 2 ** (i + 1) for i in range(len(rates))])
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"optimizer": "adam", "learning_rate": 1e30, "clip": False},
+        {"optimizer": "lbfgs", "learning_rate": 1e30},
+        {"optimizer": "adam", "learning_rate": 1e4, "clip": False, "iterations": 1, "report_every": 1},
+        # A valid config whose very first update is 0/0: zero gradient (content init, content loss
+        # only) with Adam's epsilon 0. The loss itself stays finite.
+        {"optimizer": "adam", "adam_eps": 0.0, "style_weight": 0.0, "tv_weight": 0.0, "iterations": 1, "report_every": 1},
+        {"optimizer": "adam", "adam_eps": 0.0, "style_weight": 0.0, "tv_weight": 0.0, "iterations": 3, "report_every": 3},
+    ],
+    ids=["adam-lr1e30", "lbfgs-lr1e30", "adam-lr1e4-1-step", "adam-eps0-1-step", "adam-eps0-3-steps"],
+)
+def test_optimise_never_returns_a_non_finite_image(params, weights, changes):
+    config, spec, targets = shallow_setup(params, weights, **changes)
+    try:
+        config.validate()
+    except UsageError:
+        return  # refusing the settings up front is also an acceptable answer
+    try:
+        result = optimise(params, jnp.asarray(structured_content(16, 16)), targets, config, spec)
+    except NumericalError:
+        return
+    image = np.asarray(result.image)
+    assert np.isfinite(image).all(), f"optimise returned an image with {np.sum(~np.isfinite(image))} non-finite values"
+    assert all(np.all(np.isfinite(v)) for v in result.history.values())
