@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from .bench_cmd import bench_command
+from .batch_cmd import batch_command
 from .color_cmd import color_command
 from .common import EXIT_INTERNAL, EXIT_INTERRUPTED, VERBOSITY, configure_logging, stderr
 from .stylize_cmd import demo_command, stylize_command
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 app.command("stylize", no_args_is_help=True)(stylize_command)
 app.command("color", no_args_is_help=True)(color_command)
+app.command("batch", no_args_is_help=True)(batch_command)
 app.command("demo")(demo_command)
 app.command("bench")(bench_command)
 app.add_typer(weights_app, name="weights")
@@ -60,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="jaxstyle", standalone_mode=False)
-    except click_exceptions.NoArgsIsHelpError as error:
-        stderr.print(error.ctx.get_help() if error.ctx else str(error), markup=False)
+    except click_exceptions.NoArgsIsHelpError:  # typer has printed the help already
         return 0
     except click_exceptions.UsageError as error:
         hint = f" (see 'jaxstyle {error.ctx.command_path.partition(' ')[2]} --help')" if error.ctx else ""

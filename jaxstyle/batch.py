@@ -43,7 +43,7 @@ import time
 import warnings
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -145,7 +145,9 @@ class InputItem:
     output: str  # output path relative to the output folder
 
 
-def discover_inputs(source: str | os.PathLike, *, output_dir: str | os.PathLike | None = None, output_format: str = "png") -> list[InputItem]:
+def discover_inputs(
+    source: str | os.PathLike, *, output_dir: str | os.PathLike | None = None, output_format: str = "png"
+) -> list[InputItem]:
     """The image files named by ``source``, sorted by relative path.
 
     ``source`` is a folder (its image files, not recursive) or a glob pattern (``**`` recurses,
@@ -161,7 +163,8 @@ def discover_inputs(source: str | os.PathLike, *, output_dir: str | os.PathLike 
     """
     suffix = "." + output_format.lower().lstrip(".")
     if suffix not in SUPPORTED_OUTPUT_SUFFIXES:
-        raise UsageError(f"unknown output format {output_format!r}; choose one of {', '.join(s[1:] for s in sorted(SUPPORTED_OUTPUT_SUFFIXES))}")
+        choices = ", ".join(s[1:] for s in sorted(SUPPORTED_OUTPUT_SUFFIXES))
+        raise UsageError(f"unknown output format {output_format!r}; choose one of {choices}")
     text = os.fspath(source)
     path = Path(text).expanduser()
     if path.is_dir():
@@ -173,7 +176,9 @@ def discover_inputs(source: str | os.PathLike, *, output_dir: str | os.PathLike 
     elif path.exists():
         root, candidates = path.parent, [path]
     else:
-        raise InputNotFoundError(f"input '{text}' does not exist (give a folder or a glob pattern such as 'photos/*.jpg')")
+        raise InputNotFoundError(
+            f"input '{text}' does not exist (give a folder or a glob pattern such as 'photos/*.jpg')"
+        )
     excluded = Path(output_dir).resolve() if output_dir is not None else None
     found: list[tuple[str, Path]] = []
     for candidate in candidates:
@@ -358,8 +363,8 @@ class _Engine:
         """Place arrays on the mesh. On one device they stay uncommitted, like the optimiser state
         `optimise` creates, so the jitted step sees one set of input shardings and compiles once
         (with several devices it compiles twice per shape: see docs/batch.md)."""
-        if len(self.devices) == 1:
-            return jax.tree.map(lambda x: jnp.asarray(x), tree) if self.devices[0] == jax.local_devices()[0] else jax.device_put(tree, sharding)
+        if len(self.devices) == 1 and self.devices[0] == jax.local_devices()[0]:
+            return jax.tree.map(jnp.asarray, tree)
         return jax.device_put(tree, sharding)
 
     def own_size(self, size: tuple[int, int]) -> tuple[int, int]:
@@ -369,7 +374,9 @@ class _Engine:
         """Bucket of an image of original (H, W) ``size``."""
         return bucket_shape(self.own_size(size), self.bucket_multiple)
 
-    def _style_targets(self, styles: Sequence[np.ndarray], own: tuple[int, int], shape: tuple[int, int]) -> dict[str, jax.Array]:
+    def _style_targets(
+        self, styles: Sequence[np.ndarray], own: tuple[int, int], shape: tuple[int, int]
+    ) -> dict[str, jax.Array]:
         # As stylize(): each style fitted to style_scale x the output's long side, then blended.
         side = max(MIN_SIDE, round(self.config.style_scale * max(own)))
         per_style = []
@@ -395,10 +402,12 @@ class _Engine:
         optimised, styles = _prepare_colours(resized, self.styles, self.config.preserve_color)
         start = _initial_image(optimised, self.config, None)
         style = self._style_targets(styles, own, shape) if self.per_image_style else None
-        prepared = _Prepared(key, own, resized, _pad(optimised, shape), _pad(np.asarray(start, np.float32), shape), style)
-        return shape, prepared
+        start = _pad(np.asarray(start, np.float32), shape)
+        return shape, _Prepared(key, own, resized, _pad(optimised, shape), start, style)
 
-    def device_batch(self, shape: tuple[int, int], items: Sequence[_Prepared], size: int) -> tuple[jax.Array, dict[str, Any]]:
+    def device_batch(
+        self, shape: tuple[int, int], items: Sequence[_Prepared], size: int
+    ) -> tuple[jax.Array, dict[str, Any]]:
         """The starting images and targets of one batch, placed on the mesh.
 
         Images, content targets (and per-image style targets) are split along the batch axis over
@@ -419,7 +428,11 @@ class _Engine:
         return start, targets
 
     def run(
-        self, shape: tuple[int, int], items: Sequence[_Prepared], size: int, callback: Callable[[BatchStep], None] | None = None
+        self,
+        shape: tuple[int, int],
+        items: Sequence[_Prepared],
+        size: int,
+        callback: Callable[[BatchStep], None] | None = None,
     ) -> list[np.ndarray]:
         """Optimise ``items`` (all of bucket ``shape``) as one batch of ``size``; results at their own sizes."""
         start, targets = self.device_batch(shape, items, size)
@@ -433,7 +446,8 @@ class _Engine:
         outputs = []
         for prepared, image in zip(items, images):
             h, w = prepared.size
-            outputs.append(_finish_colours(np.ascontiguousarray(image[:h, :w]), prepared.content, self.config.preserve_color))
+            cropped = np.ascontiguousarray(image[:h, :w])
+            outputs.append(_finish_colours(cropped, prepared.content, self.config.preserve_color))
         return outputs
 
 
@@ -634,13 +648,48 @@ class _Task:
     size: tuple[int, int] | None = None  # original (H, W) from the header
 
 
-@dataclass
-class _Counters:
-    total: int
-    done: int = 0
-    failed: int = 0
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    started: float = field(default_factory=time.perf_counter)
+class _Ledger:
+    """This run's bookkeeping: manifest lines, counters, and the reports sent to the callback."""
+
+    def __init__(self, manifest: Manifest, digest: str, total: int, emit: Callable[[BatchEvent], None]) -> None:
+        self.manifest, self.digest, self.total, self.emit = manifest, digest, total, emit
+        self.done = self.failed = 0
+        self.failures: list[tuple[str, str]] = []
+        self.started = time.perf_counter()
+
+    def started_batch(self, tasks: Iterable[_Task]) -> None:
+        now = time.time()
+        self.manifest.write(
+            {"input": t.item.rel, "output": t.item.output, "status": "started", "params_hash": self.digest, "time": now}
+            for t in tasks
+        )
+
+    def finish(self, task: _Task, error: str | None = None, *, seconds: float | None = None, size=None) -> None:
+        """Record ``task`` as done (no ``error``) or failed, then report it."""
+        status: Status = "failed" if error is not None else "done"
+        output = task.item.output if error is None else None
+        if error is None:
+            self.done += 1
+        else:
+            self.failed += 1
+            self.failures.append((task.item.rel, error))
+        self.manifest.write([{
+            "input": task.item.rel,
+            "output": output,
+            "status": status,
+            "error": error,
+            "params_hash": self.digest,
+            "seconds": None if seconds is None else round(seconds, 3),
+            "size": list(size) if size is not None else None,
+            "time": time.time(),
+        }])
+        elapsed = time.perf_counter() - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        remaining = self.total - self.done - self.failed
+        eta = remaining / rate if rate > 0 else None
+        self.emit(
+            ImageFinished(task.item.rel, output, status, error, self.done, self.failed, remaining, elapsed, rate, eta)
+        )
 
 
 def run_batch(
@@ -699,36 +748,24 @@ def run_batch(
     )
     digest = params_hash(record)
     items = select_shard(all_items, shard)
-    input_files = [*style_paths]
     tasks, skipped = _plan(items, output_dir, digest, overwrite)
-
-    manifest_path = output_dir / manifest_name(shard)
-    counters = _Counters(total=len(tasks))
-    emit = callback or (lambda event: None)
     metadata = _metadata_factory(engine.config, style_paths, style_blend, weights_id, digest)
+    manifest_path = output_dir / manifest_name(shard)
+    emit = callback or (lambda event: None)
+
     with Manifest(manifest_path) as manifest:
-        manifest.write([{"event": "run", "time": time.time(), "params_hash": digest, "params": record,
-                         "shard": f"{shard[0]}/{shard[1]}", "host": socket.gethostname(), "pid": os.getpid(),
-                         "devices": len(engine.devices), "batch_size": batch_size}])
-
-        def finish(task: _Task, status: Status, error: str | None = None, seconds: float | None = None, shape=None) -> None:
-            if status == "done":
-                counters.done += 1
-            else:
-                counters.failed += 1
-                counters.failures.append((task.item.rel, error or ""))
-            manifest.write([{
-                "input": task.item.rel, "output": task.item.output if status == "done" else None, "status": status,
-                "error": error, "params_hash": digest, "seconds": None if seconds is None else round(seconds, 3),
-                "time": time.time(), "size": list(shape) if shape else None,
-            }])
-            elapsed = time.perf_counter() - counters.started
-            rate = counters.done / elapsed if elapsed > 0 else 0.0
-            remaining = counters.total - counters.done - counters.failed
-            emit(ImageFinished(task.item.rel, task.item.output if status == "done" else None, status, error,
-                               counters.done, counters.failed, remaining, elapsed, rate,
-                               remaining / rate if rate > 0 else None))
-
+        manifest.write([{
+            "event": "run",
+            "time": time.time(),
+            "params_hash": digest,
+            "params": record,
+            "shard": f"{shard[0]}/{shard[1]}",
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "devices": len(engine.devices),
+            "batch_size": batch_size,
+        }])
+        ledger = _Ledger(manifest, digest, len(tasks), emit)
         # Header sizes place every image in its bucket without decoding pixels.
         buckets: OrderedDict[tuple[int, int], deque[_Task]] = OrderedDict()
         unreadable = []
@@ -740,55 +777,81 @@ def run_batch(
                 continue
             buckets.setdefault(engine.bucket_of(task.size), deque()).append(task)
         emit(BatchStarted(
-            total=len(items), already_done=skipped, to_do=len(tasks),
-            buckets={shape: len(queue) for shape, queue in buckets.items()}, devices=len(engine.devices),
-            shard=shard, manifest=manifest_path,
+            total=len(items),
+            already_done=skipped,
+            to_do=len(tasks),
+            buckets={shape: len(queue) for shape, queue in buckets.items()},
+            devices=len(engine.devices),
+            shard=shard,
+            manifest=manifest_path,
         ))
         for task, error in unreadable:
-            finish(task, "failed", error)
+            ledger.finish(task, error)
 
         ladder = batch_ladder(batch_size, len(engine.devices))
         while buckets:
-            shape, queue = next(iter(buckets.items()))
-            loaded: list[tuple[_Task, _Prepared, np.ndarray | None]] = []
-            while queue and len(loaded) < ladder[-1]:
-                task = queue.popleft()
-                try:
-                    image = load_image(task.item.path)
-                    actual, prepared = engine.prepare(task, image.rgb)
-                except (JaxstyleError, OSError, ValueError) as error:
-                    finish(task, "failed", _one_line(error))
-                    continue
-                if actual != shape:  # the header said otherwise (odd EXIF): move it to its real bucket
-                    logger.info("'%s' belongs to bucket %s, not %s", task.item.rel, actual, shape)
-                    buckets.setdefault(actual, deque()).append(task)
-                    continue
-                loaded.append((task, prepared, image.alpha))
-            if not queue:
-                del buckets[shape]
+            shape = next(iter(buckets))
+            loaded = _load_batch(engine, buckets, shape, ladder[-1], ledger)
             if not loaded:
                 continue
-            manifest.write([{"input": t.item.rel, "output": t.item.output, "status": "started", "params_hash": digest,
-                             "time": time.time()} for t, _, _ in loaded])
+            ledger.started_batch(task for task, _, _ in loaded)
             started = time.perf_counter()
-            results = _run_with_fallback(engine, shape, [p for _, p, _ in loaded], ladder, emit)
+            results = _run_with_fallback(engine, shape, [prepared for _, prepared, _ in loaded], ladder, emit)
             seconds = (time.perf_counter() - started) / len(loaded)
-            for (task, prepared, alpha), result in zip(loaded, results):
+            for (task, _, alpha), result in zip(loaded, results):
                 if isinstance(result, str):
-                    finish(task, "failed", result)
+                    ledger.finish(task, result)
                     continue
                 if alpha is not None:
                     alpha = resize_to(alpha, *result.shape[:2])
                 save_image(
-                    output_dir / task.item.output, result, alpha=alpha, overwrite=task.overwrite,
-                    inputs=[task.item.path, *input_files], metadata=metadata(task.item.rel),
+                    output_dir / task.item.output,
+                    result,
+                    alpha=alpha,
+                    overwrite=task.overwrite,
+                    inputs=[task.item.path, *style_paths],
+                    metadata=metadata(task.item.rel),
                     jpeg_quality=jpeg_quality,
                 )
-                finish(task, "done", seconds=seconds, shape=result.shape[:2])
+                ledger.finish(task, seconds=seconds, size=result.shape[:2])
     return BatchSummary(
-        total=len(items), skipped=skipped, done=counters.done, failed=counters.failed,
-        failures=tuple(counters.failures), seconds=time.perf_counter() - counters.started, manifest=manifest_path,
+        total=len(items),
+        skipped=skipped,
+        done=ledger.done,
+        failed=ledger.failed,
+        failures=tuple(ledger.failures),
+        seconds=time.perf_counter() - ledger.started,
+        manifest=manifest_path,
     )
+
+
+def _load_batch(
+    engine: _Engine,
+    buckets: OrderedDict[tuple[int, int], deque[_Task]],
+    shape: tuple[int, int],
+    size: int,
+    ledger: _Ledger,
+) -> list[tuple[_Task, _Prepared, np.ndarray | None]]:
+    """Decode and prepare up to ``size`` images of bucket ``shape``; unreadable ones are recorded
+    as failed (and replaced by the next ones). Returns (task, prepared, alpha) triples."""
+    queue = buckets[shape]
+    loaded = []
+    while queue and len(loaded) < size:
+        task = queue.popleft()
+        try:
+            image = load_image(task.item.path)
+            actual, prepared = engine.prepare(task, image.rgb)
+        except (JaxstyleError, OSError, ValueError) as error:
+            ledger.finish(task, _one_line(error))
+            continue
+        if actual != shape:  # the header said otherwise (odd EXIF): move it to its real bucket
+            logger.info("'%s' belongs to bucket %s, not %s", task.item.rel, actual, shape)
+            buckets.setdefault(actual, deque()).append(task)
+            continue
+        loaded.append((task, prepared, image.alpha))
+    if not queue:
+        del buckets[shape]
+    return loaded
 
 
 def _run_with_fallback(engine: _Engine, shape, prepared: list[_Prepared], ladder, emit) -> list[np.ndarray | str]:
@@ -877,7 +940,9 @@ def initialize_distributed(
     Must run before any other JAX computation in the process.
     """
     try:
-        jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id)
+        jax.distributed.initialize(
+            coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
+        )
     except (RuntimeError, ValueError) as error:
         raise UsageError(f"cannot start jax.distributed: {_one_line(error)}") from None
     return jax.process_index(), jax.process_count()

@@ -250,7 +250,11 @@ def init_opt_state(image: jax.Array, opt_spec: OptimizerSpec, learning_rate: flo
     optimizer = make_optimizer(opt_spec, learning_rate)
     state = jax.vmap(optimizer.init)(image) if batched else optimizer.init(image)
     # optax may hand out one zeros buffer for several leaves; donation needs distinct buffers.
-    return jax.tree.map(jnp.copy, state)
+    state = jax.tree.map(jnp.copy, state)
+    if batched and isinstance(image.sharding, jax.sharding.NamedSharding):
+        # Start with the layout the step returns, or the second call would compile again.
+        state = jax.device_put(state, image.sharding)
+    return state
 
 
 def set_learning_rate(opt_state, learning_rate):
