@@ -107,7 +107,10 @@ def bench_command(
             f"{c.height}x{c.width}", str(c.batch), c.optimizer, c.precision, f"{r.step_ms:.1f}", f"{r.images_per_s:.2f}",
             f"{r.gflops:.0f}", f"{r.percent_of_peak:.0f}", f"{r.compile_s:.2f}", f"{r.peak_memory_mb:.0f}",
         )
-    Console(stderr=json_path is not None and str(json_path) == "-").print(table)
+    console = Console(stderr=json_path is not None and str(json_path) == "-")
+    if not console.is_terminal:
+        console.width = 140  # a log or a pipe: do not squeeze the table to 80 columns
+    console.print(table)
     if json_path is not None:
         payload = json.dumps({"gemm_peak_gflops": peak, "results": [r.as_dict() for r in results]}, indent=2)
         if str(json_path) == "-":

@@ -128,14 +128,17 @@ def run_case(
     shape = (case.height, case.width)
     contents = jnp.asarray(rng.uniform(size=(case.batch, *shape, 3)), jnp.float32)
     style = jnp.asarray(rng.uniform(size=(*shape, 3)), jnp.float32)
+    # Batch 1 takes the single-image path that `stylize` runs; larger batches the vmapped one.
+    batched = case.batch > 1
+    content_of = jax.vmap(lambda c: content_targets(params, c, loss_spec)) if batched else None
     targets = {
-        "content": jax.vmap(lambda c: content_targets(params, c, loss_spec))(contents),
+        "content": content_of(contents) if batched else content_targets(params, contents[0], loss_spec),
         "style": blend_style_targets([style_targets(params, style, loss_spec, shape)], (1.0,)),
     }
-    image = jnp.copy(contents)
-    opt_state = init_opt_state(image, opt_spec, config.resolved_learning_rate, batched=True)
+    image = jnp.copy(contents) if batched else jnp.copy(contents[0])
+    opt_state = init_opt_state(image, opt_spec, config.resolved_learning_rate, batched=batched)
     step: Callable = lambda image, state: run_steps(  # noqa: E731
-        params, image, state, targets, loss_spec=loss_spec, opt_spec=opt_spec, batched=True
+        params, image, state, targets, loss_spec=loss_spec, opt_spec=opt_spec, batched=batched
     )
 
     start = time.perf_counter()
