@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 IMAGES=${IMAGES:-../../../shared/images}
 C=$IMAGES/content
 S=$IMAGES/styles
-run() { jaxstyle --quiet stylize "$@" --max-size 512 --start-size 128 --iterations 100 --quality 90 --overwrite; }
+run() { jaxstyle --quiet stylize "$@" --max-size 512 --start-size 128 --iterations 60 --quality 90 --overwrite; }
 
 run "$C/chelsea.jpg" "$S/starry_night.jpg" -o chelsea_starry_night.jpg
 run "$C/astronaut.jpg" "$S/great_wave.jpg" -o astronaut_great_wave.jpg
