@@ -149,7 +149,6 @@ def interleaved(size: int, batches: list[int], reps: int) -> dict:
     """
     import jax
     import jax.numpy as jnp
-    import numpy as np
 
     from jaxstyle.config import StyleConfig
     from jaxstyle.optimize import LossSpec, OptimizerSpec, content_targets, init_opt_state, run_steps, style_targets
