@@ -112,16 +112,21 @@ def flatten_params(params: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, 
     return {f"{layer}/{field}": array for layer, fields in params.items() for field, array in fields.items()}
 
 
-def load_weights(path: str | os.PathLike | None = None) -> VGGWeights:
-    """Load a canonical weights file; ``None`` loads the embedded default (8-bit, dequantised here)."""
-    if path is None:
-        return _load_canonical(default_weights_path())
+def require_weights_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, or InputNotFoundError if it is missing or a directory."""
     path = Path(path)
     if not path.exists():
         raise InputNotFoundError(f"weights file {str(path)!r} does not exist")
     if path.is_dir():
         raise InputNotFoundError(f"weights file {str(path)!r} is a directory")
-    return _load_canonical(path)
+    return path
+
+
+def load_weights(path: str | os.PathLike | None = None) -> VGGWeights:
+    """Load a canonical weights file; ``None`` loads the embedded default (8-bit, dequantised here)."""
+    if path is None:
+        return _load_canonical(default_weights_path())
+    return _load_canonical(require_weights_file(path))
 
 
 def default_weights_path() -> Path:

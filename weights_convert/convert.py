@@ -11,8 +11,15 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file
 
-from jaxstyle.errors import InputNotFoundError, WeightsError
-from jaxstyle.weights import FORMAT_NAME, VGGWeights, load_weights, read_metadata, save_weights
+from jaxstyle.errors import WeightsError
+from jaxstyle.weights import (
+    FORMAT_NAME,
+    VGGWeights,
+    load_weights,
+    read_metadata,
+    require_weights_file,
+    save_weights,
+)
 
 Reader = Callable[[Path], tuple[dict[str, np.ndarray], dict[str, str]]]
 
@@ -53,11 +60,7 @@ READERS: dict[str, Reader] = {
 
 def detect_format(path: str | os.PathLike) -> str:
     """Name of the reader for a file, from its first bytes (not its suffix)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputNotFoundError(f"weights file {str(path)!r} does not exist")
-    if path.is_dir():
-        raise InputNotFoundError(f"weights file {str(path)!r} is a directory")
+    path = require_weights_file(path)
     with open(path, "rb") as stream:
         head = stream.read(128)
     if not head:

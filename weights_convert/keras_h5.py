@@ -40,9 +40,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from jaxstyle.errors import InputNotFoundError, WeightsError
+from jaxstyle.errors import WeightsError
 from jaxstyle.vgg import CONV_SHAPES, KERAS_MEAN_BGR
-from jaxstyle.weights import base_metadata
+from jaxstyle.weights import base_metadata, require_weights_file
 
 LICENSE = "VGG19 weights: Simonyan & Zisserman (Oxford VGG), CC BY 4.0; released for Keras"
 
@@ -71,10 +71,7 @@ def read_keras_h5(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, st
     """Flat canonical tensors (``<layer>/kernel`` HWIO float32, ``<layer>/bias``) and metadata."""
     path = Path(path)
     source = str(path)
-    if not path.exists():
-        raise InputNotFoundError(f"weights file {source!r} does not exist")
-    if path.is_dir():
-        raise InputNotFoundError(f"weights file {source!r} is a directory")
+    require_weights_file(path)
     if path.stat().st_size == 0:
         raise WeightsError(f"{source}: empty file, expected Keras HDF5 weights")
     try:

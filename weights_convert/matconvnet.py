@@ -45,9 +45,9 @@ import numpy as np
 import scipy.io
 from scipy.io.matlab import MatReadError
 
-from jaxstyle.errors import InputNotFoundError, WeightsError
+from jaxstyle.errors import WeightsError
 from jaxstyle.vgg import CONV_SHAPES
-from jaxstyle.weights import base_metadata
+from jaxstyle.weights import base_metadata, require_weights_file
 
 SOURCE = "MatConvNet imagenet-vgg-verydeep-19"
 LICENSE = "VGG19 weights: Simonyan & Zisserman (Oxford VGG), CC BY 4.0"
@@ -103,10 +103,7 @@ def read_matconvnet(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
 
 
 def _load(path: Path, source: str) -> dict[str, object]:
-    if not path.exists():
-        raise InputNotFoundError(f"weights file {source!r} does not exist")
-    if path.is_dir():
-        raise InputNotFoundError(f"weights file {source!r} is a directory")
+    require_weights_file(path)
     if path.stat().st_size == 0:
         raise WeightsError(f"{source}: empty file, expected a MatConvNet .mat network")
     try:
