@@ -9,11 +9,25 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from jaxstyle.config import PRESETS, StyleConfig
+from jaxstyle.config import StyleConfig
 from jaxstyle.errors import UsageError
 
 from .common import EXIT_INTERRUPTED, VERBOSITY, float_list, say, stderr, user_errors
-from .stylize_cmd import build_config, load_weights_option
+from .stylize_cmd import (
+    ContentWeightOption,
+    LearningRateOption,
+    OptimizerOption,
+    PresetOption,
+    PreserveColorOption,
+    QualityOption,
+    SeedOption,
+    StyleBlendOption,
+    StyleScaleOption,
+    TVWeightOption,
+    WeightsOption,
+    build_config,
+    load_weights_option,
+)
 
 D = StyleConfig()
 #: Exit code when the run finished but some images failed (all others are done; see the manifest).
@@ -119,7 +133,7 @@ def batch_command(
         typer.Option(help="Round bucket sides up to N px (reflect-pad, crop back) to share batches across aspect ratios."),
     ] = 1,
     output_format: Annotated[str, typer.Option("--format", help="Output format: png, jpg, webp, tif or bmp.")] = "png",
-    quality: Annotated[int, typer.Option(help="JPEG/WebP quality.")] = 95,
+    quality: QualityOption = 95,
     shard: Annotated[
         str | None,
         typer.Option(help="Take only shard i of n (0-based, e.g. 0/4) of the inputs; no coordination needed."),
@@ -132,34 +146,22 @@ def batch_command(
     ] = None,
     num_processes: Annotated[int | None, typer.Option(help="With --distributed. [default: detected]")] = None,
     process_id: Annotated[int | None, typer.Option(help="With --distributed. [default: detected]")] = None,
-    preset_name: Annotated[
-        str | None, typer.Option("--preset", help=f"Start from published settings: {', '.join(PRESETS)}.")
-    ] = None,
+    preset_name: PresetOption = None,
     max_size: Annotated[
         int | None, typer.Option(help=f"Long side of the outputs in px. [default: {D.max_size}]")
     ] = None,
     iterations: Annotated[int | None, typer.Option(help=f"Iterations per image. [default: {D.iterations}]")] = None,
-    optimizer: Annotated[str | None, typer.Option(help=f"lbfgs or adam. [default: {D.optimizer}]")] = None,
-    learning_rate: Annotated[
-        float | None, typer.Option("--lr", help="Step size. [default: 1.0 for lbfgs, 0.02 for adam]")
-    ] = None,
-    content_weight: Annotated[float | None, typer.Option(help=f"[default: {D.content_weight:g}]")] = None,
+    optimizer: OptimizerOption = None,
+    learning_rate: LearningRateOption = None,
+    content_weight: ContentWeightOption = None,
     style_weight: Annotated[float | None, typer.Option(help=f"[default: {D.resolved_style_weight:g}]")] = None,
-    tv_weight: Annotated[float | None, typer.Option(help=f"Total variation weight. [default: {D.tv_weight:g}]")] = None,
-    style_weights: Annotated[
-        str | None, typer.Option(help="Blend of several styles, e.g. 0.7,0.3. [default: equal]")
-    ] = None,
-    style_scale: Annotated[
-        float | None, typer.Option(help=f"Style size relative to the output. [default: {D.style_scale:g}]")
-    ] = None,
+    tv_weight: TVWeightOption = None,
+    style_weights: StyleBlendOption = None,
+    style_scale: StyleScaleOption = None,
     init: Annotated[str | None, typer.Option(help=f"content, noise, blend or gray. [default: {D.init}]")] = None,
-    seed: Annotated[int | None, typer.Option(help=f"Random seed. [default: {D.seed}]")] = None,
-    preserve_color: Annotated[
-        str | None, typer.Option(help=f"none, luminance, histogram or knn. [default: {D.preserve_color}]")
-    ] = None,
-    weights: Annotated[
-        Path | None, typer.Option(help="VGG19 weights (.safetensors, Keras .h5, MatConvNet .mat). [default: embedded]")
-    ] = None,
+    seed: SeedOption = None,
+    preserve_color: PreserveColorOption = None,
+    weights: WeightsOption = None,
     overwrite: Annotated[
         bool, typer.Option(help="Redo images finished with other settings and replace unknown files of the same name.")
     ] = False,

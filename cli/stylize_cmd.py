@@ -22,6 +22,31 @@ from .common import EXIT_INTERRUPTED, float_list, progress_bar, say, user_errors
 
 D = StyleConfig()  # the defaults shown in --help come from the config, never repeated here
 
+# Options that `stylize` and `batch` share, declared once.
+PresetOption = Annotated[
+    str | None, typer.Option("--preset", help=f"Start from published settings: {', '.join(PRESETS)}.")
+]
+OptimizerOption = Annotated[str | None, typer.Option(help=f"lbfgs or adam. [default: {D.optimizer}]")]
+LearningRateOption = Annotated[
+    float | None, typer.Option("--lr", help="Step size. [default: 1.0 for lbfgs, 0.02 for adam]")
+]
+ContentWeightOption = Annotated[float | None, typer.Option(help=f"[default: {D.content_weight:g}]")]
+TVWeightOption = Annotated[float | None, typer.Option(help=f"Total variation weight. [default: {D.tv_weight:g}]")]
+StyleBlendOption = Annotated[
+    str | None, typer.Option(help="Blend of several styles, e.g. 0.7,0.3. [default: equal]")
+]
+StyleScaleOption = Annotated[
+    float | None, typer.Option(help=f"Style size relative to the output. [default: {D.style_scale:g}]")
+]
+SeedOption = Annotated[int | None, typer.Option(help=f"Random seed. [default: {D.seed}]")]
+PreserveColorOption = Annotated[
+    str | None, typer.Option(help=f"none, luminance, histogram or knn. [default: {D.preserve_color}]")
+]
+WeightsOption = Annotated[
+    Path | None, typer.Option(help="VGG19 weights (.safetensors, Keras .h5, MatConvNet .mat). [default: embedded]")
+]
+QualityOption = Annotated[int, typer.Option(help="JPEG/WebP quality.")]
+
 EXAMPLES = """
 
 Examples:
@@ -189,29 +214,21 @@ def stylize_command(
     content: Annotated[Path, typer.Argument(help="The photo to stylize.", show_default=False)],
     styles: Annotated[list[Path], typer.Argument(help="One or more style images.", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output image (.png .jpg .webp .tif .bmp).")],
-    preset_name: Annotated[
-        str | None, typer.Option("--preset", help=f"Start from published settings: {', '.join(PRESETS)}.")
-    ] = None,
+    preset_name: PresetOption = None,
     max_size: Annotated[int | None, typer.Option(help=f"Long side of the output in px. [default: {D.max_size}]")] = None,
     iterations: Annotated[int | None, typer.Option(help=f"Iterations per scale. [default: {D.iterations}]")] = None,
-    optimizer: Annotated[str | None, typer.Option(help=f"lbfgs or adam. [default: {D.optimizer}]")] = None,
-    learning_rate: Annotated[
-        float | None, typer.Option("--lr", help="Step size. [default: 1.0 for lbfgs, 0.02 for adam]")
-    ] = None,
-    content_weight: Annotated[float | None, typer.Option(help=f"[default: {D.content_weight:g}]")] = None,
+    optimizer: OptimizerOption = None,
+    learning_rate: LearningRateOption = None,
+    content_weight: ContentWeightOption = None,
     style_weight: Annotated[
         float | None, typer.Option(help=f"[default: {D.resolved_style_weight:g}; 5e4 with sliced_wasserstein]")
     ] = None,
-    tv_weight: Annotated[float | None, typer.Option(help=f"Total variation weight. [default: {D.tv_weight:g}]")] = None,
-    style_weights: Annotated[
-        str | None, typer.Option(help="Blend of several styles, e.g. 0.7,0.3. [default: equal]")
-    ] = None,
+    tv_weight: TVWeightOption = None,
+    style_weights: StyleBlendOption = None,
     style_layer_weights: Annotated[
         str | None, typer.Option(help="Weight per style layer, e.g. 0.5,1,1.5,3,4. [default: equal]")
     ] = None,
-    style_scale: Annotated[
-        float | None, typer.Option(help=f"Style size relative to the output. [default: {D.style_scale:g}]")
-    ] = None,
+    style_scale: StyleScaleOption = None,
     start_size: Annotated[
         int | None, typer.Option(help="Optimise coarse to fine from this long side (x sqrt 2 per scale).")
     ] = None,
@@ -219,10 +236,8 @@ def stylize_command(
         str | None, typer.Option(help=f"content, noise, blend, gray or image. [default: {D.init}]")
     ] = None,
     init_image: Annotated[Path | None, typer.Option(help="Starting image for --init image.")] = None,
-    seed: Annotated[int | None, typer.Option(help=f"Random seed. [default: {D.seed}]")] = None,
-    preserve_color: Annotated[
-        str | None, typer.Option(help=f"none, luminance, histogram or knn. [default: {D.preserve_color}]")
-    ] = None,
+    seed: SeedOption = None,
+    preserve_color: PreserveColorOption = None,
     style_statistic: Annotated[
         str | None, typer.Option(help=f"gram or sliced_wasserstein. [default: {D.style_statistic}]")
     ] = None,
@@ -230,10 +245,8 @@ def stylize_command(
     save_every: Annotated[int | None, typer.Option(help="Also save the image every N iterations.")] = None,
     history: Annotated[Path | None, typer.Option(help="Write the per-term loss history as JSON.")] = None,
     original_size: Annotated[bool, typer.Option(help="Resize the result back to the content's size.")] = False,
-    weights: Annotated[
-        Path | None, typer.Option(help="VGG19 weights (.safetensors, Keras .h5, MatConvNet .mat). [default: embedded]")
-    ] = None,
-    quality: Annotated[int, typer.Option(help="JPEG/WebP quality.")] = 95,
+    weights: WeightsOption = None,
+    quality: QualityOption = 95,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
 ) -> None:
     """Stylize a photo with one or more style images (Gatys et al.)."""
