@@ -36,6 +36,9 @@ def bench_command(
     batches: Annotated[list[str], typer.Option("--batch", help="Batch sizes.")] = ["1"],  # noqa: B006
     optimizers: Annotated[list[str], typer.Option("--optimizer", help="adam and/or lbfgs.")] = ["adam", "lbfgs"],  # noqa: B006
     precisions: Annotated[list[str], typer.Option("--precision", help="float32 and/or bfloat16.")] = ["float32"],  # noqa: B006
+    convs: Annotated[
+        list[str], typer.Option("--conv", help="auto (Winograd on CPU, lax.conv elsewhere), winograd and/or direct.")
+    ] = ["auto"],  # noqa: B006
     steps: Annotated[int, typer.Option(help="Timed steps per case (median reported).")] = 10,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON ('-' for stdout).")] = None,
     weights: Annotated[Path | None, typer.Option(help="VGG19 weights. [default: embedded]")] = None,
@@ -52,6 +55,11 @@ def bench_command(
       jaxstyle bench --size 512 --batch 1,2,4,8 --optimizer adam --json results.json
 
       jaxstyle bench --size 384x512 --precision float32,bfloat16
+
+      jaxstyle bench --size 384x512 --optimizer adam --conv winograd,direct
+
+    On CPU the convolutions from block2 on use Winograd F(4x4, 3x3), 4x fewer multiplications, so
+    GFLOP/s (direct-convolution equivalent) can exceed the GEMM peak.
     """
     import jax
     from rich.console import Console
@@ -74,6 +82,7 @@ def bench_command(
         for name, values, allowed in (
             ("--optimizer", _split(optimizers), ("adam", "lbfgs")),
             ("--precision", _split(precisions), ("float32", "bfloat16")),
+            ("--conv", _split(convs), ("auto", "winograd", "direct")),
         ):
             for value in values:
                 if value not in allowed:
@@ -81,13 +90,14 @@ def bench_command(
         params = jax.device_put(load_weights_option(weights).params)
         cases = sorted(
             (
-                BenchCase(h, w, b, o, p)
+                BenchCase(h, w, b, o, p, conv)
                 for (h, w) in shapes
                 for b in batch_sizes
                 for o in _split(optimizers)
                 for p in _split(precisions)
+                for conv in _split(convs)
             ),
-            key=lambda c: (c.height * c.width * c.batch, c.optimizer, c.precision),
+            key=lambda c: (c.height * c.width * c.batch, c.optimizer, c.precision, c.conv),
         )
         say(f"backend {jax.default_backend()}: {jax.devices()[0]}; measuring GEMM peak ...")
         peak = measure_peak_gflops()
@@ -95,16 +105,18 @@ def bench_command(
         with progress_bar(transient=True) as bar:
             task = bar.add_task("bench", total=len(cases), status="")
             for case in cases:
-                bar.update(task, status=f"{case.height}x{case.width} x{case.batch} {case.optimizer} {case.precision}")
+                bar.update(
+                    task, status=f"{case.height}x{case.width} x{case.batch} {case.optimizer} {case.precision} {case.conv}"
+                )
                 results.append(run_case(case, params, steps=steps, peak_gflops=peak))
                 bar.advance(task)
     table = Table(title=f"jaxstyle bench: {results[0].backend} ({results[0].device}), GEMM peak {peak:.0f} GFLOP/s")
-    for column in ("size", "batch", "optimizer", "precision", "ms/step", "images/s", "GFLOP/s", "% peak", "compile s", "peak MB"):
+    for column in ("size", "batch", "optimizer", "precision", "conv", "ms/step", "images/s", "GFLOP/s", "% peak", "compile s", "peak MB"):
         table.add_column(column, justify="right")
     for r in results:
         c = r.case
         table.add_row(
-            f"{c.height}x{c.width}", str(c.batch), c.optimizer, c.precision, f"{r.step_ms:.1f}", f"{r.images_per_s:.2f}",
+            f"{c.height}x{c.width}", str(c.batch), c.optimizer, c.precision, r.conv, f"{r.step_ms:.1f}", f"{r.images_per_s:.2f}",
             f"{r.gflops:.0f}", f"{r.percent_of_peak:.0f}", f"{r.compile_s:.2f}", f"{r.peak_memory_mb:.0f}",
         )
     console = Console(stderr=json_path is not None and str(json_path) == "-")

@@ -58,7 +58,7 @@ from jaxstyle.errors import ImageError, InputNotFoundError, JaxstyleError, Numer
 from jaxstyle.image import SUPPORTED_OUTPUT_SUFFIXES, load_image, resize_to, save_image
 from jaxstyle.optimize import LossSpec, StepReport, blend_style_targets, content_targets, optimise, style_targets
 from jaxstyle.stylize import _as_rgb, _finish_colours, _initial_image, _prepare_colours, fit_long_side
-from jaxstyle.vgg import MIN_SIDE
+from jaxstyle.vgg import MIN_SIDE, prepare_params
 from jaxstyle.weights import VGGWeights, load_weights
 
 logger = logging.getLogger(__name__)
@@ -355,7 +355,10 @@ class _Engine:
         self.mesh = Mesh(np.array(self.devices), ("batch",))
         self.batch_sharding = NamedSharding(self.mesh, P("batch"))
         self.replicated = NamedSharding(self.mesh, P())
-        self.params = self._put(weights.params, self.replicated)
+        winograd_convs = all(device.platform == "cpu" for device in self.devices)
+        self.params = self._put(
+            prepare_params(weights.params, self.spec.layers, winograd_convs=winograd_convs), self.replicated
+        )
         self.per_image_style = config.preserve_color in _PER_IMAGE_STYLE_MODES
         self._style_cache: dict[tuple, dict[str, jax.Array]] = {}
 

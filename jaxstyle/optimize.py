@@ -57,6 +57,11 @@ class LossSpec:
     mean_bgr: tuple[float, float, float] = KERAS_MEAN_BGR
     precision: str = "float32"
 
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Every VGG layer the loss reads."""
+        return self.content_layers + self.style_layers
+
     @classmethod
     def from_config(cls, config: StyleConfig, mean_bgr=KERAS_MEAN_BGR) -> LossSpec:
         content_layers = config.content_layers if config.content_weight > 0 else ()
@@ -208,10 +213,25 @@ def step_fn(params, image, opt_state, targets, loss_spec: LossSpec, opt_spec: Op
 TRACE_COUNT = {"step": 0}  # incremented at trace time only; tests use it to prove no retracing
 
 
-@functools.partial(
-    jax.jit, static_argnames=("loss_spec", "opt_spec", "steps", "batched"), donate_argnames=("image", "opt_state")
-)
 def run_steps(params, image, opt_state, targets, *, loss_spec, opt_spec, steps: int = 1, batched: bool = False):
+    """``steps`` optimisation steps in one dispatch; terms come back stacked per step (jit-compiled).
+
+    ``image`` and ``opt_state`` are donated: do not use the arrays passed in after the call.
+    With ``batched`` the image, optimiser state and targets["content"] carry a leading batch axis and
+    every image is optimised independently (``jax.vmap``); style targets are shared, or per image
+    (leading batch axis) when passed as ``targets["style_per_image"]`` instead of ``targets["style"]``.
+    """
+    return jitted_run_steps()(
+        params, image, opt_state, targets, loss_spec=loss_spec, opt_spec=opt_spec, steps=steps, batched=batched
+    )
+
+
+def jitted_run_steps() -> Callable:
+    """The jitted `run_steps` for the default backend, e.g. for ``.lower(...).compile()``."""
+    return _RUN_STEPS[jax.default_backend() == "cpu"]
+
+
+def _run_steps(params, image, opt_state, targets, *, loss_spec, opt_spec, steps: int = 1, batched: bool = False):
     """``steps`` optimisation steps in one dispatch; terms come back stacked per step.
 
     With ``batched`` the image, optimiser state and targets["content"] carry a leading batch axis and
@@ -244,6 +264,17 @@ def run_steps(params, image, opt_state, targets, *, loss_spec, opt_spec, steps: 
 
     (image, opt_state), terms = jax.lax.scan(body, (image, opt_state), length=steps)
     return image, opt_state, terms
+
+
+# On CPU, LLVM -O1 instead of XLA's default -O3 compiles the step ~25% faster (the Winograd tile
+# transforms are many small fusions) and runs it as fast: the time is in library GEMMs, not in
+# generated loops (measured, docs/performance.md). Other backends keep their defaults.
+_CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+_JIT_ARGS = {"static_argnames": ("loss_spec", "opt_spec", "steps", "batched"), "donate_argnames": ("image", "opt_state")}
+_RUN_STEPS = {
+    True: jax.jit(_run_steps, **_JIT_ARGS, compiler_options=_CPU_COMPILER_OPTIONS),
+    False: jax.jit(_run_steps, **_JIT_ARGS),
+}
 
 
 def init_opt_state(image: jax.Array, opt_spec: OptimizerSpec, learning_rate: float, batched: bool = False):

@@ -19,7 +19,7 @@ from jaxstyle.config import StyleConfig
 from jaxstyle.errors import ImageError, UsageError
 from jaxstyle.image import resize_to
 from jaxstyle.optimize import LossSpec, StepReport, blend_style_targets, content_targets, optimise, style_targets
-from jaxstyle.vgg import MIN_SIDE
+from jaxstyle.vgg import MIN_SIDE, prepare_params
 from jaxstyle.weights import VGGWeights, load_weights
 
 
@@ -185,8 +185,8 @@ def stylize(
     sizes = scale_sizes(content.shape[:2], config)
     check_memory(sizes[-1], config)
     weights = weights or load_weights()
-    params = jax.device_put(weights.params)
     spec = LossSpec.from_config(config, weights.mean_bgr)
+    params = jax.device_put(prepare_params(weights.params, spec.layers))
     total = config.iterations * len(sizes)
 
     image = None

@@ -25,6 +25,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
+from jaxstyle import winograd
 from jaxstyle.errors import UsageError
 
 Pooling = Literal["max", "avg"]
@@ -106,11 +107,54 @@ def deprocess(features: jax.Array, mean_bgr: Iterable[float] = KERAS_MEAN_BGR) -
     return ((features + mean) / 255.0)[..., ::-1]
 
 
+# Winograd pays off from block2 on (>= 128 output channels): in block1's 64-channel layers the tile
+# transforms cost more than the multiplications they save (measured, docs/performance.md).
+WINOGRAD_MIN_CHANNELS = 128
+
+
+def prepare_params(
+    params: Mapping[str, Mapping[str, jax.Array]],
+    layers: Iterable[str],
+    *,
+    winograd_convs: bool | None = None,
+) -> dict[str, dict[str, jax.Array]]:
+    """Add precomputed Winograd kernels where they make the forward/backward pass faster.
+
+    On CPU, every conv from block2 up to the deepest of ``layers`` gets ``"winograd"`` and
+    ``"winograd_flipped"`` entries (see `jaxstyle.winograd`), which `vgg19_features` then uses
+    instead of ``lax.conv``. They cost 8x the memory of those kernels (~0.4 GB through block5_conv1),
+    so they are made once per run, not per step. Other backends (cuDNN, TPU) get ``params``
+    unchanged. ``winograd_convs`` overrides the choice (None: on CPU only).
+
+    The prepared params are for optimising images: `vgg19_features` then differentiates in the
+    image only, treating the Winograd kernels as constants.
+    """
+    if winograd_convs is None:
+        winograd_convs = jax.default_backend() == "cpu"
+    prepared = {name: dict(layer) for name, layer in params.items()}
+    if not winograd_convs:
+        return prepared
+    deepest = max((_POSITION[canonical_layer(name)] for name in layers), default=-1)
+    for op, layer, _ in _SEQUENCE[: deepest + 1]:
+        if op != "conv" or CONV_SHAPES[layer][3] < WINOGRAD_MIN_CHANNELS:
+            continue
+        kernel = prepared[layer]["kernel"]
+        prepared[layer]["winograd"] = jnp.asarray(winograd.transform_kernel(kernel))
+        prepared[layer]["winograd_flipped"] = jnp.asarray(winograd.transform_kernel(kernel, flipped=True))
+    return prepared
+
+
 def _conv(x: jax.Array, layer: Mapping[str, jax.Array]) -> jax.Array:
-    kernel = layer["kernel"].astype(x.dtype)
-    y = jax.lax.conv_general_dilated(
-        x, kernel, window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
+    if "winograd" in layer:
+        y = winograd.conv3x3(x, layer["winograd"], layer["winograd_flipped"])
+    else:
+        y = jax.lax.conv_general_dilated(
+            x,
+            layer["kernel"].astype(x.dtype),
+            window_strides=(1, 1),
+            padding="SAME",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
     return y + layer["bias"].astype(x.dtype).reshape(1, 1, 1, -1)
 
 

@@ -358,7 +358,7 @@ SHARDING_SCRIPT = textwrap.dedent(
     assert jax.device_count() == 4, jax.devices()
     from jaxstyle.batch import _Engine, stylize_batch
     from jaxstyle.config import StyleConfig
-    from jaxstyle.optimize import OptimizerSpec, init_opt_state, run_steps
+    from jaxstyle.optimize import OptimizerSpec, init_opt_state, jitted_run_steps, run_steps
     from jaxstyle.weights import load_weights
 
     weights = load_weights()
@@ -380,7 +380,7 @@ SHARDING_SCRIPT = textwrap.dedent(
     opt_spec = OptimizerSpec.from_config(config)
     state = init_opt_state(start, opt_spec, 0.02, batched=True)
     kwargs = dict(loss_spec=engine.spec, opt_spec=opt_spec, steps=1, batched=True)
-    hlo = run_steps.lower(engine.params, start, state, targets, **kwargs).compile().as_text()
+    hlo = jitted_run_steps().lower(engine.params, start, state, targets, **kwargs).compile().as_text()
     image, state, terms = run_steps(engine.params, start, state, targets, **kwargs)
     out["image_devices"] = len(image.sharding.device_set)
     out["image_spec"] = image.sharding.spec == jax.sharding.PartitionSpec("batch")
