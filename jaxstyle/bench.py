@@ -151,7 +151,7 @@ def run_case(
     }
     image = jnp.copy(contents) if batched else jnp.copy(contents[0])
     opt_state = init_opt_state(image, opt_spec, config.resolved_learning_rate, batched=batched)
-    static = {"loss_spec": loss_spec, "opt_spec": opt_spec, "batched": batched}
+    static = {"loss_spec": loss_spec, "opt_spec": opt_spec, "steps": 1, "batched": batched}
     step: Callable = lambda image, state: run_steps(params, image, state, targets, **static)  # noqa: E731
 
     # Trace and compile ahead of time, so compile_s is exactly that; the jitted calls below reuse it.

@@ -279,6 +279,7 @@ CASES: list[Case] = [
     Case("bench-size-text", ("bench", "--size", "huge"), USAGE, ("huge",)),
     Case("bench-optimizer-sgd", ("bench", "--optimizer", "sgd"), USAGE, ("--optimizer", "sgd")),
     Case("bench-precision-fp8", ("bench", "--precision", "fp8"), USAGE, ("--precision", "fp8")),
+    Case("bench-conv-fft", ("bench", "--conv", "fft"), USAGE, ("--conv", "fft")),
     Case("bench-batch-0", ("bench", "--batch", "0"), USAGE, ("--batch",)),
     Case("bench-batch-text", ("bench", "--batch", "two"), USAGE, ("--batch", "two")),
     Case("bench-steps-0", ("bench", "--steps", "0"), USAGE, ("--steps", "0")),
