@@ -232,12 +232,7 @@ def jitted_run_steps() -> Callable:
 
 
 def _run_steps(params, image, opt_state, targets, *, loss_spec, opt_spec, steps: int = 1, batched: bool = False):
-    """``steps`` optimisation steps in one dispatch; terms come back stacked per step.
-
-    With ``batched`` the image, optimiser state and targets["content"] carry a leading batch axis and
-    every image is optimised independently (``jax.vmap``); style targets are shared, or per image
-    (leading batch axis) when passed as ``targets["style_per_image"]`` instead of ``targets["style"]``.
-    """
+    """The traced body of `run_steps` (see there), jitted once per backend kind in `_RUN_STEPS`."""
     TRACE_COUNT["step"] += 1
 
     def one(image, opt_state):
