@@ -39,9 +39,29 @@ TVKind = Literal["l1", "l2"]
 def gram_matrix(features: jax.Array) -> jax.Array:
     """(H, W, C) -> (C, C) Gram matrix ``F^T F / (H W C)``."""
     h, w, c = features.shape
-    flat = features.reshape(h * w, c)
-    # HIGHEST keeps float32 accuracy on TPU/GPU, where the default may use bf16/tf32 passes.
-    return jnp.matmul(flat.T, flat, precision=jax.lax.Precision.HIGHEST) / (h * w * c)
+    return _gram(features.reshape(h * w, c)) / (h * w * c)
+
+
+# HIGHEST keeps float32 accuracy on TPU/GPU, where the default may use bf16/tf32 passes.
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+@jax.custom_vjp
+def _gram(flat: jax.Array) -> jax.Array:
+    return jnp.matmul(flat.T, flat, precision=_HIGHEST)
+
+
+def _gram_fwd(flat):
+    return _gram(flat), flat
+
+
+def _gram_bwd(flat, cotangent):
+    # d(F^T F) = dF^T F + F^T dF, so the gradient is F (G' + G'^T): one (HW, C) x (C, C) product.
+    # Autodiff emits F G' and F G'^T as two products over the large (HW, C) matrix.
+    return (jnp.matmul(flat, cotangent + cotangent.T, precision=_HIGHEST),)
+
+
+_gram.defvjp(_gram_fwd, _gram_bwd)
 
 
 def content_loss(features: jax.Array, target: jax.Array) -> jax.Array:
