@@ -24,6 +24,7 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxstyle import winograd
 from jaxstyle.errors import UsageError
@@ -118,43 +119,82 @@ def prepare_params(
     *,
     winograd_convs: bool | None = None,
 ) -> dict[str, dict[str, jax.Array]]:
-    """Add precomputed Winograd kernels where they make the forward/backward pass faster.
+    """Add precomputed kernels that make the image's forward/backward pass faster on CPU.
 
-    On CPU, every conv from block2 up to the deepest of ``layers`` gets ``"winograd"`` and
-    ``"winograd_flipped"`` entries (see `jaxstyle.winograd`), which `vgg19_features` then uses
-    instead of ``lax.conv``. They cost 8x the memory of those kernels (~0.4 GB through block5_conv1),
-    so they are made once per run, not per step. Other backends (cuDNN, TPU) get ``params``
-    unchanged. ``winograd_convs`` overrides the choice (None: on CPU only).
+    On CPU, every conv up to the deepest of ``layers`` gets one of:
+
+    * from block2 on, ``"winograd"`` and ``"winograd_flipped"`` (see `jaxstyle.winograd`), which
+      `vgg19_features` then uses instead of ``lax.conv``. They cost 8x the memory of those kernels
+      (~0.4 GB through block5_conv1), so they are made once per run, not per step;
+    * in block1 (or everywhere with ``winograd_convs=False``), ``"kernel_flipped"``: the input
+      gradient's kernel, so that the backward pass is a plain HWIO ``lax.conv`` (see
+      `_conv_flipped_given` for why that matters).
+
+    Other backends (cuDNN, TPU) get ``params`` unchanged unless ``winograd_convs=True``;
+    ``winograd_convs`` overrides the Winograd choice (None: on CPU only).
 
     The prepared params are for optimising images: `vgg19_features` then differentiates in the
-    image only, treating the Winograd kernels as constants.
+    image only, treating the kernels as constants.
     """
+    on_cpu = jax.default_backend() == "cpu"
     if winograd_convs is None:
-        winograd_convs = jax.default_backend() == "cpu"
+        winograd_convs = on_cpu
     prepared = {name: dict(layer) for name, layer in params.items()}
-    if not winograd_convs:
-        return prepared
     deepest = max((_POSITION[canonical_layer(name)] for name in layers), default=-1)
     for op, layer, _ in _SEQUENCE[: deepest + 1]:
-        if op != "conv" or CONV_SHAPES[layer][3] < WINOGRAD_MIN_CHANNELS:
+        if op != "conv":
             continue
         kernel = prepared[layer]["kernel"]
-        prepared[layer]["winograd"] = jnp.asarray(winograd.transform_kernel(kernel))
-        prepared[layer]["winograd_flipped"] = jnp.asarray(winograd.transform_kernel(kernel, flipped=True))
+        if winograd_convs and CONV_SHAPES[layer][3] >= WINOGRAD_MIN_CHANNELS:
+            prepared[layer]["winograd"] = jnp.asarray(winograd.transform_kernel(kernel))
+            prepared[layer]["winograd_flipped"] = jnp.asarray(winograd.transform_kernel(kernel, flipped=True))
+        elif on_cpu:
+            prepared[layer]["kernel_flipped"] = jnp.asarray(_flip(kernel))
     return prepared
+
+
+def _flip(kernel) -> np.ndarray:
+    """The HWIO kernel of the input gradient: flipped in space, input and output channels swapped."""
+    return np.ascontiguousarray(np.asarray(kernel)[::-1, ::-1].swapaxes(2, 3))
+
+
+def _correlate(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return jax.lax.conv_general_dilated(
+        x, kernel.astype(x.dtype), window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+@jax.custom_vjp
+def _conv_flipped_given(x: jax.Array, kernel: jax.Array, kernel_flipped: jax.Array) -> jax.Array:
+    """``lax.conv`` whose input gradient uses a precomputed `_flip` kernel (kernels get zero cotangent).
+
+    Why: inside ``lax.scan`` (many steps per dispatch, as `jaxstyle.optimize.run_steps` runs them),
+    XLA:CPU hoists autodiff's kernel flip out of the loop as an OI-ordered kernel and then runs
+    the backward conv with its generic convolution instead of YNNPACK's. With the flipped kernel
+    given, the whole step at 256x256 went from 394 to 271 ms (measured, docs/performance.md).
+    """
+    return _correlate(x, kernel)
+
+
+def _conv_flipped_given_fwd(x, kernel, kernel_flipped):
+    return _correlate(x, kernel), (kernel, kernel_flipped)
+
+
+def _conv_flipped_given_bwd(residuals, g):
+    kernel, kernel_flipped = residuals
+    return _correlate(g, kernel_flipped), jnp.zeros_like(kernel), jnp.zeros_like(kernel_flipped)
+
+
+_conv_flipped_given.defvjp(_conv_flipped_given_fwd, _conv_flipped_given_bwd)
 
 
 def _conv(x: jax.Array, layer: Mapping[str, jax.Array]) -> jax.Array:
     if "winograd" in layer:
         y = winograd.conv3x3(x, layer["winograd"], layer["winograd_flipped"])
+    elif "kernel_flipped" in layer:
+        y = _conv_flipped_given(x, layer["kernel"], layer["kernel_flipped"])
     else:
-        y = jax.lax.conv_general_dilated(
-            x,
-            layer["kernel"].astype(x.dtype),
-            window_strides=(1, 1),
-            padding="SAME",
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
+        y = _correlate(x, layer["kernel"])
     return y + layer["bias"].astype(x.dtype).reshape(1, 1, 1, -1)
 
 

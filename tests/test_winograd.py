@@ -117,8 +117,14 @@ def test_prepare_params_adds_kernels_from_block2_to_the_deepest_layer(vgg_params
     assert prepared["block4_conv2"]["winograd"].shape == (36, 512, 512)
     assert prepared["block4_conv2"]["winograd_flipped"].shape == (36, 512, 512)
     assert "winograd" not in vgg_params["block2_conv1"]  # the input is not modified
-    unchanged = prepare_params(vgg_params, ["relu5_1"], winograd_convs=False)
-    assert not any("winograd" in layer for layer in unchanged.values())
+    # On CPU the convs without Winograd kernels get the input gradient's kernel instead.
+    assert [name for name in CONV_LAYERS if "kernel_flipped" in prepared[name]] == ["block1_conv1", "block1_conv2"]
+    np.testing.assert_array_equal(
+        prepared["block1_conv2"]["kernel_flipped"], np.asarray(vgg_params["block1_conv2"]["kernel"])[::-1, ::-1].swapaxes(2, 3)
+    )
+    direct = prepare_params(vgg_params, ["relu5_1"], winograd_convs=False)
+    assert not any("winograd" in layer for layer in direct.values())
+    assert [name for name in CONV_LAYERS if "kernel_flipped" in direct[name]] == list(CONV_LAYERS[:13])
     # Default: on CPU only (the tests run on CPU).
     default = prepare_params(vgg_params, ["relu2_1"])
     assert ("winograd" in default["block2_conv1"]) == (jax.default_backend() == "cpu")
@@ -140,5 +146,26 @@ def test_vgg_features_and_image_gradient_match_lax_conv(vgg_params):
     a, b = features(direct, images), features(fast, images)
     for name in layers:
         assert float(jnp.abs(a[name] - b[name]).max() / jnp.abs(a[name]).max()) < 1e-4, name
-    g_direct, g_fast = grad(direct, images), grad(fast, images)
-    assert float(jnp.abs(g_direct - g_fast).max() / jnp.abs(g_direct).max()) < 1e-4
+    # Reference: plain autodiff through lax.conv, with the unprepared params.
+    g_autodiff = grad(vgg_params, images)
+    for prepared in (direct, fast):
+        g = grad(prepared, images)
+        assert float(jnp.abs(g - g_autodiff).max() / jnp.abs(g_autodiff).max()) < 1e-4
+
+
+def test_prepared_step_inside_scan_matches_autodiff(vgg_params):
+    """`run_steps` runs many steps in a lax.scan, where XLA compiles the backward differently."""
+    layers = ["relu1_2", "relu2_1"]
+    prepared = prepare_params(vgg_params, layers, winograd_convs=True)
+    images = jnp.asarray(np.random.default_rng(6).uniform(-120, 135, (1, 24, 20, 3)), jnp.float32)
+
+    def descend(params, x):
+        def step(x, _):
+            g = jax.grad(lambda x: sum(jnp.mean(f**2) for f in vgg19_features(params, x, layers).values()))(x)
+            return x - 1e-3 * g / jnp.abs(g).max(), None
+
+        return jax.lax.scan(step, x, length=3)[0]
+
+    expected = jax.jit(descend)(vgg_params, images) - images
+    got = jax.jit(descend)(prepared, images) - images
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-3 * float(jnp.abs(expected).max()))
