@@ -39,14 +39,18 @@ def bench_command(
     convs: Annotated[
         list[str], typer.Option("--conv", help="auto (Winograd on CPU, lax.conv elsewhere), winograd and/or direct.")
     ] = ["auto"],  # noqa: B006
-    steps: Annotated[int, typer.Option(help="Timed steps per case (median reported).")] = 10,
+    steps: Annotated[
+        int, typer.Option(help="Steps per dispatch, as stylize runs them between progress reports (StyleConfig.report_every).")
+    ] = 10,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON ('-' for stdout).")] = None,
     weights: Annotated[Path | None, typer.Option(help="VGG19 weights. [default: embedded]")] = None,
 ) -> None:
     """Benchmark the stylization step: ms/step, images/s, GFLOP/s, % of measured GEMM peak, compile time, memory.
 
-    Runs on the default JAX backend (CPU, GPU or TPU). The FLOP model counts the 13 convolutions up
-    to block5_conv1 and the 5 Gram matrices, forward and image-gradient backward (2x forward).
+    Runs on the default JAX backend (CPU, GPU or TPU). Each case is compiled, warmed up with one
+    dispatch of --steps steps, then three dispatches are timed: ms/step is the median dispatch
+    divided by --steps. The FLOP model counts the 13 convolutions up to block5_conv1 and the
+    5 Gram matrices, forward and image-gradient backward (2x forward).
 
     Examples:
 

@@ -17,18 +17,18 @@ def params():
 
 
 def test_winograd_and_direct_steps_agree(params):
-    results = {conv: run_case(BenchCase(32, 48, conv=conv), params, steps=2, warmup=1) for conv in ("winograd", "direct")}
+    results = {conv: run_case(BenchCase(32, 48, conv=conv), params, steps=2, dispatches=1) for conv in ("winograd", "direct")}
     assert results["winograd"].conv == "winograd" and results["direct"].conv == "direct"
     for r in results.values():
         assert not r.retraced
         assert r.compile_s > 0 and r.step_ms > 0 and np.isfinite(r.final_loss)
         assert r.gflop_per_step == pytest.approx(step_gflop(32, 48))
-    # Same random images (seed), same three steps: the loss differs only by float32 rounding.
+    # Same random images (seed), same four steps (a warm-up dispatch and a timed one): the loss differs only by float32 rounding.
     assert results["winograd"].final_loss == pytest.approx(results["direct"].final_loss, rel=1e-3)
 
 
 def test_auto_picks_winograd_on_cpu_only(params):
-    result = run_case(BenchCase(32, 32), params, steps=1, warmup=0)
+    result = run_case(BenchCase(32, 32), params, steps=1, dispatches=1)
     assert result.conv == ("winograd" if jax.default_backend() == "cpu" else "direct")
 
 
