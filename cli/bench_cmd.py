@@ -31,6 +31,11 @@ def _split(values: list[str]) -> list[str]:
     return [part for value in values for part in value.replace(",", " ").split()]
 
 
+def _comparable(case) -> bool:
+    """The peers time one float32 image with the TF tutorial's Adam."""
+    return (case.batch, case.precision, case.optimizer) == (1, "float32", "adam")
+
+
 def bench_command(
     sizes: Annotated[list[str], typer.Option("--size", help="HxW or N; repeat or comma-separate.")] = ["256", "384x512"],  # noqa: B006
     batches: Annotated[list[str], typer.Option("--batch", help="Batch sizes.")] = ["1"],  # noqa: B006
@@ -39,6 +44,10 @@ def bench_command(
     convs: Annotated[
         list[str], typer.Option("--conv", help="auto (Winograd on CPU, lax.conv elsewhere), winograd and/or direct.")
     ] = ["auto"],  # noqa: B006
+    compare: Annotated[
+        list[str],
+        typer.Option(help="Also time the same Adam step in torch and/or tensorflow (installed separately), side by side."),
+    ] = [],  # noqa: B006
     steps: Annotated[
         int, typer.Option(help="Steps per dispatch, as stylize runs them between progress reports (StyleConfig.report_every).")
     ] = 10,
@@ -62,14 +71,22 @@ def bench_command(
 
       jaxstyle bench --size 384x512 --optimizer adam --conv winograd,direct
 
+      jaxstyle bench --optimizer adam --compare torch,tensorflow
+
     On CPU the convolutions from block2 on use Winograd F(4x4, 3x3), 4x fewer multiplications, so
     GFLOP/s (direct-convolution equivalent) can exceed the GEMM peak.
+
+    --compare runs the step in PyTorch (eager, channels_last) and/or TensorFlow (the tutorial's
+    train_step) in a child process with the same weights, images and loss, one step per call, for
+    every size with batch 1, Adam and float32; the table shows each peer's time over jaxstyle's and
+    the relative difference of the first step's loss (equal work: ~1e-7).
     """
     import jax
     from rich.console import Console
     from rich.table import Table
 
-    from jaxstyle.bench import BenchCase, measure_peak_gflops, run_case
+    from jaxstyle.bench import BenchCase, bench_images, measure_peak_gflops, run_case
+    from jaxstyle.peers import PEERS, PeerUnavailable, check_peer, run_peer
 
     from .stylize_cmd import load_weights_option
 
@@ -87,6 +104,7 @@ def bench_command(
             ("--optimizer", _split(optimizers), ("adam", "lbfgs")),
             ("--precision", _split(precisions), ("float32", "bfloat16")),
             ("--conv", _split(convs), ("auto", "winograd", "direct")),
+            ("--compare", _split(compare), PEERS),
         ):
             for value in values:
                 if value not in allowed:
@@ -103,6 +121,13 @@ def bench_command(
             ),
             key=lambda c: (c.height * c.width * c.batch, c.optimizer, c.precision, c.conv),
         )
+        if _split(compare) and not any(_comparable(c) for c in cases):
+            raise UsageError("--compare needs a case with --batch 1, --optimizer adam and --precision float32")
+        for peer in _split(compare):  # before minutes of benchmarking, not after
+            try:
+                check_peer(peer)
+            except PeerUnavailable as error:
+                raise UsageError(f"--compare: {error}") from None
         say(f"backend {jax.default_backend()}: {jax.devices()[0]}; measuring GEMM peak ...")
         peak = measure_peak_gflops()
         results = []
@@ -114,6 +139,17 @@ def bench_command(
                 )
                 results.append(run_case(case, params, steps=steps, peak_gflops=peak))
                 bar.advance(task)
+        # One peer run per size, against jaxstyle's batch-1 float32 Adam case there.
+        ours = {(r.case.height, r.case.width): r for r in results if _comparable(r.case)}
+        peers = []
+        with progress_bar(transient=True) as bar:
+            task = bar.add_task("peers", total=len(ours) * len(_split(compare)), status="")
+            for peer in _split(compare):
+                for (h, w), mine in ours.items():
+                    bar.update(task, status=f"{peer} {h}x{w}")
+                    contents, style = bench_images(mine.case)
+                    peers.append(run_peer(peer, params, contents[0], style, steps=steps))
+                    bar.advance(task)
     table = Table(title=f"jaxstyle bench: {results[0].backend} ({results[0].device}), GEMM peak {peak:.0f} GFLOP/s")
     for column in ("size", "batch", "optimizer", "precision", "conv", "ms/step", "images/s", "GFLOP/s", "% peak", "compile s", "peak MB"):
         table.add_column(column, justify="right")
@@ -127,8 +163,22 @@ def bench_command(
     if not console.is_terminal:
         console.width = 140  # a log or a pipe: do not squeeze the table to 80 columns
     console.print(table)
+    if peers:
+        side = Table(title="the same Adam step, one step per call in the peers (time / jaxstyle's)")
+        for column in ("size", "peer", "version", "ms/step", "x jaxstyle", "loss rel. diff"):
+            side.add_column(column, justify="right")
+        for p in peers:
+            mine = ours[(p.height, p.width)]
+            side.add_row(
+                f"{p.height}x{p.width}", p.peer, p.version, f"{p.step_ms:.1f}", f"{p.step_ms / mine.step_ms:.2f}",
+                f"{abs(p.first_loss - mine.first_loss) / abs(mine.first_loss):.1e}",
+            )
+        console.print(side)
     if json_path is not None:
-        payload = json.dumps({"gemm_peak_gflops": peak, "results": [r.as_dict() for r in results]}, indent=2)
+        payload = json.dumps(
+            {"gemm_peak_gflops": peak, "results": [r.as_dict() for r in results], "peers": [vars(p) for p in peers]},
+            indent=2,
+        )
         if str(json_path) == "-":
             typer.echo(payload)
         else:

@@ -69,6 +69,7 @@ class BenchResult:
     gflops: float  # achieved
     percent_of_peak: float | None
     peak_memory_mb: float | None  # device peak (GPU/TPU) or process peak RSS (CPU)
+    first_loss: float  # at the content image, before the first update (mean over the batch)
     final_loss: float
     retraced: bool
 
@@ -115,6 +116,13 @@ def _peak_memory_mb() -> float | None:
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
+def bench_images(case: BenchCase, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The random (batch, H, W, 3) content images and (H, W, 3) style image a case runs on, in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    contents = rng.uniform(size=(case.batch, case.height, case.width, 3)).astype(np.float32)
+    return contents, rng.uniform(size=(case.height, case.width, 3)).astype(np.float32)
+
+
 def run_case(
     case: BenchCase,
     params,
@@ -130,7 +138,6 @@ def run_case(
     ``report_every``, 10 by default) in one compiled loop. After one warm-up dispatch, ``dispatches``
     are timed; ms/step is the median dispatch time divided by ``steps``.
     """
-    rng = np.random.default_rng(seed)
     config = preset(
         "tf-tutorial",
         content_layers=("block4_conv2",),
@@ -145,8 +152,7 @@ def run_case(
         raise UsageError(f"unknown conv algorithm {case.conv!r}; choose one of {', '.join(CONV_CHOICES)}")
     params = prepare_params(params, loss_spec.layers, winograd_convs=CONV_CHOICES[case.conv])
     shape = (case.height, case.width)
-    contents = jnp.asarray(rng.uniform(size=(case.batch, *shape, 3)), jnp.float32)
-    style = jnp.asarray(rng.uniform(size=(*shape, 3)), jnp.float32)
+    contents, style = (jnp.asarray(a) for a in bench_images(case, seed))
     # Batch 1 takes the single-image path that `stylize` runs; larger batches the vmapped one.
     batched = case.batch > 1
     content_of = jax.vmap(lambda c: content_targets(params, c, loss_spec)) if batched else None
@@ -166,7 +172,7 @@ def run_case(
     compile_s = time.perf_counter() - start
     traces_after_compile = TRACE_COUNT["step"]
     image, opt_state, terms = dispatch(image, opt_state)
-    jax.block_until_ready(image)
+    first_loss = float(np.mean(np.asarray(terms["total"])[0]))
     times = []
     for _ in range(dispatches):
         start = time.perf_counter()
@@ -189,6 +195,7 @@ def run_case(
         gflops=gflops,
         percent_of_peak=100 * gflops / peak_gflops if peak_gflops else None,
         peak_memory_mb=_peak_memory_mb(),
+        first_loss=first_loss,
         final_loss=float(np.mean(np.asarray(terms["total"])[-1])),
         retraced=TRACE_COUNT["step"] != traces_after_compile or traces_after_compile - traces_before > 1,
     )

@@ -283,6 +283,8 @@ CASES: list[Case] = [
     Case("bench-batch-0", ("bench", "--batch", "0"), USAGE, ("--batch",)),
     Case("bench-batch-text", ("bench", "--batch", "two"), USAGE, ("--batch", "two")),
     Case("bench-steps-0", ("bench", "--steps", "0"), USAGE, ("--steps", "0")),
+    Case("bench-compare-jax", ("bench", "--compare", "jax"), USAGE, ("--compare", "jax")),
+    Case("bench-compare-lbfgs-only", ("bench", "--optimizer", "lbfgs", "--compare", "torch"), USAGE, ("--compare", "adam")),
     Case("bench-weights-garbage", ("bench", "--size", "16", "--steps", "1", "--weights", "{garbage_png}"), WEIGHTS, ("garbage.png",)),
     # --- demo ---------------------------------------------------------------------------------
     Case("demo-max-size-0", ("demo", "-o", "{out}", "--max-size", "0"), USAGE, ("max size", "0")),
