@@ -216,7 +216,9 @@ def stylize_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output image (.png .jpg .webp .tif .bmp).")],
     preset_name: PresetOption = None,
     max_size: Annotated[int | None, typer.Option(help=f"Long side of the output in px. [default: {D.max_size}]")] = None,
-    iterations: Annotated[int | None, typer.Option(help=f"Iterations per scale. [default: {D.iterations}]")] = None,
+    iterations: Annotated[
+        int | None, typer.Option(help=f"Iterations at the final scale (and every scale). [default: {D.iterations}]")
+    ] = None,
     optimizer: OptimizerOption = None,
     learning_rate: LearningRateOption = None,
     content_weight: ContentWeightOption = None,
@@ -231,6 +233,9 @@ def stylize_command(
     style_scale: StyleScaleOption = None,
     start_size: Annotated[
         int | None, typer.Option(help="Optimise coarse to fine from this long side (x sqrt 2 per scale).")
+    ] = None,
+    coarse_iterations: Annotated[
+        int | None, typer.Option(help="With --start-size: iterations at each scale before the final one. [default: --iterations]")
     ] = None,
     init: Annotated[
         str | None, typer.Option(help=f"content, noise, blend, gray or image. [default: {D.init}]")
@@ -267,6 +272,7 @@ def stylize_command(
             style_layer_weights=float_list(style_layer_weights, "--style-layer-weights"),
             style_scale=style_scale,
             multiscale_min=start_size,
+            coarse_iterations=coarse_iterations,
             init=init,
             seed=seed,
             preserve_color=preserve_color,

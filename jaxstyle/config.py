@@ -34,7 +34,10 @@ class StyleConfig:
     style_scale: float = 1.0
     # Coarse-to-fine: start at this long side and grow by sqrt(2) up to max_size; None = one scale.
     multiscale_min: int | None = None
-    iterations: int = 300  # per scale
+    iterations: int = 300  # at the final scale (and at every scale, unless coarse_iterations is set)
+    # Iterations at each scale before the final one; None: `iterations`. Coarse scales are cheap
+    # (a quarter of the pixels per halving), and what they cannot fix, the final scale must.
+    coarse_iterations: int | None = None
 
     optimizer: Optimizer = "lbfgs"
     learning_rate: float | None = None  # None: 1.0 for L-BFGS (unit step), 0.02 for Adam
@@ -92,6 +95,10 @@ class StyleConfig:
         checks = (
             (self.max_size >= 16, f"max size must be at least 16 px, got {self.max_size}"),
             (self.iterations >= 1, f"iterations must be at least 1, got {self.iterations}"),
+            (
+                self.coarse_iterations is None or self.coarse_iterations >= 1,
+                f"coarse iterations must be at least 1, got {self.coarse_iterations}",
+            ),
             (self.report_every >= 1, "report_every must be at least 1"),
             (self.steps_per_dispatch >= 1, "steps_per_dispatch must be at least 1"),
             (self.lbfgs_memory >= 1, "lbfgs_memory must be at least 1"),

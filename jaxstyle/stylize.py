@@ -188,7 +188,9 @@ def stylize(
     weights = weights or load_weights()
     spec = LossSpec.from_config(config, weights.mean_bgr)
     params = jax.device_put(prepare_params(weights.params, spec.layers))
-    total = config.iterations * len(sizes)
+    coarse = config.iterations if config.coarse_iterations is None else config.coarse_iterations
+    per_scale = [coarse] * (len(sizes) - 1) + [config.iterations]
+    total = sum(per_scale)
 
     image = None
     for index, (h, w) in enumerate(sizes):
@@ -207,9 +209,10 @@ def stylize(
 
         def report(step: StepReport, index=index, shape=(h, w)) -> None:
             if callback is not None:
-                done = index * config.iterations + step.iteration
+                done = sum(per_scale[:index]) + step.iteration
                 callback(Progress(index, len(sizes), shape, done, total, step))
 
-        result = optimise(params, jnp.asarray(start, jnp.float32), targets, config, spec, callback=report)
+        scale_config = config.replace(iterations=per_scale[index])
+        result = optimise(params, jnp.asarray(start, jnp.float32), targets, scale_config, spec, callback=report)
         image = np.asarray(result.image)
     return _finish_colours(image, resize_to(content, *image.shape[:2]), config.preserve_color)

@@ -195,6 +195,7 @@ CASES: list[Case] = [
     Case("lr-nan", _stylize("--lr", "nan"), USAGE, ("learning rate", "nan")),
     Case("style-scale-0", _stylize("--style-scale", "0"), USAGE, ("style scale",)),
     Case("start-size-8", _stylize("--start-size", "8"), USAGE, ("multiscale start", "8")),
+    Case("coarse-iterations-0", _stylize("--start-size", "16", "--coarse-iterations", "0"), USAGE, ("coarse iterations", "0")),
     Case("save-every-0", _stylize("--save-every", "0"), USAGE, ("--save-every", "0")),
     Case("quality-0", _stylize("--quality", "0"), USAGE, ("--quality", "0")),
     Case("quality-101", _stylize("--quality", "101"), USAGE, ("--quality", "101")),
