@@ -66,7 +66,7 @@ def estimate_memory_bytes(shape: tuple[int, int], config: StyleConfig) -> int:
 
     Measured on CPU (float32, L-BFGS): about 3 kB per output pixel plus ~0.9 GB of weights (with the
     Winograd kernels, `vgg.prepare_params`) and runtime; peak RSS was 1.7 GiB at 341x512 and
-    3.4 GiB at 681x1024 (the estimate gives 1.6 and 3.7 GB).
+    3.1 GiB at 681x1024 (the estimate gives 1.6 and 3.7 GB).
     """
     h, w = shape
     per_pixel = 3000 if config.precision == "float32" else 1800
