@@ -342,3 +342,21 @@ def test_wrong_rank_or_channels_is_a_usage_error(shape):
 def test_unknown_pooling_is_a_usage_error():
     with pytest.raises(UsageError):
         vgg19_features({}, jnp.zeros((1, 16, 16, 3)), ["relu1_1"], pooling="median")
+
+
+@pytest.mark.parametrize("shape", [(1, 6, 8, 3), (2, 7, 5, 4)])
+def test_max_pool_gradient_routes_each_window_to_its_max(shape):
+    """The pool's own VJP against NumPy: every window's cotangent lands on its arg-max, odd edges get 0."""
+    from jaxstyle.vgg import _pool
+
+    rng = np.random.default_rng(8)
+    x = rng.permutation(np.prod(shape)).reshape(shape).astype(np.float32)  # distinct values: no ties
+    cotangent = rng.standard_normal((shape[0], shape[1] // 2, shape[2] // 2, shape[3])).astype(np.float32)
+    _, vjp = jax.vjp(lambda x: _pool(x, "max"), jnp.asarray(x))
+    (got,) = vjp(jnp.asarray(cotangent))
+    expected = np.zeros_like(x)
+    for n, i, j, c in np.ndindex(cotangent.shape):
+        window = x[n, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2, c]
+        di, dj = np.unravel_index(np.argmax(window), (2, 2))
+        expected[n, 2 * i + di, 2 * j + dj, c] = cotangent[n, i, j, c]
+    np.testing.assert_array_equal(np.asarray(got), expected)
