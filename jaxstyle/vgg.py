@@ -164,28 +164,12 @@ def _correlate(x: jax.Array, kernel: jax.Array) -> jax.Array:
     )
 
 
-@jax.custom_vjp
-def _conv_flipped_given(x: jax.Array, kernel: jax.Array, kernel_flipped: jax.Array) -> jax.Array:
-    """``lax.conv`` whose input gradient uses a precomputed `_flip` kernel (kernels get zero cotangent).
-
-    Why: inside ``lax.scan`` (many steps per dispatch, as `jaxstyle.optimize.run_steps` runs them),
-    XLA:CPU hoists autodiff's kernel flip out of the loop as an OI-ordered kernel and then runs
-    the backward conv with its generic convolution instead of YNNPACK's. With the flipped kernel
-    given, the whole step at 256x256 went from 394 to 271 ms (measured, docs/performance.md).
-    """
-    return _correlate(x, kernel)
-
-
-def _conv_flipped_given_fwd(x, kernel, kernel_flipped):
-    return _correlate(x, kernel), (kernel, kernel_flipped)
-
-
-def _conv_flipped_given_bwd(residuals, g):
-    kernel, kernel_flipped = residuals
-    return _correlate(g, kernel_flipped), jnp.zeros_like(kernel), jnp.zeros_like(kernel_flipped)
-
-
-_conv_flipped_given.defvjp(_conv_flipped_given_fwd, _conv_flipped_given_bwd)
+# ``lax.conv`` whose input gradient uses a precomputed `_flip` kernel. Why: inside ``lax.scan`` (many
+# steps per dispatch, as `jaxstyle.optimize.run_steps` runs them), XLA:CPU hoists autodiff's kernel
+# flip out of the loop as an OI-ordered kernel and then runs the backward conv with its generic
+# convolution instead of YNNPACK's. With the flipped kernel given, the whole step at 256x256 went
+# from 394 to 271 ms (measured, docs/performance.md).
+_conv_flipped_given = winograd.with_given_adjoint(_correlate)
 
 
 def _conv(x: jax.Array, layer: Mapping[str, jax.Array]) -> jax.Array:

@@ -22,6 +22,8 @@ XLA turns into slow scatter-adds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -133,30 +135,40 @@ def _correlate(x: jax.Array, u: jax.Array) -> jax.Array:
     return _output_transform(products, (*x.shape[:3], u.shape[-1]))
 
 
-@jax.custom_vjp
-def conv3x3(x: jax.Array, u: jax.Array, u_flipped: jax.Array) -> jax.Array:
-    """Stride-1 'SAME' 3x3 correlation of NHWC ``x`` (no bias), equal to ``lax.conv_general_dilated``.
+def with_given_adjoint(correlate: Callable[[jax.Array, jax.Array], jax.Array]) -> Callable:
+    """``correlate(x, kernel)`` as ``f(x, kernel, kernel_adjoint)``, whose input gradient is
+    ``correlate(g, kernel_adjoint)`` (a `custom_vjp`; both kernels get a zero cotangent).
 
-    Args:
-      x: (N, H, W, I) input.
-      u: (36, I, O) from ``transform_kernel(kernel)``.
-      u_flipped: (36, O, I) from ``transform_kernel(kernel, flipped=True)``; used by the backward pass.
-
-    Differentiable in ``x`` only: the kernels are treated as constants (zero cotangent), which is
-    what optimising an image needs. For gradients with respect to VGG weights use ``lax.conv``
-    (`jaxstyle.vgg` without `prepare_params`). Computing the kernel gradient here, even when XLA
-    then discards it, adds ~0.3 s to every compile.
+    For a stride-1 'SAME' 3x3 correlation, ``kernel_adjoint`` is the kernel flipped in space with
+    its channels swapped, in whatever form ``correlate`` takes kernels.
     """
-    return _correlate(x, u)
+
+    @jax.custom_vjp
+    def correlate_with_adjoint(x, kernel, kernel_adjoint):
+        return correlate(x, kernel)
+
+    def forward(x, kernel, kernel_adjoint):
+        return correlate(x, kernel), (kernel, kernel_adjoint)
+
+    def backward(residuals, g):
+        kernel, kernel_adjoint = residuals
+        return correlate(g, kernel_adjoint), jnp.zeros_like(kernel), jnp.zeros_like(kernel_adjoint)
+
+    correlate_with_adjoint.defvjp(forward, backward)
+    return correlate_with_adjoint
 
 
-def _conv3x3_fwd(x, u, u_flipped):
-    return _correlate(x, u), (u, u_flipped)
+conv3x3 = with_given_adjoint(_correlate)
+conv3x3.__doc__ = """``conv3x3(x, u, u_flipped)``: stride-1 'SAME' 3x3 correlation of NHWC ``x`` (no bias),
+equal to ``lax.conv_general_dilated``.
 
+Args:
+  x: (N, H, W, I) input.
+  u: (36, I, O) from ``transform_kernel(kernel)``.
+  u_flipped: (36, O, I) from ``transform_kernel(kernel, flipped=True)``; used by the backward pass.
 
-def _conv3x3_bwd(residuals, g):
-    u, u_flipped = residuals
-    return _correlate(g, u_flipped), jnp.zeros_like(u), jnp.zeros_like(u_flipped)
-
-
-conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+Differentiable in ``x`` only: the kernels are treated as constants (zero cotangent), which is
+what optimising an image needs. For gradients with respect to VGG weights use ``lax.conv``
+(`jaxstyle.vgg` without `prepare_params`). Computing the kernel gradient here, even when XLA
+then discards it, adds ~0.3 s to every compile.
+"""
