@@ -94,6 +94,7 @@ def bench_command(
         if steps < 1:
             raise UsageError(f"--steps must be at least 1, got {steps}")
         shapes = [_parse_size(s) for s in _split(sizes)]
+        wanted_peers = _split(compare)
         try:
             batch_sizes = [int(b) for b in _split(batches)]
         except ValueError:
@@ -104,7 +105,7 @@ def bench_command(
             ("--optimizer", _split(optimizers), ("adam", "lbfgs")),
             ("--precision", _split(precisions), ("float32", "bfloat16")),
             ("--conv", _split(convs), ("auto", "winograd", "direct")),
-            ("--compare", _split(compare), PEERS),
+            ("--compare", wanted_peers, PEERS),
         ):
             for value in values:
                 if value not in allowed:
@@ -121,9 +122,9 @@ def bench_command(
             ),
             key=lambda c: (c.height * c.width * c.batch, c.optimizer, c.precision, c.conv),
         )
-        if _split(compare) and not any(_comparable(c) for c in cases):
+        if wanted_peers and not any(_comparable(c) for c in cases):
             raise UsageError("--compare needs a case with --batch 1, --optimizer adam and --precision float32")
-        for peer in _split(compare):  # before minutes of benchmarking, not after
+        for peer in wanted_peers:  # before minutes of benchmarking, not after
             try:
                 check_peer(peer)
             except PeerUnavailable as error:
@@ -143,8 +144,8 @@ def bench_command(
         ours = {(r.case.height, r.case.width): r for r in results if _comparable(r.case)}
         peers = []
         with progress_bar(transient=True) as bar:
-            task = bar.add_task("peers", total=len(ours) * len(_split(compare)), status="")
-            for peer in _split(compare):
+            task = bar.add_task("peers", total=len(ours) * len(wanted_peers), status="")
+            for peer in wanted_peers:
                 for (h, w), mine in ours.items():
                     bar.update(task, status=f"{peer} {h}x{w}")
                     contents, style = bench_images(mine.case)
