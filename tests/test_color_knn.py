@@ -305,9 +305,11 @@ def test_exact_duplicates_give_no_nan_and_agree_with_sklearn():
     assert np.isfinite(ab).all()
     np.testing.assert_allclose(ab, lab[..., 1:], atol=1e-9)
 
-    # Same answer as scikit-learn's distance-weighted regressor on the same features.
+    # Same answer as scikit-learn's distance-weighted regressor on the same features. A k-d tree, not
+    # "brute": brute force computes |a|^2 - 2ab + |b|^2 with a GEMM, which on some CPUs (measured on
+    # an AMD EPYC) leaves ~1e-7 instead of 0 between identical patches and so weights them wrongly.
     x = extract_patches(pad_L(lab[..., 0], 3), 3, 14, np.arange(12 * 14))
-    sk = KNeighborsRegressor(n_neighbors=4, weights="distance", algorithm="brute")
+    sk = KNeighborsRegressor(n_neighbors=4, weights="distance", algorithm="kd_tree")
     sk_ab = sk.fit(x, lab[..., 1:].reshape(-1, 2)).predict(x)
     np.testing.assert_allclose(ab.reshape(-1, 2), sk_ab, atol=1e-9)
 
