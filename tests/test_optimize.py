@@ -211,6 +211,24 @@ def make_targets(params, spec, content, style, shape):
 SHALLOW = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")}
 
 
+def test_target_passes_ignore_the_prepared_kernels(params, weights):
+    """Content and style targets run on lax.conv (quicker to compile): zeroing the Winograd and
+    flipped kernels of `prepare_params` changes nothing, and the targets equal the unprepared ones."""
+    from jaxstyle.vgg import prepare_params
+
+    spec = LossSpec.from_config(StyleConfig(**SHALLOW), weights.mean_bgr)
+    prepared = prepare_params(params, spec.layers, winograd_convs=True)
+    assert any("winograd" in layer for layer in prepared.values())  # block2 has Winograd kernels
+    zeroed = {
+        name: {key: value if key in ("kernel", "bias") else jnp.zeros_like(value) for key, value in layer.items()}
+        for name, layer in prepared.items()
+    }
+    content, style = structured_content(16, 16), structured_style(20, 20)
+    expected = make_targets(params, spec, content, style, (16, 16))
+    got = make_targets(zeroed, spec, content, style, (16, 16))
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), got, expected)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_optimise_end_to_end_reduces_style_loss(params, weights, optimizer):
@@ -382,6 +400,30 @@ def test_optimise_recovers_from_a_non_finite_loss(params, weights, monkeypatch):
     assert np.all(np.isfinite(np.asarray(result.image)))
     assert all(len(v) == 6 and np.all(np.isfinite(v)) for v in result.history.values())
     assert np.all(np.isfinite(reports[1].image()))  # the snapshot offered after a recovery is the good one
+
+
+def test_optimise_dispatches_the_steps_between_two_reports_at_once(params, weights, monkeypatch):
+    """5 iterations reported every 2: dispatches of 2, 2 and the remaining 1 step, a report after each,
+    and a history of every iteration, equal to single steps' (the scan changes nothing but speed)."""
+    config, spec, targets = shallow_setup(params, weights, optimizer="lbfgs", iterations=5, report_every=2)
+    real_run_steps, steps = opt.run_steps, []
+
+    def counting_run_steps(*args, **kwargs):
+        steps.append(kwargs["steps"])
+        return real_run_steps(*args, **kwargs)
+
+    monkeypatch.setattr(opt, "run_steps", counting_run_steps)
+    reports = []
+    start = jnp.asarray(noise_image(16, 16))
+    result = optimise(params, jnp.copy(start), targets, config, spec, callback=reports.append)
+    assert steps == [2, 2, 1]
+    assert [r.iteration for r in reports] == [2, 4, 5]
+    assert [len(r.losses["total"]) for r in reports] == [2, 2, 1]
+
+    one_by_one = optimise(params, jnp.copy(start), targets, config.replace(report_every=1), spec)
+    assert steps[3:] == [1] * 5
+    np.testing.assert_allclose(result.history["total"], one_by_one.history["total"], rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(result.image), np.asarray(one_by_one.image), atol=1e-5)
 
 
 def test_optimise_gives_up_with_numerical_error(params, weights):
