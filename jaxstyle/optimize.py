@@ -351,10 +351,10 @@ def optimise(
     good = _Checkpoint(jnp.copy(image), jax.tree.map(jnp.copy, opt_state), 0)
     done, recoveries, start = 0, 0, time.perf_counter()
     while done < config.iterations:
-        # Up to the next report. `done` is always on a report boundary (0, a report, or the good
-        # state a recovery went back to), so all dispatches but a run's last have the same length
-        # and a shape compiles at most twice.
-        steps = min(report_every - done % report_every, config.iterations - done)
+        # One dispatch per report. `done` is always a multiple of report_every (0, a report, or the
+        # good state a recovery went back to): only a run's last dispatch can be shorter, so a shape
+        # compiles at most twice.
+        steps = min(report_every, config.iterations - done)
         image, opt_state, terms = run_steps(
             params, image, opt_state, targets, loss_spec=loss_spec, opt_spec=opt_spec, steps=steps, batched=batched
         )
