@@ -6,7 +6,8 @@ Both runs minimise the same loss at the final 512 px scale (same content, style,
 and start from ``--init`` (noise, as Gatys et al. and jcjohnson/neural-style, or the content).
 The single-scale run does ``--iterations`` at 512 px; its final loss is the target. The multi-scale
 run does ``--coarse-iterations`` at each scale from 128 px up by sqrt(2) (128, 181, 256 and 362 px
-for 512), upsampling the result between scales, then up to ``--iterations`` at the final size, and stops as soon as its 512 px loss reaches the target. We
+for 512), upsampling the result between scales, then up to ``--iterations`` at the final size, and
+stops as soon as its loss there reaches the target. We
 record the wall time of both from the call to `stylize` (compilation included).
 """
 

@@ -345,7 +345,6 @@ def optimise(
     opt_spec = OptimizerSpec.from_config(config)
     learning_rate = config.resolved_learning_rate
     opt_state = init_opt_state(image, opt_spec, learning_rate, batched)
-    report_every = config.report_every
     history: dict[str, list] = {}
     # The starting point is a safe place to return to; copied because the step donates its buffers.
     good = _Checkpoint(jnp.copy(image), jax.tree.map(jnp.copy, opt_state), 0)
@@ -354,7 +353,7 @@ def optimise(
         # One dispatch per report. `done` is always a multiple of report_every (0, a report, or the
         # good state a recovery went back to): only a run's last dispatch can be shorter, so a shape
         # compiles at most twice.
-        steps = min(report_every, config.iterations - done)
+        steps = min(config.report_every, config.iterations - done)
         image, opt_state, terms = run_steps(
             params, image, opt_state, targets, loss_spec=loss_spec, opt_spec=opt_spec, steps=steps, batched=batched
         )

@@ -32,6 +32,7 @@ from jaxstyle.optimize import (
     set_learning_rate,
     style_targets,
 )
+from jaxstyle.vgg import prepare_params
 from jaxstyle.weights import load_weights
 
 SHAPE = (16, 16, 3)
@@ -214,8 +215,6 @@ SHALLOW = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1"
 def test_target_passes_ignore_the_prepared_kernels(params, weights):
     """Content and style targets run on lax.conv (quicker to compile): zeroing the Winograd and
     flipped kernels of `prepare_params` changes nothing, and the targets equal the unprepared ones."""
-    from jaxstyle.vgg import prepare_params
-
     spec = LossSpec.from_config(StyleConfig(**SHALLOW), weights.mean_bgr)
     prepared = prepare_params(params, spec.layers, winograd_convs=True)
     assert any("winograd" in layer for layer in prepared.values())  # block2 has Winograd kernels
@@ -374,9 +373,9 @@ def shallow_setup(params, weights, **changes):
 
 
 def test_optimise_recovers_from_a_non_finite_loss(params, weights, monkeypatch):
-    """A NaN in the second of four dispatches (reports, and dispatches, every 2 iterations): the driver steps back to the last good
-    state (iteration 2), halves the learning rate, says so in its report, and finishes with a finite
-    image and a complete, finite history."""
+    """A NaN in the second of four dispatches (reports, and dispatches, every 2 iterations): the
+    driver steps back to the last good state (iteration 2), halves the learning rate, says so in its
+    report, and finishes with a finite image and a complete, finite history."""
     config, spec, targets = shallow_setup(params, weights, optimizer="adam")
     real_run_steps = opt.run_steps
     calls = []
