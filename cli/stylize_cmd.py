@@ -313,7 +313,7 @@ def demo_command(
 ) -> None:
     """Stylize the bundled photo (Chelsea the cat) with the bundled Starry Night, offline.
 
-    Runs coarse to fine from 128 px; two to two and a half minutes on a 2-core CPU at the default size.
+    Runs coarse to fine from 128 px; two to three minutes on a 2-core CPU at the default size.
 
     Example:
 
