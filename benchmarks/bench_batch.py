@@ -64,9 +64,9 @@ def _rss_mib() -> float:
 
 def _inputs(count: int):
     import numpy as np
-
-    from jaxstyle.image import load_image
     from jaxstyle.stylize import stylize  # noqa: F401 - import cost outside the timings
+
+    from jaxstyle.io.image import load_image
 
     assets = Path(__file__).resolve().parents[1] / "jaxstyle" / "assets" / "images"
     photo = load_image(assets / "chelsea.jpg").rgb
@@ -78,10 +78,10 @@ def _inputs(count: int):
 
 def worker(kind: str, size: int, batch: int, steps: int) -> dict:
     import jax
+    from jaxstyle.stylize import stylize
 
     from jaxstyle.batch import stylize_batch
     from jaxstyle.config import StyleConfig
-    from jaxstyle.stylize import stylize
     from jaxstyle.weights import load_weights
 
     weights = load_weights()
@@ -149,10 +149,10 @@ def interleaved(size: int, batches: list[int], reps: int) -> dict:
     """
     import jax
     import jax.numpy as jnp
+    from jaxstyle.stylize import fit_long_side
 
     from jaxstyle.config import StyleConfig
     from jaxstyle.optimize import LossSpec, OptimizerSpec, content_targets, init_opt_state, run_steps, style_targets
-    from jaxstyle.stylize import fit_long_side
     from jaxstyle.weights import load_weights
 
     weights = load_weights()
@@ -160,7 +160,7 @@ def interleaved(size: int, batches: list[int], reps: int) -> dict:
     config = StyleConfig(max_size=size)
     spec, opt_spec = LossSpec.from_config(config, weights.mean_bgr), OptimizerSpec.from_config(config)
     contents, style = _inputs(1)
-    from jaxstyle.image import resize_to
+    from jaxstyle.io.image import resize_to
 
     shape = fit_long_side(contents[0].shape[:2], size)
     image = jnp.asarray(resize_to(contents[0], *shape))
@@ -207,9 +207,19 @@ def cli_loop(size: int, images: int, steps: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         for index in range(images):
             command = [
-                sys.executable, "-c", "import sys; from jaxstyle.cli.app import run; sys.argv[0] = 'jaxstyle'; run()",
-                "-q", "stylize", str(assets / "chelsea.jpg"), str(assets / "starry_night.jpg"),
-                "-o", str(Path(folder) / f"out{index}.png"), "--max-size", str(size), "--iterations", str(steps),
+                sys.executable,
+                "-c",
+                "import sys; from jaxstyle.cli.app import run; sys.argv[0] = 'jaxstyle'; run()",
+                "-q",
+                "stylize",
+                str(assets / "chelsea.jpg"),
+                str(assets / "starry_night.jpg"),
+                "-o",
+                str(Path(folder) / f"out{index}.png"),
+                "--max-size",
+                str(size),
+                "--iterations",
+                str(steps),
             ]
             start = time.perf_counter()
             subprocess.run(command, check=True, capture_output=True)
@@ -234,7 +244,9 @@ def main() -> None:
     parser.add_argument("--cli-images", type=int, default=1, help="images for the 'jaxstyle stylize' loop (0: skip)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "batch_cpu.json")
     parser.add_argument(
-        "--interleaved", metavar="SIZE:B,B,..:REPS", action="append",
+        "--interleaved",
+        metavar="SIZE:B,B,..:REPS",
+        action="append",
         help="instead: time the jitted step round-robin, e.g. 256:1,4,8:5 (repeatable); JSON to --out",
     )
     parser.add_argument("--worker", nargs=4, metavar=("KIND", "SIZE", "BATCH", "STEPS"), help=argparse.SUPPRESS)
@@ -252,15 +264,25 @@ def main() -> None:
             results.append(interleaved(int(size), [int(b) for b in batches.split(",")], int(reps)))
             print(json.dumps(results[-1]), flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({
-            "benchmark": "jitted step only, round-robin over batch sizes (single-image step as batch 1, vmapped=false)",
-            "note": "Measured on a SHARED 2-core machine while other jobs ran; "
-            "round-robin spreads the load over all cases.",
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-            "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
-            "total_seconds": round(time.perf_counter() - started, 1),
-            "results": results,
-        }, indent=2) + "\n")
+        args.out.write_text(
+            json.dumps(
+                {
+                    "benchmark": "jitted step only, round-robin over batch sizes (single-image step as batch 1, vmapped=false)",
+                    "note": "Measured on a SHARED 2-core machine while other jobs ran; "
+                    "round-robin spreads the load over all cases.",
+                    "machine": {
+                        "platform": platform.platform(),
+                        "cpus": os.cpu_count(),
+                        "python": platform.python_version(),
+                    },
+                    "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
+                    "total_seconds": round(time.perf_counter() - started, 1),
+                    "results": results,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         print(f"wrote {args.out}")
         return
 
@@ -274,7 +296,10 @@ def main() -> None:
         jobs = [("single", size, 2, steps)] + [("batch", size, b, steps) for b in batches]
         for kind, s, b, n in jobs:
             out = subprocess.run(
-                [sys.executable, __file__, "--worker", kind, str(s), str(b), str(n)], capture_output=True, text=True
+                [sys.executable, __file__, "--worker", kind, str(s), str(b), str(n)],
+                capture_output=True,
+                check=False,
+                text=True,
             )
             if out.returncode:
                 raise SystemExit(f"{kind} {s}px batch {b} failed:\n{out.stderr[-3000:]}")

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
+from jaxstyle.stylize import fit_long_side, stylize
 
 from jaxstyle.config import StyleConfig
-from jaxstyle.image import load_image, resize_to
+from jaxstyle.io.image import load_image, resize_to
 from jaxstyle.optimize import LossSpec, content_targets, loss_terms, style_targets
-from jaxstyle.stylize import fit_long_side, stylize
 from jaxstyle.weights import load_weights
 
 ASSETS = Path(__file__).resolve().parents[1] / "jaxstyle" / "assets" / "images"

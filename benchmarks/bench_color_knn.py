@@ -20,6 +20,7 @@ the JSON next to the figures, and CPU seconds (process time, all threads) too.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -129,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--content", type=Path, default=DEFAULT_CONTENT)
     parser.add_argument("--style", type=Path, default=DEFAULT_STYLE)
     parser.add_argument("--repeat", type=int, default=3, help="runs of ours per size (best kept)")
-    parser.add_argument(
-        "--ref-max", type=int, default=512, help="skip the reference above this size"
-    )
+    parser.add_argument("--ref-max", type=int, default=512, help="skip the reference above this size")
     args = parser.parse_args(argv)
     for path in (args.content, args.style):
         if not path.is_file():
@@ -148,9 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             row["ours_all_pixels"] = time_ours(content, style, args.repeat, max_train=None)
             row["reference_s"], row["reference_cpu_s"] = time_reference(content, style)
             row["speedup"] = round(row["reference_s"] / row["ours"]["total_s"], 1)
-            row["speedup_all_pixels"] = round(
-                row["reference_s"] / row["ours_all_pixels"]["total_s"], 1
-            )
+            row["speedup_all_pixels"] = round(row["reference_s"] / row["ours_all_pixels"]["total_s"], 1)
             # CPU seconds (all threads) are less sensitive to other jobs on a shared machine.
             row["speedup_cpu"] = round(row["reference_cpu_s"] / row["ours"]["cpu_s"], 1)
         row["loadavg_1min"] = round(os.getloadavg()[0], 2)
@@ -177,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": rows,
         "growth_exponent_vs_pixels": {
-            "sizes": [f"{a}->{b}" for a, b in zip(sizes, sizes[1:])],
+            "sizes": [f"{a}->{b}" for a, b in itertools.pairwise(sizes)],
             "ours": growth_exponents(sizes, [r["ours"]["total_s"] for r in rows]),
             "ours_cpu": growth_exponents(sizes, [r["ours"]["cpu_s"] for r in rows]),
             "ours_all_pixels": growth_exponents(

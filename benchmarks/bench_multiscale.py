@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from jaxstyle.stylize import scale_sizes, stylize
 
 from jaxstyle.config import StyleConfig
-from jaxstyle.image import load_image, save_image
-from jaxstyle.stylize import scale_sizes, stylize
+from jaxstyle.io.image import load_image, save_image
 from jaxstyle.weights import load_weights
 
 ASSETS = Path(__file__).resolve().parents[1] / "jaxstyle" / "assets" / "images"
@@ -70,7 +70,9 @@ def main() -> None:
     base = StyleConfig(max_size=args.size, report_every=5, init=args.init)
     single = run(base.replace(iterations=args.iterations), content, style, weights)
     target = single["curve"][-1][2]
-    multi_config = base.replace(iterations=args.iterations, coarse_iterations=args.coarse_iterations, multiscale_min=128)
+    multi_config = base.replace(
+        iterations=args.iterations, coarse_iterations=args.coarse_iterations, multiscale_min=128
+    )
     multi = run(multi_config, content, style, weights, target=target)
     reached = multi["curve"][-1][2] <= target
     sizes = scale_sizes(content.shape[:2], multi_config)
@@ -101,6 +103,7 @@ def main() -> None:
         f"multi-scale:  {m['coarse_iterations']}/coarse scale + {m['iterations_at_final_size']} at the final size, "
         f"{m['seconds']:.0f} s, loss {m['final_loss']:.4g}: {outcome}"
     )
+
 
 if __name__ == "__main__":
     main()

@@ -23,12 +23,12 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxstyle.stylize import _initial_image, fit_long_side
 
 from jaxstyle.config import StyleConfig
-from jaxstyle.image import load_image, resize_to
+from jaxstyle.io.image import load_image, resize_to
+from jaxstyle.nets.vgg import prepare_params
 from jaxstyle.optimize import LossSpec, content_targets, optimise, style_targets, total_loss
-from jaxstyle.stylize import _initial_image, fit_long_side
-from jaxstyle.vgg import prepare_params
 from jaxstyle.weights import load_weights
 
 ASSETS = Path(__file__).resolve().parents[1] / "jaxstyle" / "assets" / "images"
@@ -65,14 +65,18 @@ def run(params, spec, config, content, style, sides, coarse_iterations, detail, 
                 round_trip = resize_to(resize_to(init, *image.shape[:2]), h, w)
                 start = np.clip(start + resize_to(init, h, w) - round_trip, 0.0, 1.0)
         if last:
-            curve.append((time.perf_counter() - start_time, 0, float(total_loss(params, jnp.asarray(start), targets, spec)[0])))
+            curve.append(
+                (time.perf_counter() - start_time, 0, float(total_loss(params, jnp.asarray(start), targets, spec)[0]))
+            )
 
         def record(report, last=last):
             if last:
                 curve.append((time.perf_counter() - start_time, report.iteration, float(report.losses["total"][-1])))
 
         iterations = final_iterations if last else coarse_iterations
-        result = optimise(params, jnp.asarray(start), targets, config.replace(iterations=iterations), spec, callback=record)
+        result = optimise(
+            params, jnp.asarray(start), targets, config.replace(iterations=iterations), spec, callback=record
+        )
         image = np.asarray(result.image)
     return curve
 
@@ -116,13 +120,22 @@ def main() -> None:
             "final_loss": curve[-1][2],
             "curve": curve,
         }
-        outcome = f"target after {iterations} its, {seconds:.0f} s ({single_seconds / seconds:.2f}x)" if seconds else "target not reached"
+        outcome = (
+            f"target after {iterations} its, {seconds:.0f} s ({single_seconds / seconds:.2f}x)"
+            if seconds
+            else "target not reached"
+        )
         print(f"{name:20s} coarse {curve[0][0]:5.1f} s, final {curve[-1][2]:.4g}: {outcome}")
     summary = {
         "machine": f"{platform.processor() or platform.machine()}, {platform.node()}",
         "size": args.size,
         "init": args.init,
-        "single_scale": {"iterations": args.iterations, "seconds": single_seconds, "final_loss": target, "curve": single},
+        "single_scale": {
+            "iterations": args.iterations,
+            "seconds": single_seconds,
+            "final_loss": target,
+            "curve": single,
+        },
         "schedules": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

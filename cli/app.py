@@ -7,13 +7,16 @@ unless --verbose asks for one.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
 import typer
 
-from .bench_cmd import bench_command
+from jaxstyle.errors import one_line
+
 from .batch_cmd import batch_command
+from .bench_cmd import bench_command
 from .color_cmd import color_command
 from .common import EXIT_INTERNAL, EXIT_INTERRUPTED, VERBOSITY, configure_logging, stderr
 from .stylize_cmd import demo_command, stylize_command
@@ -21,9 +24,11 @@ from .weights_cmd import app as weights_app
 
 app = typer.Typer(
     name="jaxstyle",
-    help="Neural style transfer (Gatys et al.) in JAX, with KNN colour transfer. Runs offline on CPU, GPU or TPU.",
+    help="Artistic style transfer in JAX, with KNN colour transfer. Runs offline on CPU, GPU or TPU.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain click help: it wraps cleanly at any width and needs no rich at start-up.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("stylize", no_args_is_help=True)(stylize_command)
@@ -62,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="jaxstyle", standalone_mode=False)
-    except click_exceptions.NoArgsIsHelpError:  # typer has printed the help already
+    except click_exceptions.NoArgsIsHelpError as error:  # a bare command: its help
+        typer.echo(error.ctx.get_help())
         return 0
     except click_exceptions.UsageError as error:
         hint = f" (see 'jaxstyle {error.ctx.command_path.partition(' ')[2]} --help')" if error.ctx else ""
@@ -75,13 +81,30 @@ def main(argv: list[str] | None = None) -> int:
         return exit_.exit_code
     except SystemExit:  # e.g. rich's exit on a closed pipe (`jaxstyle ... | head`)
         raise
-    except Exception as error:  # noqa: BLE001 - never a bare traceback unless asked for
+    except Exception as error:
         if VERBOSITY.verbose:
             raise
-        stderr.print(f"error: internal error ({type(error).__name__}: {error}); run with --verbose", markup=False)
+        message = f"error: internal error ({type(error).__name__}: {one_line(error)}); run with --verbose"
+        stderr.print(message, markup=False)
         return EXIT_INTERNAL
     return result if isinstance(result, int) else 0
 
 
+def use_compilation_cache() -> None:
+    """Keep XLA's compiled programs between runs (JAX's persistent cache), unless the user chose.
+
+    A run compiles a few programs per image shape (seconds each on a CPU); the next run with the
+    same shapes loads them instead. The cache lives in ``$XDG_CACHE_HOME/jaxstyle/xla`` (or
+    ``~/.cache/...``); set ``JAX_COMPILATION_CACHE_DIR`` to move it, or to an empty string for none.
+    Environment variables, because JAX reads them when it is first imported (inside a command).
+    """
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        return
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(base, "jaxstyle", "xla")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+
 def run() -> None:
+    use_compilation_cache()
     sys.exit(main())

@@ -7,29 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from jaxstyle.config import StyleConfig
+from jaxstyle.config import JPEG_QUALITY, BatchConfig, build_config
 from jaxstyle.errors import UsageError
 
+from . import options as opt
 from .common import EXIT_INTERRUPTED, VERBOSITY, float_list, say, stderr, user_errors
-from .stylize_cmd import (
-    ContentWeightOption,
-    LearningRateOption,
-    OptimizerOption,
-    PresetOption,
-    PreserveColorOption,
-    QualityOption,
-    SeedOption,
-    StyleBlendOption,
-    StyleScaleOption,
-    TVWeightOption,
-    WeightsOption,
-    build_config,
-    load_weights_option,
-)
+from .stylize_cmd import load_weights_option
 
-D = StyleConfig()
 #: Exit code when the run finished but some images failed (all others are done; see the manifest).
 EXIT_SOME_FAILED = 8
 FAILURES_SHOWN = 5
@@ -38,30 +23,38 @@ EXAMPLES = """
 
 Examples:
 
+\b
   jaxstyle batch starry_night.jpg --input photos/ --output styled/
+  jaxstyle batch wave.jpg --input 'photos/**/*.jpg' --output styled/ \\
+      --batch-size 8 --max-size 384
+  jaxstyle batch a.jpg b.jpg --style-weights 0.7,0.3 --input photos/ \\
+      --output styled/ --format jpg
 
-  jaxstyle batch wave.jpg --input 'photos/**/*.jpg' --output styled/ --batch-size 8 --max-size 384
+4 workers (a SLURM array 0-3, a Kubernetes indexed job, ...) splitting one
+folder, with nothing to coordinate them but --shard:
 
-  jaxstyle batch a.jpg b.jpg --style-weights 0.7,0.3 --input photos/ --output styled/ --format jpg
-
-  # 4 workers (SLURM array 0-3, Kubernetes indexed job, ...) splitting one folder:
-  jaxstyle batch wave.jpg --input photos/ --output styled/ --shard $SLURM_ARRAY_TASK_ID/4
+\b
+  jaxstyle batch wave.jpg --input photos/ --output styled/ \\
+      --shard $SLURM_ARRAY_TASK_ID/4
 
 Run the same command again to resume: finished images are skipped.
 
-Exit codes: 0 all done; 8 some images failed (listed, and recorded in OUTPUT/manifest*.jsonl);
-2 bad options; 3 missing input; 6 output problem; 130 interrupted.
+Exit codes: 0 all done; 8 some images failed (listed, and recorded in
+OUTPUT/manifest*.jsonl); 2 bad options; 3 missing input; 6 output problem;
+130 interrupted.
 """
 
 
 def _format_seconds(seconds: float | None) -> str:
     if seconds is None:
         return "-:--:--"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def _bar() -> Progress:
+def _bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -69,7 +62,7 @@ def _bar() -> Progress:
         TextColumn("images  {task.fields[rate]}  ETA {task.fields[eta]}"),
         TimeElapsedColumn(),
         TextColumn("{task.fields[status]}"),
-        console=stderr,
+        console=stderr.real(),
         disable=VERBOSITY.quiet,
     )
 
@@ -77,7 +70,7 @@ def _bar() -> Progress:
 class _Display:
     """Turns the library's reports into one progress bar: images done/total, images/s, ETA."""
 
-    def __init__(self, bar: Progress) -> None:
+    def __init__(self, bar) -> None:
         self.bar = bar
         self.task = bar.add_task("batch", total=None, rate="- img/s", eta=_format_seconds(None), status="planning")
         self.base = 0  # images finished before this run
@@ -95,7 +88,10 @@ class _Display:
             shards = f" shard {event.shard[0]}/{event.shard[1]}" if event.shard[1] > 1 else ""
             buckets = ", ".join(f"{w}x{h}:{n}" for (h, w), n in event.buckets.items())
             self.bar.update(
-                self.task, total=event.total, completed=self.base, description=f"batch{shards}",
+                self.task,
+                total=event.total,
+                completed=self.base,
+                description=f"batch{shards}",
                 status=f"{len(event.buckets)} bucket(s) {buckets}"[:80],
             )
         elif isinstance(event, BatchStep):
@@ -125,72 +121,69 @@ def batch_command(
         str, typer.Option("--input", "-i", help="Folder of images, or a glob such as 'photos/**/*.jpg' (quote it).")
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (created; holds the manifest).")],
-    batch_size: Annotated[
-        int, typer.Option(help="Images optimised together (rounded up to a multiple of the devices).")
-    ] = 4,
-    bucket_multiple: Annotated[
-        int,
-        typer.Option(help="Round bucket sides up to N px (reflect-pad, crop back) to share batches across aspect ratios."),
-    ] = 1,
-    output_format: Annotated[str, typer.Option("--format", help="Output format: png, jpg, webp, tif or bmp.")] = "png",
-    quality: QualityOption = 95,
+    batch_size: opt.BatchSize = BatchConfig.batch_size,
+    bucket_multiple: opt.BucketMultiple = BatchConfig.bucket_multiple,
+    output_format: opt.OutputFormat = BatchConfig.output_format,
+    quality: opt.Quality = JPEG_QUALITY,
     shard: Annotated[
         str | None,
         typer.Option(help="Take only shard i of n (0-based, e.g. 0/4) of the inputs; no coordination needed."),
     ] = None,
-    distributed: Annotated[
-        bool, typer.Option(help="Join jax.distributed and take shard process_index/process_count.")
-    ] = False,
-    coordinator: Annotated[
-        str | None, typer.Option(help="With --distributed: coordinator host:port. [default: detected]")
-    ] = None,
-    num_processes: Annotated[int | None, typer.Option(help="With --distributed. [default: detected]")] = None,
-    process_id: Annotated[int | None, typer.Option(help="With --distributed. [default: detected]")] = None,
-    preset_name: PresetOption = None,
-    max_size: Annotated[
-        int | None, typer.Option(help=f"Long side of the outputs in px. [default: {D.max_size}]")
-    ] = None,
-    iterations: Annotated[int | None, typer.Option(help=f"Iterations per image. [default: {D.iterations}]")] = None,
-    optimizer: OptimizerOption = None,
-    learning_rate: LearningRateOption = None,
-    content_weight: ContentWeightOption = None,
-    style_weight: Annotated[float | None, typer.Option(help=f"[default: {D.resolved_style_weight:g}]")] = None,
-    tv_weight: TVWeightOption = None,
-    style_weights: StyleBlendOption = None,
-    style_scale: StyleScaleOption = None,
-    init: Annotated[str | None, typer.Option(help=f"content, noise, blend or gray. [default: {D.init}]")] = None,
-    seed: SeedOption = None,
-    preserve_color: PreserveColorOption = None,
-    weights: WeightsOption = None,
+    method: opt.Method = None,
+    preset_name: opt.Preset = None,
+    config_file: opt.ConfigFile = None,
+    set_: opt.Set = None,
+    max_size: opt.MaxSize = None,
+    style_strength: opt.StyleStrength = None,
+    iterations: opt.Iterations = None,
+    optimizer: opt.Optimizer = None,
+    learning_rate: opt.LearningRate = None,
+    content_weight: opt.ContentWeight = None,
+    style_weight: opt.StyleWeight = None,
+    tv_weight: opt.TVWeight = None,
+    style_weights: opt.StyleBlend = None,
+    style_scale: opt.StyleScale = None,
+    init: opt.Init = None,
+    seed: opt.Seed = None,
+    preserve_color: opt.PreserveColor = None,
+    weights: opt.Weights = None,
     overwrite: Annotated[
-        bool, typer.Option(help="Redo images finished with other settings and replace unknown files of the same name.")
+        bool,
+        typer.Option(
+            "--overwrite", help="Redo images finished with other settings; replace unknown files of the same name."
+        ),
     ] = False,
 ) -> None:
     """Stylize many images with the same style(s): same-shape batches, resumable, shardable."""
     with user_errors():
-        if distributed and shard is not None:
-            raise UsageError("--shard and --distributed both choose the shard; give one of them")
-        if not distributed and (coordinator or num_processes is not None or process_id is not None):
-            raise UsageError("--coordinator, --num-processes and --process-id need --distributed")
         if batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
         if bucket_multiple < 1:
             raise UsageError(f"--bucket-multiple must be at least 1, got {bucket_multiple}")
         if not 1 <= quality <= 100:
             raise UsageError(f"--quality must be between 1 and 100, got {quality}")
+        batch_config = BatchConfig(
+            batch_size=batch_size, bucket_multiple=bucket_multiple, output_format=output_format.lower().lstrip(".")
+        ).validate()
         config = build_config(
             preset_name,
-            max_size=max_size,
-            iterations=iterations,
-            optimizer=optimizer,
-            learning_rate=learning_rate,
-            content_weight=content_weight,
-            style_weight=style_weight,
-            tv_weight=tv_weight,
-            style_scale=style_scale,
-            init=init,
-            seed=seed,
-            preserve_color=preserve_color,
+            config_file=config_file,
+            sets=tuple(set_ or ()),
+            settings={
+                "method": method,
+                "style_strength": style_strength,
+                "max_size": max_size,
+                "iterations": iterations,
+                "optimizer": optimizer,
+                "learning_rate": learning_rate,
+                "content_weight": content_weight,
+                "style_weight": style_weight,
+                "tv_weight": tv_weight,
+                "style_scale": style_scale,
+                "init": init,
+                "seed": seed,
+                "preserve_color": preserve_color,
+            },
         )
         if config.init == "image":
             raise UsageError("batch does not support --init image; use content, noise, blend or gray")
@@ -198,12 +191,11 @@ def batch_command(
         if blend is not None and len(blend) != len(styles):
             raise UsageError(f"{len(styles)} style images but {len(blend)} style weights")
 
-        from jaxstyle.batch import initialize_distributed, parse_shard, run_batch
+        from jaxstyle.batch import parse_shard, run_batch
 
         shard_ = parse_shard(shard) if shard is not None else (0, 1)
-        if distributed:
-            shard_ = initialize_distributed(coordinator, num_processes, process_id)
-        weights_ = load_weights_option(weights)
+
+        weights_ = load_weights_option(weights, config.method)
         with _bar() as bar:
             display = _Display(bar)
             try:
@@ -214,10 +206,10 @@ def batch_command(
                     config,
                     style_blend=blend,
                     weights=weights_,
-                    batch_size=batch_size,
-                    bucket_multiple=bucket_multiple,
+                    batch_size=batch_config.batch_size,
+                    bucket_multiple=batch_config.bucket_multiple,
+                    output_format=batch_config.output_format,
                     shard=shard_,
-                    output_format=output_format,
                     overwrite=overwrite,
                     jpeg_quality=quality,
                     callback=display,

@@ -10,6 +10,7 @@ import typer
 
 from jaxstyle.errors import UsageError
 
+from . import options as opt
 from .common import progress_bar, say, user_errors
 
 
@@ -37,7 +38,10 @@ def _comparable(case) -> bool:
 
 
 def bench_command(
-    sizes: Annotated[list[str], typer.Option("--size", help="HxW or N; repeat or comma-separate.")] = ["256", "384x512"],  # noqa: B006
+    sizes: Annotated[list[str], typer.Option("--size", help="HxW or N; repeat or comma-separate.")] = [  # noqa: B006
+        "256",
+        "384x512",
+    ],
     batches: Annotated[list[str], typer.Option("--batch", help="Batch sizes.")] = ["1"],  # noqa: B006
     optimizers: Annotated[list[str], typer.Option("--optimizer", help="adam and/or lbfgs.")] = ["adam", "lbfgs"],  # noqa: B006
     precisions: Annotated[list[str], typer.Option("--precision", help="float32 and/or bfloat16.")] = ["float32"],  # noqa: B006
@@ -46,13 +50,21 @@ def bench_command(
     ] = ["auto"],  # noqa: B006
     compare: Annotated[
         list[str],
-        typer.Option(help="Also time the same Adam step in torch and/or tensorflow (installed separately), side by side."),
+        typer.Option(
+            help="Also time the same Adam step in torch and/or tensorflow (installed separately), side by side."
+        ),
     ] = [],  # noqa: B006
     steps: Annotated[
-        int, typer.Option(help="Steps per dispatch, as stylize runs them between progress reports (StyleConfig.report_every).")
+        int,
+        typer.Option(
+            help="Steps per dispatch, as stylize runs them between progress reports (StyleConfig.report_every)."
+        ),
     ] = 10,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON ('-' for stdout).")] = None,
-    weights: Annotated[Path | None, typer.Option(help="VGG19 weights. [default: embedded]")] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results as JSON ('-' for stdout).")
+    ] = None,
+    weights: opt.Weights = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --json file.")] = False,
 ) -> None:
     """Benchmark the stylization step: ms/step, images/s, GFLOP/s, % of measured GEMM peak, compile time, memory.
 
@@ -63,14 +75,11 @@ def bench_command(
 
     Examples:
 
+    \b
       jaxstyle bench
-
-      jaxstyle bench --size 512 --batch 1,2,4,8 --optimizer adam --json results.json
-
+      jaxstyle bench --size 512 --batch 1,2,4,8 --optimizer adam --json r.json
       jaxstyle bench --size 384x512 --precision float32,bfloat16
-
       jaxstyle bench --size 384x512 --optimizer adam --conv winograd,direct
-
       jaxstyle bench --optimizer adam --compare torch,tensorflow
 
     On CPU the convolutions from block2 on use Winograd F(4x4, 3x3), 4x fewer multiplications, so
@@ -86,13 +95,19 @@ def bench_command(
     from rich.table import Table
 
     from jaxstyle.bench import BenchCase, bench_images, measure_peak_gflops, run_case
+    from jaxstyle.io.files import atomic_write_text, check_output_path
     from jaxstyle.peers import PEERS, PeerUnavailable, check_peer, run_peer
+    from jaxstyle.weights import load_weights
 
     from .stylize_cmd import load_weights_option
 
     with user_errors():
         if steps < 1:
             raise UsageError(f"--steps must be at least 1, got {steps}")
+        to_file = json_path is not None and str(json_path) != "-"
+        inputs = [weights] if weights is not None else []
+        if to_file:  # before minutes of benchmarking, not after
+            check_output_path(json_path, overwrite=overwrite, inputs=inputs)
         shapes = [_parse_size(s) for s in _split(sizes)]
         wanted_peers = _split(compare)
         try:
@@ -110,7 +125,7 @@ def bench_command(
             for value in values:
                 if value not in allowed:
                     raise UsageError(f"{name} {value!r} is not one of {', '.join(allowed)}")
-        params = jax.device_put(load_weights_option(weights).params)
+        params = jax.device_put((load_weights_option(weights) or load_weights()).params)
         cases = sorted(
             (
                 BenchCase(h, w, b, o, p, conv)
@@ -136,7 +151,8 @@ def bench_command(
             task = bar.add_task("bench", total=len(cases), status="")
             for case in cases:
                 bar.update(
-                    task, status=f"{case.height}x{case.width} x{case.batch} {case.optimizer} {case.precision} {case.conv}"
+                    task,
+                    status=f"{case.height}x{case.width} x{case.batch} {case.optimizer} {case.precision} {case.conv}",
                 )
                 results.append(run_case(case, params, steps=steps, peak_gflops=peak))
                 bar.advance(task)
@@ -152,13 +168,34 @@ def bench_command(
                     peers.append(run_peer(peer, params, contents[0], style, steps=steps))
                     bar.advance(task)
     table = Table(title=f"jaxstyle bench: {results[0].backend} ({results[0].device}), GEMM peak {peak:.0f} GFLOP/s")
-    for column in ("size", "batch", "optimizer", "precision", "conv", "ms/step", "images/s", "GFLOP/s", "% peak", "compile s", "peak MB"):
+    for column in (
+        "size",
+        "batch",
+        "optimizer",
+        "precision",
+        "conv",
+        "ms/step",
+        "images/s",
+        "GFLOP/s",
+        "% peak",
+        "compile s",
+        "peak MB",
+    ):
         table.add_column(column, justify="right")
     for r in results:
         c = r.case
         table.add_row(
-            f"{c.height}x{c.width}", str(c.batch), c.optimizer, c.precision, r.conv, f"{r.step_ms:.1f}", f"{r.images_per_s:.2f}",
-            f"{r.gflops:.0f}", f"{r.percent_of_peak:.0f}", f"{r.compile_s:.2f}", f"{r.peak_memory_mb:.0f}",
+            f"{c.height}x{c.width}",
+            str(c.batch),
+            c.optimizer,
+            c.precision,
+            r.conv,
+            f"{r.step_ms:.1f}",
+            f"{r.images_per_s:.2f}",
+            f"{r.gflops:.0f}",
+            f"{r.percent_of_peak:.0f}",
+            f"{r.compile_s:.2f}",
+            f"{r.peak_memory_mb:.0f}",
         )
     console = Console(stderr=json_path is not None and str(json_path) == "-")
     if not console.is_terminal:
@@ -171,7 +208,11 @@ def bench_command(
         for p in peers:
             mine = ours[(p.height, p.width)]
             side.add_row(
-                f"{p.height}x{p.width}", p.peer, p.version, f"{p.step_ms:.1f}", f"{p.step_ms / mine.step_ms:.2f}",
+                f"{p.height}x{p.width}",
+                p.peer,
+                p.version,
+                f"{p.step_ms:.1f}",
+                f"{p.step_ms / mine.step_ms:.2f}",
                 f"{abs(p.first_loss - mine.first_loss) / abs(mine.first_loss):.1e}",
             )
         console.print(side)
@@ -180,8 +221,9 @@ def bench_command(
             {"gemm_peak_gflops": peak, "results": [r.as_dict() for r in results], "peers": [vars(p) for p in peers]},
             indent=2,
         )
-        if str(json_path) == "-":
+        if not to_file:
             typer.echo(payload)
         else:
-            Path(json_path).write_text(payload)
+            with user_errors():
+                atomic_write_text(json_path, payload + "\n", overwrite=overwrite, inputs=inputs)
             say(f"wrote {json_path}")

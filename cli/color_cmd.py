@@ -7,22 +7,29 @@ from typing import Annotated
 
 import typer
 
-from jaxstyle.color_knn import DEFAULT_MAX_TRAIN
+from jaxstyle.config import JPEG_QUALITY, ColorConfig
 from jaxstyle.errors import UsageError
 
+from . import options as opt
 from .common import progress_bar, say, user_errors
 
 
 def color_command(
     content: Annotated[Path, typer.Argument(help="The image to recolour.", show_default=False)],
-    styles: Annotated[list[Path], typer.Argument(help="One or more images whose colours to learn.", show_default=False)],
+    styles: Annotated[
+        list[Path], typer.Argument(help="One or more images whose colours to learn.", show_default=False)
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output image.")],
-    neighbors: Annotated[int, typer.Option(help="Neighbours per prediction.")] = 4,
-    patch_size: Annotated[int, typer.Option(help="Odd side of the luminance patch used as feature.")] = 3,
-    max_train: Annotated[int, typer.Option(help="Cap on training patches sampled from the styles.")] = DEFAULT_MAX_TRAIN,
-    seed: Annotated[int, typer.Option(help="Seed of the training-patch sampling.")] = 0,
-    quality: Annotated[int, typer.Option(help="JPEG/WebP quality.")] = 95,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    neighbors: Annotated[int, typer.Option(help="Neighbours per prediction.")] = ColorConfig.n_neighbors,
+    patch_size: Annotated[
+        int, typer.Option(help="Odd side of the luminance patch used as feature.")
+    ] = ColorConfig.patch_size,
+    max_train: Annotated[
+        int, typer.Option(help="Cap on training patches sampled from the styles.")
+    ] = ColorConfig.max_train,
+    seed: Annotated[int, typer.Option(help="Seed of the training-patch sampling.")] = ColorConfig.seed,
+    quality: opt.Quality = JPEG_QUALITY,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Give a photo the colours of other images, keeping its own luminance (KNN in Lab space).
 
@@ -31,12 +38,12 @@ def color_command(
 
     Examples:
 
+    \b
       jaxstyle color photo.jpg painting.jpg -o recoloured.png
-
       jaxstyle color photo.jpg a.jpg b.jpg -o out.jpg --neighbors 8 --patch-size 5
     """
     from jaxstyle.color_knn import KNNColorTransfer, check_params
-    from jaxstyle.image import check_output_path, load_image, save_image
+    from jaxstyle.io.image import check_output_path, load_image, save_image
 
     with user_errors():
         if not 1 <= quality <= 100:
@@ -60,7 +67,10 @@ def color_command(
             alpha=content_image.alpha,
             overwrite=overwrite,
             inputs=[content, *styles],
-            metadata={"Software": "jaxstyle color", "jaxstyle.color": f"k={neighbors} patch={patch_size} max_train={max_train}"},
+            metadata={
+                "Software": "jaxstyle color",
+                "jaxstyle.color": f"k={neighbors} patch={patch_size} max_train={max_train}",
+            },
             jpeg_quality=quality,
         )
         say(f"wrote {output}")

@@ -1,4 +1,7 @@
-"""What every command shares: consoles, verbosity, error mapping, progress bars, number checks."""
+"""What every command shares: consoles, verbosity, error mapping, progress bars, number checks.
+
+rich is imported on first use, not here, so that ``--help`` and ``--version`` stay instant.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +13,31 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from jaxstyle.errors import JaxstyleError, UsageError
+from jaxstyle.errors import JaxstyleError, UsageError, one_line
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
 
-stderr = Console(stderr=True, highlight=False)
+
+class _LazyConsole:
+    """rich's stderr Console, created on first use."""
+
+    _console = None
+
+    def real(self):
+        """The Console itself, e.g. for rich's Progress (which uses it as a context manager)."""
+        if _LazyConsole._console is None:
+            from rich.console import Console
+
+            _LazyConsole._console = Console(stderr=True, highlight=False)
+        return _LazyConsole._console
+
+    def __getattr__(self, name: str):
+        return getattr(self.real(), name)
+
+
+stderr = _LazyConsole()
 
 
 @dataclass
@@ -46,8 +65,7 @@ def fail(error: BaseException, code: int) -> typer.Exit:
     """Print one line (or the traceback with --verbose) and return the Exit to raise."""
     if VERBOSITY.verbose:
         stderr.print("".join(traceback.format_exception(error)), markup=False, end="")
-    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    stderr.print(f"error: {message}", markup=False, soft_wrap=True)
+    stderr.print(f"error: {one_line(error)}", markup=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -93,7 +111,17 @@ def float_list(text: str | None, name: str) -> tuple[float, ...] | None:
     return values
 
 
-def progress_bar(transient: bool = False) -> Progress:
+def progress_bar(transient: bool = False):
+    """rich's Progress with the columns every command shows (disabled off a terminal)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -102,7 +130,7 @@ def progress_bar(transient: bool = False) -> Progress:
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
-        console=stderr,
+        console=stderr.real(),
         transient=transient,
         # Off a terminal (logs, CI) a bar would only leave its last frame behind.
         disable=VERBOSITY.quiet or not stderr.is_terminal,

@@ -5,59 +5,31 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
-from jaxstyle.config import PRESETS, StyleConfig, preset
-from jaxstyle.atomic import atomic_write_text
-from jaxstyle.errors import OutputError, UsageError
+from jaxstyle.config import JPEG_QUALITY, StyleConfig, build_config
+from jaxstyle.errors import UsageError
 
+from . import options as opt
 from .common import EXIT_INTERRUPTED, float_list, progress_bar, say, user_errors
-
-D = StyleConfig()  # the defaults shown in --help come from the config, never repeated here
-
-# Options that `stylize` and `batch` share, declared once.
-PresetOption = Annotated[
-    str | None, typer.Option("--preset", help=f"Start from published settings: {', '.join(PRESETS)}.")
-]
-OptimizerOption = Annotated[str | None, typer.Option(help=f"lbfgs or adam. [default: {D.optimizer}]")]
-LearningRateOption = Annotated[
-    float | None, typer.Option("--lr", help="Step size. [default: 1.0 for lbfgs, 0.02 for adam]")
-]
-ContentWeightOption = Annotated[float | None, typer.Option(help=f"[default: {D.content_weight:g}]")]
-TVWeightOption = Annotated[float | None, typer.Option(help=f"Total variation weight. [default: {D.tv_weight:g}]")]
-StyleBlendOption = Annotated[
-    str | None, typer.Option(help="Blend of several styles, e.g. 0.7,0.3. [default: equal]")
-]
-StyleScaleOption = Annotated[
-    float | None, typer.Option(help=f"Style size relative to the output. [default: {D.style_scale:g}]")
-]
-SeedOption = Annotated[int | None, typer.Option(help=f"Random seed. [default: {D.seed}]")]
-PreserveColorOption = Annotated[
-    str | None, typer.Option(help=f"none, luminance, histogram or knn. [default: {D.preserve_color}]")
-]
-WeightsOption = Annotated[
-    Path | None, typer.Option(help="VGG19 weights (.safetensors, Keras .h5, MatConvNet .mat). [default: embedded]")
-]
-QualityOption = Annotated[int, typer.Option(help="JPEG/WebP quality.")]
 
 EXAMPLES = """
 
 Examples:
 
+\b
   jaxstyle stylize photo.jpg starry_night.jpg -o out.png
-
-  jaxstyle stylize photo.jpg a.jpg b.jpg --style-weights 0.7,0.3 -o out.png --max-size 768
-
-  jaxstyle stylize photo.jpg wave.jpg -o out.jpg --preserve-color luminance --start-size 128
-
-  jaxstyle stylize photo.jpg wave.jpg -o out.png --preset neural-style --save-every 100
+  jaxstyle stylize photo.jpg a.jpg b.jpg --style-weights 0.7,0.3 \\
+      -o out.png --max-size 768
+  jaxstyle stylize photo.jpg wave.jpg -o out.jpg \\
+      --preserve-color luminance --start-size 128
+  jaxstyle stylize photo.jpg wave.jpg -o out.png --preset neural-style
+  jaxstyle stylize photo.jpg wave.jpg -o out.png --set lbfgs_memory=20
 """
 
 
@@ -69,42 +41,13 @@ class _Snapshot:
     done: int = 0
 
 
-def build_config(preset_name: str | None, **options) -> StyleConfig:
-    """StyleConfig from a preset (or the defaults) with every option the user gave on top."""
-    given = {key: value for key, value in options.items() if value is not None}
-    config = preset(preset_name, **given) if preset_name else StyleConfig(**given)
-    return config.validate()
-
-
-def run_record(config: StyleConfig, content: Path, styles: list[Path], blend, weights_label: str) -> dict[str, str]:
-    """Everything needed to reproduce a result, stored as PNG text (or EXIF) metadata."""
-    from jaxstyle import __version__
-
-    return {
-        "Software": f"jaxstyle {__version__}",
-        "jaxstyle.config": json.dumps(dataclasses.asdict(config), sort_keys=True),
-        "jaxstyle.inputs": json.dumps(
-            {"content": str(content), "styles": [str(s) for s in styles], "style_weights": blend, "weights": weights_label}
-        ),
-    }
-
-
 def check_history_path(path: Path, *, overwrite: bool, taken: list[Path]) -> Path:
     """The --history JSON file: not an input or the image output, not existing unless --overwrite."""
-    resolved = Path(path).resolve()
-    if any(resolved == Path(other).resolve() for other in taken):
+    from jaxstyle.io.files import check_output_path, same_file
+
+    if any(same_file(Path(path), Path(other)) for other in taken):
         raise UsageError(f"--history {path} is the same file as an input or the output")
-    if resolved.is_dir():
-        raise OutputError(f"--history {path} is a directory")
-    if resolved.exists() and not overwrite:
-        raise OutputError(f"--history {path} exists; pass --overwrite to replace it")
-    try:
-        resolved.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"cannot create the folder for --history {path}: {error.strerror}") from None
-    if not os.access(resolved.parent, os.W_OK):
-        raise OutputError(f"cannot write --history {path}: folder not writable")
-    return resolved
+    return check_output_path(path, overwrite=overwrite)
 
 
 def interrupted_path(output: Path) -> Path:
@@ -117,11 +60,18 @@ def interrupted_path(output: Path) -> Path:
     return candidate
 
 
-def load_weights_option(path: Path | None):
-    from jaxstyle.weights import load_weights
+def load_weights_option(path: Path | None, method: str = "gatys"):
+    """The weights of ``--weights`` for ``method``, or None for the method's embedded default:
+    VGG19 in any supported format for "gatys", a converted Magenta file for "fast"."""
+    if path is None:
+        return None
+    if method == "fast":
+        from jaxstyle.nets.magenta import load_arbitrary
+
+        return load_arbitrary(path)
     from jaxstyle.weights_convert.convert import load_any
 
-    return load_weights() if path is None else load_any(path)
+    return load_any(path)
 
 
 def run_stylize(
@@ -139,8 +89,12 @@ def run_stylize(
     overwrite: bool,
     jpeg_quality: int,
 ) -> None:
-    from jaxstyle.image import check_output_path, load_image, resize_to, save_image
-    from jaxstyle.stylize import check_style_blend, stylize
+    import numpy as np
+
+    from jaxstyle.io.files import atomic_write_text
+    from jaxstyle.io.image import check_output_path, load_image, resize_to, save_image
+    from jaxstyle.problem import check_style_blend, run_metadata
+    from jaxstyle.stylization import stylize
 
     inputs = [content_path, *style_paths, *([init_image_path] if init_image_path else [])]
     check_style_blend(style_blend, len(style_paths))
@@ -150,37 +104,39 @@ def run_stylize(
     output = check_output_path(output, overwrite=overwrite, inputs=inputs)
     if history_path is not None:
         history_path = check_history_path(history_path, overwrite=overwrite, taken=[*inputs, output])
-    weights = load_weights_option(weights_path)
+    weights = load_weights_option(weights_path, config.method)
     if save_every:
         config = config.replace(report_every=math.gcd(save_every, config.report_every))
 
     history: dict[str, list[float]] = {}
     snapshot = _Snapshot()
-    metadata = run_record(config, content_path, style_paths, style_blend, str(weights_path or "embedded"))
+    metadata = run_metadata(
+        config,
+        content=str(content_path),
+        styles=[str(s) for s in style_paths],
+        style_weights=style_blend,
+        weights=str(weights_path or "embedded"),
+    )
     with progress_bar() as bar:
-        task = bar.add_task("stylize", total=config.iterations, status="compiling")
+        task = bar.add_task(config.method, total=None, status="compiling")
 
         def on_progress(progress) -> None:
-            report = progress.report
-            snapshot.fetch, snapshot.done = report.image, progress.done
-            for key, values in report.losses.items():
+            # Any method's report has done/total/description/status; an optimisation's also has
+            # the loss terms and the current image.
+            fetch = getattr(progress.report, "image", None)
+            snapshot.fetch, snapshot.done = fetch, progress.done
+            for key, values in getattr(progress.report, "losses", {}).items():
                 history.setdefault(key, []).extend(float(v) for v in np.ravel(values))
-            h, w = progress.shape
-            rate = report.iteration / report.elapsed if report.elapsed > 0 else 0.0
-            last = {key: float(np.ravel(values)[-1]) for key, values in report.losses.items()}
-            status = f"loss {last['total']:.4g} (content {last['content']:.3g} style {last['style']:.3g} tv {last['tv']:.3g}) {rate:.2f} it/s"
-            if report.recovered:
-                status += f" [NaN: retrying at lr {report.learning_rate:.3g}]"
             bar.update(
                 task,
                 completed=progress.done,
                 total=progress.total,
-                description=f"scale {progress.scale + 1}/{progress.num_scales} {w}x{h}",
-                status=status,
+                description=progress.description,
+                status=progress.status,
             )
-            if save_every and progress.done % save_every == 0 and progress.done < progress.total:
+            if fetch and save_every and progress.done % save_every == 0 and progress.done < progress.total:
                 path = output.with_name(f"{output.stem}.{progress.done:05d}{output.suffix}")
-                save_image(path, report.image(), overwrite=True, inputs=inputs, metadata=metadata, jpeg_quality=jpeg_quality)
+                save_image(path, fetch(), overwrite=True, inputs=inputs, metadata=metadata, jpeg_quality=jpeg_quality)
 
         try:
             result = stylize(
@@ -204,55 +160,54 @@ def run_stylize(
     if original_size:
         result = resize_to(result, *content.size)
     alpha = resize_to(content.alpha, *result.shape[:2]) if content.alpha is not None else None
-    save_image(output, result, alpha=alpha, overwrite=overwrite, inputs=inputs, metadata=metadata, jpeg_quality=jpeg_quality)
+    save_image(
+        output, result, alpha=alpha, overwrite=overwrite, inputs=inputs, metadata=metadata, jpeg_quality=jpeg_quality
+    )
     if history_path is not None:
-        atomic_write_text(history_path, json.dumps(history))
+        atomic_write_text(history_path, json.dumps(history), overwrite=overwrite, inputs=[*inputs, output])
     say(f"wrote {output} ({result.shape[1]}x{result.shape[0]})")
 
 
 def stylize_command(
     content: Annotated[Path, typer.Argument(help="The photo to stylize.", show_default=False)],
     styles: Annotated[list[Path], typer.Argument(help="One or more style images.", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output image (.png .jpg .webp .tif .bmp).")],
-    preset_name: PresetOption = None,
-    max_size: Annotated[int | None, typer.Option(help=f"Long side of the output in px. [default: {D.max_size}]")] = None,
-    iterations: Annotated[
-        int | None, typer.Option(help=f"Iterations at the final scale (and every scale). [default: {D.iterations}]")
-    ] = None,
-    optimizer: OptimizerOption = None,
-    learning_rate: LearningRateOption = None,
-    content_weight: ContentWeightOption = None,
-    style_weight: Annotated[
-        float | None, typer.Option(help=f"[default: {D.resolved_style_weight:g}; 5e4 with sliced_wasserstein]")
-    ] = None,
-    tv_weight: TVWeightOption = None,
-    style_weights: StyleBlendOption = None,
+    output: opt.Output,
+    method: opt.Method = None,
+    preset_name: opt.Preset = None,
+    config_file: opt.ConfigFile = None,
+    set_: opt.Set = None,
+    max_size: opt.MaxSize = None,
+    style_strength: opt.StyleStrength = None,
+    iterations: opt.Iterations = None,
+    optimizer: opt.Optimizer = None,
+    learning_rate: opt.LearningRate = None,
+    content_weight: opt.ContentWeight = None,
+    style_weight: opt.StyleWeight = None,
+    tv_weight: opt.TVWeight = None,
+    style_weights: opt.StyleBlend = None,
     style_layer_weights: Annotated[
         str | None, typer.Option(help="Weight per style layer, e.g. 0.5,1,1.5,3,4. [default: equal]")
     ] = None,
-    style_scale: StyleScaleOption = None,
+    style_scale: opt.StyleScale = None,
     start_size: Annotated[
         int | None, typer.Option(help="Optimise coarse to fine from this long side (x sqrt 2 per scale).")
     ] = None,
     coarse_iterations: Annotated[
-        int | None, typer.Option(help="With --start-size: iterations at each scale before the final one. [default: --iterations]")
+        int | None,
+        typer.Option(help="With --start-size: iterations at each scale before the last. [default: --iterations]"),
     ] = None,
-    init: Annotated[
-        str | None, typer.Option(help=f"content, noise, blend, gray or image. [default: {D.init}]")
-    ] = None,
+    init: opt.Init = None,
     init_image: Annotated[Path | None, typer.Option(help="Starting image for --init image.")] = None,
-    seed: SeedOption = None,
-    preserve_color: PreserveColorOption = None,
-    style_statistic: Annotated[
-        str | None, typer.Option(help=f"gram or sliced_wasserstein. [default: {D.style_statistic}]")
-    ] = None,
-    pooling: Annotated[str | None, typer.Option(help=f"max or avg. [default: {D.pooling}]")] = None,
+    seed: opt.Seed = None,
+    preserve_color: opt.PreserveColor = None,
+    style_statistic: opt.StyleStatistic = None,
+    pooling: opt.Pooling = None,
     save_every: Annotated[int | None, typer.Option(help="Also save the image every N iterations.")] = None,
     history: Annotated[Path | None, typer.Option(help="Write the per-term loss history as JSON.")] = None,
     original_size: Annotated[bool, typer.Option(help="Resize the result back to the content's size.")] = False,
-    weights: WeightsOption = None,
-    quality: QualityOption = 95,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    weights: opt.Weights = None,
+    quality: opt.Quality = JPEG_QUALITY,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Stylize a photo with one or more style images (Gatys et al.)."""
     with user_errors():
@@ -262,22 +217,28 @@ def stylize_command(
             raise UsageError(f"--quality must be between 1 and 100, got {quality}")
         config = build_config(
             preset_name,
-            max_size=max_size,
-            iterations=iterations,
-            optimizer=optimizer,
-            learning_rate=learning_rate,
-            content_weight=content_weight,
-            style_weight=style_weight,
-            tv_weight=tv_weight,
-            style_layer_weights=float_list(style_layer_weights, "--style-layer-weights"),
-            style_scale=style_scale,
-            multiscale_min=start_size,
-            coarse_iterations=coarse_iterations,
-            init=init,
-            seed=seed,
-            preserve_color=preserve_color,
-            style_statistic=style_statistic,
-            pooling=pooling,
+            config_file=config_file,
+            sets=tuple(set_ or ()),
+            settings={
+                "method": method,
+                "style_strength": style_strength,
+                "max_size": max_size,
+                "iterations": iterations,
+                "optimizer": optimizer,
+                "learning_rate": learning_rate,
+                "content_weight": content_weight,
+                "style_weight": style_weight,
+                "tv_weight": tv_weight,
+                "style_layer_weights": float_list(style_layer_weights, "--style-layer-weights"),
+                "style_scale": style_scale,
+                "multiscale_min": start_size,
+                "coarse_iterations": coarse_iterations,
+                "init": init,
+                "seed": seed,
+                "preserve_color": preserve_color,
+                "style_statistic": style_statistic,
+                "pooling": pooling,
+            },
         )
         if config.init == "image" and init_image is None:
             raise UsageError("--init image needs --init-image FILE")
@@ -300,40 +261,56 @@ def stylize_command(
 stylize_command.__doc__ += EXAMPLES
 
 
+DEMO_SIZE = 384  # the demo's own default: small enough for a few minutes on 2 CPU cores
+
+
 def bundled_image(name: str) -> Path:
     return Path(str(resources.files("jaxstyle.assets").joinpath("images", name)))
 
 
+def fast_demo_path(output: Path) -> Path:
+    """Where the demo writes its fast picture: ``NAME.fast.SUFFIX`` beside the optimised one."""
+    return output.with_name(f"{output.stem}.fast{output.suffix}")
+
+
 def demo_command(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the demo picture.")] = Path(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the optimised picture.")] = Path(
         "jaxstyle-demo.png"
     ),
-    max_size: Annotated[int, typer.Option(help="Long side of the output in px.")] = 384,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    max_size: Annotated[int, typer.Option(help="Long side of the output in px.")] = DEMO_SIZE,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Stylize the bundled photo (Chelsea the cat) with the bundled Starry Night, offline.
 
-    Runs coarse to fine from 128 px; two to three minutes on a 2-core CPU at the default size.
+    First the fast method (one network pass, a few seconds) writes NAME.fast.png; then the
+    optimisation (coarse to fine from 128 px, two to three minutes on a 2-core CPU at the
+    default size) writes NAME.png. Ctrl-C during the optimisation keeps the fast picture.
 
     Example:
 
+    \b
       jaxstyle demo -o demo.png
     """
     with user_errors():
         started = time.perf_counter()
-        config = build_config(None, max_size=max_size, multiscale_min=min(128, max_size), iterations=100)
-        run_stylize(
-            bundled_image("chelsea.jpg"),
-            [bundled_image("starry_night.jpg")],
-            output,
-            config,
-            style_blend=None,
-            init_image_path=None,
-            weights_path=None,
-            save_every=None,
-            history_path=None,
-            original_size=False,
-            overwrite=overwrite,
-            jpeg_quality=95,
-        )
-        say(f"done in {time.perf_counter() - started:.0f} s")
+        from jaxstyle.io.image import check_output_path
+
+        fast = fast_demo_path(output)
+        for target in (output, fast):  # both checked before any work
+            check_output_path(target, overwrite=overwrite)
+        common = {
+            "style_blend": None,
+            "init_image_path": None,
+            "weights_path": None,
+            "save_every": None,
+            "history_path": None,
+            "original_size": False,
+            "overwrite": overwrite,
+            "jpeg_quality": JPEG_QUALITY,
+        }
+        content, style = bundled_image("chelsea.jpg"), [bundled_image("starry_night.jpg")]
+        run_stylize(content, style, fast, build_config(settings={"method": "fast", "max_size": max_size}), **common)
+        say(f"fast method (one pass of Magenta's network): {fast}, after {time.perf_counter() - started:.1f} s")
+        config = build_config(settings={"max_size": max_size, "multiscale_min": min(128, max_size), "iterations": 100})
+        run_stylize(content, style, output, config, **common)
+        say(f"optimisation (Gatys et al.): {output}; done in {time.perf_counter() - started:.0f} s")

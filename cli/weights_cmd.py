@@ -28,9 +28,10 @@ def convert_command(
 
     Examples:
 
-      jaxstyle weights convert vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 -o vgg19.safetensors
-
-      jaxstyle weights convert imagenet-vgg-verydeep-19.mat -o vgg19-matconvnet.safetensors
+    \b
+      jaxstyle weights convert vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 \\
+          -o vgg19.safetensors
+      jaxstyle weights convert imagenet-vgg-verydeep-19.mat -o mcn.safetensors
     """
     from jaxstyle.weights_convert.convert import convert, detect_format
 
@@ -51,15 +52,16 @@ def info_command(
 
     Examples:
 
+    \b
       jaxstyle weights info
-
       jaxstyle weights info vgg19.safetensors --json
     """
+    from jaxstyle.weights_convert.convert import detect_format, load_any
     from rich.console import Console
     from rich.table import Table
 
-    from jaxstyle.weights import default_weights_path, file_sha256
-    from jaxstyle.weights_convert.convert import detect_format, load_any
+    from jaxstyle.io.files import file_sha256
+    from jaxstyle.weights import default_weights_path
 
     with user_errors():
         path = file or default_weights_path()

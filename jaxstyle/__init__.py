@@ -1,4 +1,4 @@
-"""jaxstyle: neural style transfer (Gatys et al.) as pure, jit-compiled JAX functions.
+"""jaxstyle: artistic style transfer as pure, jit-compiled JAX functions.
 
     import jaxstyle
     image = jaxstyle.stylize(content, style, jaxstyle.StyleConfig(max_size=512))
@@ -9,35 +9,57 @@ Heavy modules (JAX, the weights) load on first use, not at import.
 from __future__ import annotations
 
 from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("jaxstyle")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 _EXPORTS = {
-    "stylize": "jaxstyle.stylize",
-    "Progress": "jaxstyle.stylize",
+    "stylize": "jaxstyle.stylization",
+    "Progress": "jaxstyle.stylization",
+    "stylize_batch": "jaxstyle.batch",
     "StyleConfig": "jaxstyle.config",
     "preset": "jaxstyle.config",
     "PRESETS": "jaxstyle.config",
     "load_weights": "jaxstyle.weights",
     "VGGWeights": "jaxstyle.weights",
-    "load_image": "jaxstyle.image",
-    "save_image": "jaxstyle.image",
+    "load_image": "jaxstyle.io.image",
+    "save_image": "jaxstyle.io.image",
     "knn_color_transfer": "jaxstyle.color_knn",
     "KNNColorTransfer": "jaxstyle.color_knn",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "PRESETS",
+    "KNNColorTransfer",
+    "Progress",
+    "StyleConfig",
+    "VGGWeights",
+    "__version__",
+    "knn_color_transfer",
+    "load_image",
+    "load_weights",
+    "preset",
+    "save_image",
+    "stylize",
+    "stylize_batch",
+]
 
 if TYPE_CHECKING:
+    from jaxstyle.batch import stylize_batch
     from jaxstyle.color_knn import KNNColorTransfer, knn_color_transfer
     from jaxstyle.config import PRESETS, StyleConfig, preset
-    from jaxstyle.image import load_image, save_image
-    from jaxstyle.stylize import Progress, stylize
+    from jaxstyle.io.image import load_image, save_image
+    from jaxstyle.stylization import Progress, stylize
     from jaxstyle.weights import VGGWeights, load_weights
 
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
     raise AttributeError(f"module 'jaxstyle' has no attribute {name!r}")

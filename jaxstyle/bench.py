@@ -11,7 +11,7 @@ The backward pass needs only the gradient with respect to the image (the weights
 one transposed convolution per convolution, so a step is 2x the forward FLOPs.
 
 The FLOP model counts direct convolution. On CPU the step uses Winograd F(4x4, 3x3) from block2 on
-(`jaxstyle.winograd`), which needs 4x fewer multiplications there, so "GFLOP/s" is the
+(`jaxstyle.nets.winograd`), which needs 4x fewer multiplications there, so "GFLOP/s" is the
 direct-convolution-equivalent rate and can exceed the GEMM peak; ``conv="direct"`` measures
 ``lax.conv`` everywhere.
 """
@@ -30,18 +30,20 @@ import numpy as np
 
 from jaxstyle.config import preset
 from jaxstyle.errors import UsageError
+from jaxstyle.nets.vgg import CONV_SHAPES, prepare_params
 from jaxstyle.optimize import (
-    TRACE_COUNT,
     LossSpec,
     OptimizerSpec,
+    Stepper,
+    batched,
     blend_style_targets,
     content_targets,
     init_opt_state,
     jitted_run_steps,
+    make_stepper,
     run_steps,
     style_targets,
 )
-from jaxstyle.vgg import CONV_SHAPES, prepare_params
 
 CONV_CHOICES = {"auto": None, "winograd": True, "direct": False}
 
@@ -147,30 +149,38 @@ def run_case(
         iterations=steps,
     )
     loss_spec = LossSpec.from_config(config)
-    opt_spec = OptimizerSpec.from_config(config)
     if case.conv not in CONV_CHOICES:
         raise UsageError(f"unknown conv algorithm {case.conv!r}; choose one of {', '.join(CONV_CHOICES)}")
     params = prepare_params(params, loss_spec.layers, winograd_convs=CONV_CHOICES[case.conv])
     shape = (case.height, case.width)
     contents, style = (jnp.asarray(a) for a in bench_images(case, seed))
     # Batch 1 takes the single-image path that `stylize` runs; larger batches the vmapped one.
-    batched = case.batch > 1
-    content_of = jax.vmap(lambda c: content_targets(params, c, loss_spec)) if batched else None
+    one = make_stepper(loss_spec, OptimizerSpec.from_config(config))
+    traces = [0]  # counted at trace time, to report a retrace
+
+    def counted(*args):
+        traces[0] += 1
+        return one.step(*args)
+
+    stepper = Stepper(one.init, counted)
+    if case.batch > 1:
+        stepper = batched(stepper)
+        content = jax.vmap(lambda c: content_targets(params, c, loss_spec))(contents)
+        image = jnp.copy(contents)
+    else:
+        content, image = content_targets(params, contents[0], loss_spec), jnp.copy(contents[0])
     targets = {
-        "content": content_of(contents) if batched else content_targets(params, contents[0], loss_spec),
+        "content": content,
         "style": blend_style_targets([style_targets(params, style, loss_spec, shape)], (1.0,)),
     }
-    image = jnp.copy(contents) if batched else jnp.copy(contents[0])
-    opt_state = init_opt_state(image, opt_spec, config.resolved_learning_rate, batched=batched)
-    static = {"loss_spec": loss_spec, "opt_spec": opt_spec, "steps": steps, "batched": batched}
-    dispatch: Callable = lambda image, state: run_steps(params, image, state, targets, **static)  # noqa: E731
+    opt_state = init_opt_state(image, stepper, config.resolved_learning_rate)
+    dispatch: Callable = lambda image, state: run_steps(params, image, state, targets, stepper=stepper, steps=steps)
 
     # Trace and compile ahead of time, so compile_s is exactly that; the jitted calls below reuse it.
-    traces_before = TRACE_COUNT["step"]
     start = time.perf_counter()
-    jitted_run_steps().lower(params, image, opt_state, targets, **static).compile()
+    jitted_run_steps().lower(params, image, opt_state, targets, stepper=stepper, steps=steps).compile()
     compile_s = time.perf_counter() - start
-    traces_after_compile = TRACE_COUNT["step"]
+    traces_after_compile = traces[0]
     image, opt_state, terms = dispatch(image, opt_state)
     first_loss = float(np.mean(np.asarray(terms["total"])[0]))
     times = []
@@ -197,5 +207,5 @@ def run_case(
         peak_memory_mb=_peak_memory_mb(),
         first_loss=first_loss,
         final_loss=float(np.mean(np.asarray(terms["total"])[-1])),
-        retraced=TRACE_COUNT["step"] != traces_after_compile or traces_after_compile - traces_before > 1,
+        retraced=traces[0] != traces_after_compile or traces_after_compile > 1,
     )

@@ -42,6 +42,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.random import sample_without_replacement
 
+from jaxstyle.config import ColorConfig
 from jaxstyle.errors import ImageError, UsageError
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ __all__ = [
 #: 200k 5.7), while colour quality does not improve: predicting held-out pixels of a
 #: 768x768 style, the mean |error| in (a, b) is 9.43 with 50k patches, 9.41 with 100k and
 #: 9.31 with 400k (Starry Night; 2.90, 2.87, 2.83 for The Great Wave). See docs/color_knn.md.
-DEFAULT_MAX_TRAIN = 50_000
+DEFAULT_MAX_TRAIN = ColorConfig.max_train
 
 #: Rows (pixels) sent to the KNN query at a time: bounds the temporary arrays to a few MB.
 CHUNK_ROWS = 65_536
@@ -101,10 +102,7 @@ def check_params(n_neighbors: object, patch_size: object, max_train: object) -> 
     if not _is_int(patch_size) or patch_size < 1 or patch_size % 2 == 0:
         raise UsageError(f"patch_size must be an odd integer >= 1, got {patch_size!r}")
     if max_train is not None and (not _is_int(max_train) or max_train < n_neighbors):
-        raise UsageError(
-            f"max_train must be None or an integer >= n_neighbors ({n_neighbors}), "
-            f"got {max_train!r}"
-        )
+        raise UsageError(f"max_train must be None or an integer >= n_neighbors ({n_neighbors}), got {max_train!r}")
 
 
 def as_unit_float(image: object, name: str = "image") -> np.ndarray:
@@ -120,9 +118,7 @@ def as_unit_float(image: object, name: str = "image") -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
-        raise ImageError(
-            f"{name} must have shape (H, W), (H, W, 3) or (H, W, 4), got {np.shape(image)}"
-        )
+        raise ImageError(f"{name} must have shape (H, W), (H, W, 3) or (H, W, 4), got {np.shape(image)}")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageError(f"{name} is empty: shape {np.shape(image)}")
     if arr.dtype == np.uint8:
@@ -165,9 +161,7 @@ def pad_L(L: np.ndarray, patch_size: int) -> np.ndarray:
     return np.pad(L, r, mode=mode)
 
 
-def extract_patches(
-    L_padded: np.ndarray, patch_size: int, width: int, flat_index: np.ndarray
-) -> np.ndarray:
+def extract_patches(L_padded: np.ndarray, patch_size: int, width: int, flat_index: np.ndarray) -> np.ndarray:
     """Cut the patches centred on some pixels out of a padded L channel.
 
     ``L_padded`` comes from ``pad_L``; ``width`` is the unpadded image width and
@@ -232,9 +226,7 @@ def _as_image_list(style_images: object) -> list[object]:
         if not images:
             raise UsageError("at least one style image is needed")
         return images
-    raise UsageError(
-        f"style_images must be an array or a sequence of arrays, got {type(style_images)}"
-    )
+    raise UsageError(f"style_images must be an array or a sequence of arrays, got {type(style_images)}")
 
 
 def _locality_order(points: np.ndarray) -> np.ndarray:
@@ -286,10 +278,10 @@ class KNNColorTransfer(BaseEstimator):
 
     def __init__(
         self,
-        n_neighbors: int = 4,
-        patch_size: int = 3,
+        n_neighbors: int = ColorConfig.n_neighbors,
+        patch_size: int = ColorConfig.patch_size,
         max_train: int | None = DEFAULT_MAX_TRAIN,
-        random_state: int | np.random.RandomState | None = 0,
+        random_state: int | np.random.RandomState | None = ColorConfig.seed,
         n_jobs: int | None = -1,
     ) -> None:
         self.n_neighbors = n_neighbors
@@ -302,9 +294,7 @@ class KNNColorTransfer(BaseEstimator):
 
     def _check_params(self) -> None:
         check_params(self.n_neighbors, self.patch_size, self.max_train)
-        if self.n_jobs is not None and (
-            not _is_int(self.n_jobs) or (self.n_jobs < 1 and self.n_jobs != -1)
-        ):
+        if self.n_jobs is not None and (not _is_int(self.n_jobs) or (self.n_jobs < 1 and self.n_jobs != -1)):
             raise UsageError(f"n_jobs must be None, -1 or a positive integer, got {self.n_jobs!r}")
 
     def _check_fitted(self) -> None:
@@ -312,13 +302,10 @@ class KNNColorTransfer(BaseEstimator):
             raise UsageError("this KNNColorTransfer is not fitted yet: call fit(style_images)")
         if self.patch_size != self.patch_size_:
             raise UsageError(
-                f"patch_size is {self.patch_size} but the model was fitted with "
-                f"{self.patch_size_}: call fit again"
+                f"patch_size is {self.patch_size} but the model was fitted with {self.patch_size_}: call fit again"
             )
         if self.n_neighbors > self.n_train_:
-            raise UsageError(
-                f"n_neighbors ({self.n_neighbors}) exceeds the {self.n_train_} training patches"
-            )
+            raise UsageError(f"n_neighbors ({self.n_neighbors}) exceeds the {self.n_train_} training patches")
 
     # -- API ----------------------------------------------------------------------------
 
@@ -346,10 +333,7 @@ class KNNColorTransfer(BaseEstimator):
         counts = np.array([len(s[3]) for s in styles])
         total = int(counts.sum())
         if total < self.n_neighbors:
-            raise ImageError(
-                f"the style images have {total} usable pixels, fewer than "
-                f"n_neighbors={self.n_neighbors}"
-            )
+            raise ImageError(f"the style images have {total} usable pixels, fewer than n_neighbors={self.n_neighbors}")
 
         # Uniform sample over the pooled pixels, drawn before any patch is cut, so memory
         # is O(max_train) however large the styles are.

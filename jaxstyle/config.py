@@ -1,19 +1,27 @@
 """Every default of a stylization in one frozen dataclass, and the published presets.
 
-The CLI reads its defaults from `StyleConfig` rather than repeating them. Presets are plain
-dicts of overrides so that what each one changes is visible at a glance.
+The CLI reads its defaults and choices from here rather than repeating them: `StyleConfig` for
+the stylization, `BatchConfig` for how a batch is cut. Choices are ``Literal`` types, and
+`choices` lists them. Presets are plain dicts of overrides so that what each one changes is
+visible at a glance. `parse_setting` and `load_toml` reach every field by name (``--set`` and
+``--config FILE.toml``). Plain Python: importing this costs no JAX.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Literal, get_args
 
-from jaxstyle.errors import UsageError
-from jaxstyle.vgg import canonical_layer
+from jaxstyle.errors import InputNotFoundError, UsageError
+from jaxstyle.nets.vgg_layers import canonical_layer
 
+MethodName = Literal["gatys", "fast"]
 Optimizer = Literal["lbfgs", "adam"]
 Init = Literal["content", "noise", "blend", "gray", "image"]
 StyleStatistic = Literal["gram", "sliced_wasserstein"]
@@ -21,6 +29,9 @@ PreserveColor = Literal["none", "luminance", "histogram", "knn"]
 Pooling = Literal["max", "avg"]
 Precision = Literal["float32", "bfloat16"]
 TVKind = Literal["l1", "l2"]
+OutputFormat = Literal["png", "jpg", "webp", "tif", "bmp"]
+
+JPEG_QUALITY = 95  # JPEG/WebP quality of every image jaxstyle writes, unless --quality says otherwise
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
@@ -29,6 +40,11 @@ STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 class StyleConfig:
     """Settings of one stylization. Units and normalisations are those of `jaxstyle.losses`."""
 
+    # The method (`jaxstyle.methods`): "gatys" optimises the image (Gatys et al. 2015); "fast" is
+    # one pass of Magenta's arbitrary-style network (Ghiasi et al. 2017).
+    method: MethodName = "gatys"
+    # "fast" only: 1 is the style's own vector, 0 the content's (Magenta's interpolation).
+    style_strength: float = 1.0
     # Size: the long side of the output, and the style image's long side relative to it.
     max_size: int = 512
     style_scale: float = 1.0
@@ -67,7 +83,7 @@ class StyleConfig:
     clip: bool = True  # clip the image to [0, 1] after each step
 
     # Iterations between progress reports: also the steps of one compiled dispatch (a lax.scan),
-    # so the host syncs only to report. On CPU 10 steps per dispatch run 7-14 % faster than one.
+    # so the host syncs only to report (faster than one step per dispatch: docs/performance.md).
     report_every: int = 10
 
     def replace(self, **changes) -> StyleConfig:
@@ -102,15 +118,9 @@ class StyleConfig:
             ),
             (self.report_every >= 1, "report_every must be at least 1"),
             (self.lbfgs_memory >= 1, "lbfgs_memory must be at least 1"),
-            (self.optimizer in ("lbfgs", "adam"), f"unknown optimizer {self.optimizer!r}; choose lbfgs or adam"),
-            (self.init in ("content", "noise", "blend", "gray", "image"), f"unknown init {self.init!r}"),
-            (self.style_statistic in ("gram", "sliced_wasserstein"), f"unknown style statistic {self.style_statistic!r}"),
-            (self.preserve_color in ("none", "luminance", "histogram", "knn"), f"unknown colour mode {self.preserve_color!r}"),
-            (self.pooling in ("max", "avg"), f"unknown pooling {self.pooling!r}; choose max or avg"),
-            (self.tv_kind in ("l1", "l2"), f"unknown TV kind {self.tv_kind!r}; choose l1 or l2"),
-            (self.precision in ("float32", "bfloat16"), f"unknown precision {self.precision!r}; choose float32 or bfloat16"),
             (bool(self.style_layers), "at least one style layer is needed"),
             (0.0 <= self.init_noise_fraction <= 1.0, "init noise fraction must be in [0, 1]"),
+            (0.0 <= self.style_strength <= 1.0, f"style strength must be in [0, 1], got {self.style_strength}"),
             (
                 len(self.resolved_style_layer_weights) == len(self.style_layers),
                 f"{len(self.style_layers)} style layers but {len(self.resolved_style_layer_weights)} layer weights",
@@ -119,6 +129,11 @@ class StyleConfig:
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
+        for name, allowed in CHOICE_FIELDS.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                shown = name.replace("_", " ")
+                raise UsageError(f"unknown {shown} {value!r}; choose one of {', '.join(allowed)}")
         numbers = {
             "style scale": self.style_scale,
             "content weight": self.content_weight,
@@ -143,10 +158,156 @@ class StyleConfig:
         if self.seed < 0:
             raise UsageError(f"seed must be an integer >= 0, got {self.seed}")
         if self.multiscale_min is not None and not 16 <= self.multiscale_min <= self.max_size:
-            raise UsageError(f"multiscale start must be between 16 and max size {self.max_size}, got {self.multiscale_min}")
+            raise UsageError(
+                f"multiscale start must be between 16 and max size {self.max_size}, got {self.multiscale_min}"
+            )
         for layer in (*self.content_layers, *self.style_layers):
             canonical_layer(layer)
         return self
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """How `jaxstyle batch` cuts a folder into compiled batches (see `jaxstyle.batch`)."""
+
+    batch_size: int = 4  # images per compiled step, rounded up to a multiple of the devices
+    bucket_multiple: int = 1  # round bucket sides up to this many px (reflect-pad, crop back)
+    output_format: OutputFormat = "png"
+
+    def validate(self) -> BatchConfig:
+        if self.batch_size < 1:
+            raise UsageError(f"the batch size must be at least 1, got {self.batch_size}")
+        if self.bucket_multiple < 1:
+            raise UsageError(f"the bucket multiple must be at least 1, got {self.bucket_multiple}")
+        if self.output_format not in get_args(OutputFormat):
+            raise UsageError(
+                f"unknown output format {self.output_format!r}; choose one of {', '.join(get_args(OutputFormat))}"
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class ColorConfig:
+    """Defaults of the KNN colour transfer (`jaxstyle.color_knn`, ``jaxstyle color``)."""
+
+    n_neighbors: int = 4
+    patch_size: int = 3  # odd side of the luminance patch used as the feature
+    max_train: int = 50_000  # training patches sampled from the styles
+    seed: int = 0
+
+
+def _field_types(cls) -> dict[str, object]:
+    return typing.get_type_hints(cls)
+
+
+def _literal_of(annotation) -> tuple[str, ...] | None:
+    """The allowed values of a ``Literal[...]`` (or ``Literal[...] | None``) annotation."""
+    if typing.get_origin(annotation) is Literal:
+        return get_args(annotation)
+    for arg in get_args(annotation):
+        if typing.get_origin(arg) is Literal:
+            return get_args(arg)
+    return None
+
+
+CHOICE_FIELDS: dict[str, tuple[str, ...]] = {
+    name: values for name, kind in _field_types(StyleConfig).items() if (values := _literal_of(kind)) is not None
+}
+"""Every `StyleConfig` field with a fixed set of values, and those values."""
+
+
+def choices(field: str) -> str:
+    """'lbfgs or adam': the values of a choice field, for help texts."""
+    values = CHOICE_FIELDS[field]
+    return ", ".join(values[:-1]) + f" or {values[-1]}" if len(values) > 1 else values[0]
+
+
+def _convert(annotation, value: object, name: str) -> object:
+    """``value`` (a string from ``--set``, or a TOML value) as the field type ``annotation``."""
+    args = get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))
+        if is_none and type(None) in args:
+            return None
+        inner = [arg for arg in args if arg is not type(None)]
+        return _convert(inner[0], value, name) if len(inner) == 1 else value
+    if origin is Literal:
+        return str(value)
+    if origin is tuple:
+        items = value if isinstance(value, list | tuple) else str(value).replace(",", " ").split()
+        return tuple(_convert(args[0], item, name) for item in items)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).lower()
+        if text not in ("true", "false", "1", "0", "yes", "no"):
+            raise UsageError(f"{name} must be true or false, got {value!r}")
+        return text in ("true", "1", "yes")
+    if annotation in (int, float):
+        try:
+            number = annotation(value)
+        except (TypeError, ValueError):
+            kind = "an integer" if annotation is int else "a number"
+            raise UsageError(f"{name} must be {kind}, got {value!r}") from None
+        if annotation is int and isinstance(value, float) and number != value:
+            raise UsageError(f"{name} must be an integer, got {value!r}")
+        return number
+    return value
+
+
+def parse_setting(text: str, cls=None) -> tuple[str, object]:
+    """``'tv_weight=10'`` -> ``("tv_weight", 10.0)``, typed by the `StyleConfig` field."""
+    cls = cls or StyleConfig
+    name, sep, value = text.partition("=")
+    name = name.strip().replace("-", "_")
+    hints = _field_types(cls)
+    if not sep or name not in hints:
+        known = ", ".join(hints)
+        raise UsageError(f"--set takes FIELD=VALUE with one of the fields {known}; got {text!r}")
+    return name, _convert(hints[name], value.strip(), name)
+
+
+def load_toml(path: str | Path, cls=None) -> dict[str, object]:
+    """The settings of a TOML file (top-level keys named like `StyleConfig` fields), typed."""
+    import tomllib
+
+    cls = cls or StyleConfig
+    path = Path(path)
+    if not path.is_file():
+        raise InputNotFoundError(f"config file '{path}' does not exist")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise UsageError(f"config file '{path}' is not valid TOML: {error}") from None
+    hints = _field_types(cls)
+    unknown = sorted(set(data) - set(hints))
+    if unknown:
+        raise UsageError(f"config file '{path}': unknown setting(s) {', '.join(unknown)}")
+    return {name: _convert(hints[name], value, name) for name, value in data.items()}
+
+
+def build_config(
+    preset_name: str | None = None,
+    *,
+    config_file: str | Path | None = None,
+    settings: Mapping[str, object] | None = None,
+    sets: tuple[str, ...] = (),
+) -> StyleConfig:
+    """A validated `StyleConfig`: a preset (or the defaults), then a TOML file, then ``settings``
+    (e.g. the CLI's named options; None values are skipped), then ``--set FIELD=VALUE`` texts."""
+    merged: dict[str, object] = dict(PRESETS[_preset_name(preset_name)]) if preset_name else {}
+    if config_file is not None:
+        merged.update(load_toml(config_file))
+    merged.update({key: value for key, value in (settings or {}).items() if value is not None})
+    merged.update(parse_setting(text) for text in sets)
+    return StyleConfig(**merged).validate()
+
+
+def _preset_name(name: str) -> str:
+    if name not in PRESETS:
+        raise UsageError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return name
 
 
 def _tf_tutorial_layer_weights() -> tuple[float, ...]:
@@ -196,6 +357,4 @@ PRESETS: dict[str, dict[str, object]] = {
 
 def preset(name: str, **overrides) -> StyleConfig:
     """A `StyleConfig` from a named preset with further overrides."""
-    if name not in PRESETS:
-        raise UsageError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return StyleConfig(**{**PRESETS[name], **overrides})
+    return StyleConfig(**{**PRESETS[_preset_name(name)], **overrides})

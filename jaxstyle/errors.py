@@ -48,3 +48,13 @@ class NumericalError(JaxstyleError):
     """The optimisation produced NaN or inf and could not recover."""
 
     exit_code = 7
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """An exception as one short line: its message with whitespace folded, or its type's name.
+
+    Every place that shows an error to a user (the CLI, batch manifests, wrapped library errors)
+    goes through here, so a multi-line message from Pillow, h5py or JAX never breaks a line.
+    """
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -64,7 +64,9 @@ def scale_by_guarded_lbfgs(memory_size: int = 10, eps: float = 1e-10) -> optax.G
         rho = state.rho.at[slot].set(jnp.where(accept, 1.0 / jnp.where(accept, sy, 1.0), state.rho[slot]))
         next_slot = jnp.where(accept, (slot + 1) % memory_size, slot)
         first_scale = jnp.minimum(1.0, 1.0 / jnp.maximum(jnp.linalg.norm(grad), 1e-30))
-        gamma = jnp.where(accept, sy / jnp.where(accept, yy, 1.0), jnp.where(state.count == 0, first_scale, state.gamma))
+        gamma = jnp.where(
+            accept, sy / jnp.where(accept, yy, 1.0), jnp.where(state.count == 0, first_scale, state.gamma)
+        )
 
         # Two-loop recursion, newest pair first; empty slots have rho = 0 and change nothing.
         order = [(next_slot - 1 - i) % memory_size for i in range(memory_size)]

@@ -1,20 +1,21 @@
 """The jit-compiled optimisation step (Adam or L-BFGS) and the loop that drives it.
 
-Design notes (measured on the 2-core AVX-512 CPU this project targets; see benchmarks/):
+Design notes (the measurements behind them are in docs/performance.md):
 
-* The step is one jitted function of ``(params, image, opt_state, targets)``. Everything that changes
+* The step is one jitted function of ``(params, image, opt_state, targets)``, the ``step`` of a
+  `Stepper`; a batch vmaps the stepper where it makes the batch (`batched`). Everything that changes
   between runs of the same shape (images, targets, learning rate) is an argument, so there is no
   recompilation across iterations, scales of the same shape, or batches of the same bucket. Loss
   settings are a hashable `LossSpec` passed as a static argument.
 * L-BFGS is the two-loop direction with a fixed step (as jcjohnson/neural-style runs torch's
-  L-BFGS without line search), guarded against bad curvature pairs (`jaxstyle.lbfgs`). ``optax.lbfgs``' zoom line search re-evaluates the VGG inside
-  ``lax.while_loop``, where XLA:CPU runs the same forward/backward ~4x slower than at the top level
-  of a jit; here the one forward/backward per iteration stays at the top level and L-BFGS costs
+  L-BFGS without line search), guarded against bad curvature pairs (`jaxstyle.lbfgs`).
+  ``optax.lbfgs``' zoom line search re-evaluates the VGG inside ``lax.while_loop``, where XLA:CPU
+  runs the same forward/backward several times slower than at the top level of a jit; here the one forward/backward per iteration stays at the top level and L-BFGS costs
   about one Adam step. Divergence is caught by the driver (below) instead of a line search.
 * The driver runs the steps between two progress reports (``report_every``) as one dispatch of a
-  ``lax.scan`` over the step, so Python and the host sync only to report. On CPU this is 7-14 %
-  faster than one dispatch per step (341x512 L-BFGS: 0.96 s against 1.12 s per iteration), once the
-  block1 kernels stopped being re-flipped inside the loop (`vgg.prepare_params`).
+  ``lax.scan`` over the step, so Python and the host sync only to report; on CPU that is faster
+  than one dispatch per step, once the block1 kernels are not re-flipped inside the loop
+  (`vgg.prepare_params`).
 * A non-finite loss restores the last good state and halves the learning rate; after a few tries
   the run stops with `NumericalError` rather than producing a black image.
 """
@@ -36,7 +37,7 @@ from jaxstyle import losses
 from jaxstyle.config import StyleConfig
 from jaxstyle.errors import NumericalError
 from jaxstyle.lbfgs import scale_by_guarded_lbfgs
-from jaxstyle.vgg import KERAS_MEAN_BGR, preprocess, vgg19_features
+from jaxstyle.nets.vgg import KERAS_MEAN_BGR, preprocess, vgg19_features
 
 MAX_RECOVERIES = 4  # halvings of the learning rate before a run gives up on NaN/inf
 
@@ -139,10 +140,9 @@ def _directions(channels: int, layer_index: int) -> jax.Array:
 def _direct(params) -> dict[str, dict[str, jax.Array]]:
     """Only the kernels and biases of `vgg.prepare_params` output, so that the VGG runs on ``lax.conv``.
 
-    The target passes run once per scale, forward only: there compilation is what costs. On CPU the
-    Winograd program took 1.6-2.2 s (content) and 2.4-3.2 s (style) to compile and run, the
-    ``lax.conv`` one 0.3-1.0 s and 0.5-1.6 s, from 128 to 512 px (2 cores); the Gram targets agree
-    to 1.5e-6 relative.
+    The target passes run once per scale, forward only: there compilation is what costs, and the
+    ``lax.conv`` program compiles several times faster than the Winograd one (docs/performance.md);
+    the Gram targets agree to 1.5e-6 relative.
     """
     return {name: {"kernel": layer["kernel"], "bias": layer["bias"]} for name, layer in params.items()}
 
@@ -164,9 +164,7 @@ def style_targets(params, style: jax.Array, spec: LossSpec, shape: tuple[int, in
     features = _features(params, style, spec.style_layers, spec)
     if spec.style_statistic == "gram":
         return {name: losses.gram_matrix(value) for name, value in features.items()}
-    out_shapes = jax.eval_shape(
-        lambda: _features(params, jnp.zeros((*shape, 3), style.dtype), spec.style_layers, spec)
-    )
+    out_shapes = jax.eval_shape(lambda: _features(params, jnp.zeros((*shape, 3), style.dtype), spec.style_layers, spec))
     targets = {}
     for index, (name, value) in enumerate(features.items()):
         h, w, c = out_shapes[name].shape
@@ -222,20 +220,51 @@ def step_fn(params, image, opt_state, targets, loss_spec: LossSpec, opt_spec: Op
     return image, opt_state, {**terms, "total": total}
 
 
-TRACE_COUNT = {"step": 0}  # incremented at trace time only; tests use it to prove no retracing
+class Stepper(NamedTuple):
+    """One problem's optimisation as a pair of pure functions, as optax pairs ``init``/``update``.
+
+    ``init(image, learning_rate) -> opt_state``;
+    ``step(params, image, opt_state, targets) -> (image, opt_state, terms)``.
+    A batch is the same pair under ``jax.vmap`` (`batched`), applied where the batch is made.
+    """
+
+    init: Callable
+    step: Callable
 
 
-def run_steps(params, image, opt_state, targets, *, loss_spec, opt_spec, steps: int = 1, batched: bool = False):
+@functools.cache
+def make_stepper(loss_spec: LossSpec, opt_spec: OptimizerSpec) -> Stepper:
+    """The stepper of one (H, W, 3) image. Cached, so equal specs give the same (hashable) pair
+    and the jitted `run_steps` compiles once per shape."""
+
+    def init(image, learning_rate):
+        return make_optimizer(opt_spec, learning_rate).init(image)
+
+    def step(params, image, opt_state, targets):
+        return step_fn(params, image, opt_state, targets, loss_spec, opt_spec)
+
+    return Stepper(init, step)
+
+
+@functools.cache
+def batched(stepper: Stepper, style_axis: int | None = None) -> Stepper:
+    """``stepper`` over a leading batch axis of the image, optimiser state and content targets.
+
+    Style targets are shared by the batch (``style_axis=None``), or per image (``0``): the
+    colour-preserving modes recolour the style for every content image.
+    """
+    return Stepper(
+        init=jax.vmap(stepper.init, in_axes=(0, None)),
+        step=jax.vmap(stepper.step, in_axes=(None, 0, 0, {"content": 0, "style": style_axis})),
+    )
+
+
+def run_steps(params, image, opt_state, targets, *, stepper: Stepper, steps: int = 1):
     """``steps`` optimisation steps in one dispatch; terms come back stacked per step (jit-compiled).
 
     ``image`` and ``opt_state`` are donated: do not use the arrays passed in after the call.
-    With ``batched`` the image, optimiser state and targets["content"] carry a leading batch axis and
-    every image is optimised independently (``jax.vmap``); style targets are shared, or per image
-    (leading batch axis) when passed as ``targets["style_per_image"]`` instead of ``targets["style"]``.
     """
-    return jitted_run_steps()(
-        params, image, opt_state, targets, loss_spec=loss_spec, opt_spec=opt_spec, steps=steps, batched=batched
-    )
+    return jitted_run_steps()(params, image, opt_state, targets, stepper=stepper, steps=steps)
 
 
 def jitted_run_steps() -> Callable:
@@ -243,30 +272,14 @@ def jitted_run_steps() -> Callable:
     return _RUN_STEPS[jax.default_backend() == "cpu"]
 
 
-def _run_steps(params, image, opt_state, targets, *, loss_spec, opt_spec, steps: int = 1, batched: bool = False):
+def _run_steps(params, image, opt_state, targets, *, stepper: Stepper, steps: int = 1):
     """The traced body of `run_steps` (see there), jitted once per backend kind in `_RUN_STEPS`."""
-    TRACE_COUNT["step"] += 1
-
-    def one(image, opt_state):
-        if not batched:
-            return step_fn(params, image, opt_state, targets, loss_spec, opt_spec)
-
-        # Style targets are shared (no batch axis) unless given as targets["style_per_image"] with a
-        # leading batch axis: colour-preserving modes recolour the style for every content image.
-        per_image = "style_per_image" in targets
-        style = targets["style_per_image"] if per_image else targets["style"]
-
-        def single(img, state, content, style):
-            return step_fn(params, img, state, {"content": content, "style": style}, loss_spec, opt_spec)
-
-        return jax.vmap(single, in_axes=(0, 0, 0, 0 if per_image else None))(image, opt_state, targets["content"], style)
-
     if steps == 1:
-        image, opt_state, terms = one(image, opt_state)
+        image, opt_state, terms = stepper.step(params, image, opt_state, targets)
         return image, opt_state, jax.tree.map(lambda t: t[None], terms)
 
     def body(carry, _):
-        image, opt_state, terms = one(*carry)
+        image, opt_state, terms = stepper.step(params, *carry, targets)
         return (image, opt_state), terms
 
     (image, opt_state), terms = jax.lax.scan(body, (image, opt_state), length=steps)
@@ -277,20 +290,20 @@ def _run_steps(params, image, opt_state, targets, *, loss_spec, opt_spec, steps:
 # transforms are many small fusions) and runs it as fast: the time is in library GEMMs, not in
 # generated loops (measured, docs/performance.md). Other backends keep their defaults.
 _CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
-_JIT_ARGS = {"static_argnames": ("loss_spec", "opt_spec", "steps", "batched"), "donate_argnames": ("image", "opt_state")}
+_JIT_ARGS = {"static_argnames": ("stepper", "steps"), "donate_argnames": ("image", "opt_state")}
 _RUN_STEPS = {
     True: jax.jit(_run_steps, **_JIT_ARGS, compiler_options=_CPU_COMPILER_OPTIONS),
     False: jax.jit(_run_steps, **_JIT_ARGS),
 }
 
 
-def init_opt_state(image: jax.Array, opt_spec: OptimizerSpec, learning_rate: float, batched: bool = False):
-    optimizer = make_optimizer(opt_spec, learning_rate)
-    state = jax.vmap(optimizer.init)(image) if batched else optimizer.init(image)
+def init_opt_state(image: jax.Array, stepper: Stepper, learning_rate: float):
+    state = stepper.init(image, learning_rate)
     # optax may hand out one zeros buffer for several leaves; donation needs distinct buffers.
     state = jax.tree.map(jnp.copy, state)
-    if batched and isinstance(image.sharding, jax.sharding.NamedSharding):
-        # Start with the layout the step returns, or the second call would compile again.
+    if isinstance(image.sharding, jax.sharding.NamedSharding):
+        # A batch split over devices: start with the layout the step returns, or the second call
+        # would compile again.
         state = jax.device_put(state, image.sharding)
     return state
 
@@ -338,13 +351,17 @@ def optimise(
     config: StyleConfig,
     loss_spec: LossSpec,
     *,
-    batched: bool = False,
+    stepper: Stepper | None = None,
     callback: Callable[[StepReport], None] | None = None,
 ) -> RunResult:
-    """Run ``config.iterations`` steps from ``image``; returns the final image and per-term history."""
-    opt_spec = OptimizerSpec.from_config(config)
+    """Run ``config.iterations`` steps from ``image``; returns the final image and per-term history.
+
+    ``stepper`` is the one-image `make_stepper` of ``loss_spec`` and the config's optimiser by
+    default; a batch passes its `batched` stepper (and a leading batch axis on ``image``).
+    """
+    stepper = stepper or make_stepper(loss_spec, OptimizerSpec.from_config(config))
     learning_rate = config.resolved_learning_rate
-    opt_state = init_opt_state(image, opt_spec, learning_rate, batched)
+    opt_state = init_opt_state(image, stepper, learning_rate)
     history: dict[str, list] = {}
     # The starting point is a safe place to return to; copied because the step donates its buffers.
     good = _Checkpoint(jnp.copy(image), jax.tree.map(jnp.copy, opt_state), 0)
@@ -354,9 +371,7 @@ def optimise(
         # good state a recovery went back to): only a run's last dispatch can be shorter, so a shape
         # compiles at most twice.
         steps = min(config.report_every, config.iterations - done)
-        image, opt_state, terms = run_steps(
-            params, image, opt_state, targets, loss_spec=loss_spec, opt_spec=opt_spec, steps=steps, batched=batched
-        )
+        image, opt_state, terms = run_steps(params, image, opt_state, targets, stepper=stepper, steps=steps)
         done += steps
         fetched = {k: np.asarray(v) for k, v in terms.items()}
         recovered = not all(np.all(np.isfinite(v)) for v in fetched.values())
@@ -374,7 +389,9 @@ def optimise(
         else:
             for key, values in fetched.items():
                 history.setdefault(key, []).extend(values)
-            good = _Checkpoint(jnp.copy(image), jax.tree.map(jnp.copy, opt_state), done, {k: list(v) for k, v in history.items()})
+            good = _Checkpoint(
+                jnp.copy(image), jax.tree.map(jnp.copy, opt_state), done, {k: list(v) for k, v in history.items()}
+            )
         if callback is not None:
             snapshot = good.image  # a copy: `image` itself is donated to the next step
             callback(

@@ -41,7 +41,9 @@ CONTENT_WEIGHT, STYLE_WEIGHT, TV_WEIGHT = 1e4, 1e-2, 30.0
 ADAM = {"learning_rate": 0.02, "beta_1": 0.99, "beta_2": 0.999, "epsilon": 0.1}
 MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
 _CONVS = tuple(
-    f"block{block}_conv{index}" for block, count in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 1)) for index in range(1, count + 1)
+    f"block{block}_conv{index}"
+    for block, count in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 1))
+    for index in range(1, count + 1)
 )
 
 
@@ -68,7 +70,9 @@ def check_peer(peer: str) -> None:
         raise PeerUnavailable(f"{peer} is not installed in {sys.executable} ({_INSTALL[peer]})")
 
 
-def run_peer(peer: str, params, content: np.ndarray, style: np.ndarray, *, steps: int = 10, warmup: int = 2) -> PeerResult:
+def run_peer(
+    peer: str, params, content: np.ndarray, style: np.ndarray, *, steps: int = 10, warmup: int = 2
+) -> PeerResult:
     """Time ``steps`` Adam steps of ``peer`` (after ``warmup``) on (H, W, 3) images in [0, 1].
 
     ``params`` are jaxstyle's VGG19 params (HWIO kernels, Keras/Caffe convention). The image starts
@@ -78,7 +82,11 @@ def run_peer(peer: str, params, content: np.ndarray, style: np.ndarray, *, steps
         raise ValueError(f"unknown peer {peer!r}; choose one of {', '.join(PEERS)}")
     with tempfile.TemporaryDirectory(prefix="jaxstyle-peer-") as folder:
         inputs = Path(folder) / "inputs.npz"
-        arrays = {f"{name}/{part}": np.asarray(params[name][part], np.float32) for name in _CONVS for part in ("kernel", "bias")}
+        arrays = {
+            f"{name}/{part}": np.asarray(params[name][part], np.float32)
+            for name in _CONVS
+            for part in ("kernel", "bias")
+        }
         np.savez(inputs, content=np.asarray(content, np.float32), style=np.asarray(style, np.float32), **arrays)
         child = subprocess.run(
             [sys.executable, "-m", "jaxstyle.peers", peer, str(inputs), str(steps), str(warmup)],
@@ -116,7 +124,9 @@ def _torch(inputs, threads: int, steps: int, warmup: int) -> tuple[str, float, f
     torch.set_num_threads(threads)
     layers = {
         name: (
-            torch.from_numpy(inputs[f"{name}/kernel"].transpose(3, 2, 0, 1).copy()).contiguous(memory_format=torch.channels_last),
+            torch.from_numpy(inputs[f"{name}/kernel"].transpose(3, 2, 0, 1).copy()).contiguous(
+                memory_format=torch.channels_last
+            ),
             torch.from_numpy(inputs[f"{name}/bias"]),
         )
         for name in _CONVS
@@ -139,10 +149,12 @@ def _torch(inputs, threads: int, steps: int, warmup: int) -> tuple[str, float, f
         flat = f.permute(0, 2, 3, 1).reshape(h * w, c)  # a view: channels_last is NHWC in memory
         return flat.T @ flat / (h * w)
 
-    to_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)[None]))  # noqa: E731
+    to_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)[None]))
     with torch.no_grad():
         content_target = features(to_tensor(inputs["content"]))[CONTENT_LAYER]
-        style_targets = {name: gram(f) for name, f in features(to_tensor(inputs["style"])).items() if name in STYLE_LAYERS}
+        style_targets = {
+            name: gram(f) for name, f in features(to_tensor(inputs["style"])).items() if name in STYLE_LAYERS
+        }
     image = to_tensor(inputs["content"]).clone().requires_grad_(True)
     optimizer = torch.optim.Adam(
         [image], lr=ADAM["learning_rate"], betas=(ADAM["beta_1"], ADAM["beta_2"]), eps=ADAM["epsilon"]
@@ -151,7 +163,11 @@ def _torch(inputs, threads: int, steps: int, warmup: int) -> tuple[str, float, f
     def step():
         optimizer.zero_grad(set_to_none=True)
         f = features(image)
-        style = STYLE_WEIGHT / len(STYLE_LAYERS) * sum(torch.mean((gram(f[n]) - style_targets[n]) ** 2) for n in STYLE_LAYERS)
+        style = (
+            STYLE_WEIGHT
+            / len(STYLE_LAYERS)
+            * sum(torch.mean((gram(f[n]) - style_targets[n]) ** 2) for n in STYLE_LAYERS)
+        )
         content = CONTENT_WEIGHT * torch.mean((f[CONTENT_LAYER] - content_target) ** 2)
         tv = (image[:, :, 1:] - image[:, :, :-1]).abs().sum() + (image[:, :, :, 1:] - image[:, :, :, :-1]).abs().sum()
         loss = style + content + TV_WEIGHT * tv
@@ -194,8 +210,10 @@ def _tensorflow(inputs, threads: int, steps: int, warmup: int) -> tuple[str, flo
     def train_step(image):
         with tf.GradientTape() as tape:
             grams, content = extract(image)
-            style = STYLE_WEIGHT / len(STYLE_LAYERS) * tf.add_n(
-                [tf.reduce_mean((grams[n] - style_targets[n]) ** 2) for n in STYLE_LAYERS]
+            style = (
+                STYLE_WEIGHT
+                / len(STYLE_LAYERS)
+                * tf.add_n([tf.reduce_mean((grams[n] - style_targets[n]) ** 2) for n in STYLE_LAYERS])
             )
             loss = style + CONTENT_WEIGHT * tf.reduce_mean((content - content_target) ** 2)
             loss += TV_WEIGHT * tf.reduce_sum(tf.image.total_variation(image))

@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
 
-from jaxstyle.atomic import atomic_path
-from jaxstyle.errors import InputNotFoundError, OutputError, WeightsError
-from jaxstyle.vgg import CONV_SHAPES, KERAS_MEAN_BGR
+from jaxstyle.errors import InputNotFoundError, WeightsError, one_line
+from jaxstyle.io.files import atomic_write_bytes
+from jaxstyle.nets.vgg_layers import CONV_SHAPES, KERAS_MEAN_BGR
 
 FORMAT_NAME = "jaxstyle-vgg19"
 FORMAT_VERSION = "1"
@@ -94,18 +94,13 @@ def save_weights(
     metadata: Mapping[str, str],
     *,
     overwrite: bool = False,
+    inputs: Sequence[str | os.PathLike] = (),
 ) -> Path:
     """Write flat ``layer/field`` tensors atomically (temporary file + rename) to a safetensors file."""
-    path = Path(path)
-    if path.is_dir():
-        raise OutputError(f"{path} is a directory")
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path} exists; pass --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
     contiguous = {name: np.ascontiguousarray(array) for name, array in tensors.items()}
-    with atomic_path(path) as temporary:
-        save_file(contiguous, temporary, metadata=dict(metadata))
-    return path
+    data = save(contiguous, metadata=dict(metadata))
+    atomic_write_bytes(path, data, overwrite=overwrite, inputs=inputs, mode=0o644)
+    return Path(path)
 
 
 def flatten_params(params: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -134,15 +129,7 @@ def default_weights_path() -> Path:
     return Path(str(resources.files("jaxstyle.assets").joinpath(DEFAULT_WEIGHTS_FILE)))
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+def read_weights_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The header metadata of a canonical file without reading its tensors."""
     from safetensors import safe_open
 
@@ -150,11 +137,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         with safe_open(str(path), framework="numpy") as handle:
             return dict(handle.metadata() or {})
     except (SafetensorError, OSError, ValueError) as error:
-        raise WeightsError(f"{path}: not a safetensors weights file ({_first_line(error)})") from None
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise WeightsError(f"{path}: not a safetensors weights file ({one_line(error)})") from None
 
 
 def _load_canonical(path: Path) -> VGGWeights:
@@ -164,8 +147,8 @@ def _load_canonical(path: Path) -> VGGWeights:
     try:
         flat = load_file(path)
     except (SafetensorError, OSError, ValueError) as error:
-        raise WeightsError(f"{source}: not a safetensors weights file ({_first_line(error)})") from None
-    metadata = read_metadata(path)
+        raise WeightsError(f"{source}: not a safetensors weights file ({one_line(error)})") from None
+    metadata = read_weights_metadata(path)
     if metadata.get("format") != FORMAT_NAME:
         raise WeightsError(
             f"{source}: not a jaxstyle VGG19 file (metadata format={metadata.get('format')!r}); "
@@ -187,3 +170,15 @@ def _load_canonical(path: Path) -> VGGWeights:
     check_params(params, source)
     params = {layer: params[layer] for layer in CONV_SHAPES}  # drop any extra (e.g. fc) tensors
     return VGGWeights(params=params, mean_bgr=_parse_mean(metadata.get("mean_bgr"), source), metadata=metadata)
+
+
+def weights_digest(weights: VGGWeights) -> str:
+    """A short content hash of the weights (the arrays and the mean), to tell weights files apart."""
+    digest = hashlib.blake2b(digest_size=8)
+    for layer in sorted(weights.params):
+        for name in sorted(weights.params[layer]):
+            array = np.ascontiguousarray(weights.params[layer][name])
+            digest.update(f"{layer}/{name}{array.shape}{array.dtype}".encode())
+            digest.update(memoryview(array).cast("B"))
+    digest.update(repr(tuple(weights.mean_bgr)).encode())
+    return digest.hexdigest()

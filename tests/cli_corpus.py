@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from jaxstyle.weights import FORMAT_NAME, FORMAT_VERSION, default_weights_path
 from jaxstyle.errors import (
     ImageError,
     InputNotFoundError,
@@ -27,6 +26,7 @@ from jaxstyle.errors import (
     UsageError,
     WeightsError,
 )
+from jaxstyle.weights import FORMAT_NAME, FORMAT_VERSION, default_weights_path
 
 USAGE = UsageError.exit_code  # 2
 NOT_FOUND = InputNotFoundError.exit_code  # 3
@@ -97,7 +97,10 @@ def build_files(folder: Path) -> dict[str, Path]:
     put("empty.safetensors", b"")
     put("image.safetensors", _png_bytes(_noise_image(16, 16, 10)))
     put("hdf5junk.h5", b"\x89HDF\r\n\x1a\n" + b"\x00" * 600)
-    put("matjunk.mat", b"MATLAB 5.0 MAT-file, Platform: GLNXA64".ljust(116, b" ") + b"\x00" * 12 + b"\x00\x01IM" + b"\x00" * 64)
+    put(
+        "matjunk.mat",
+        b"MATLAB 5.0 MAT-file, Platform: GLNXA64".ljust(116, b" ") + b"\x00" * 12 + b"\x00\x01IM" + b"\x00" * 64,
+    )
     zipped = io.BytesIO()
     with zipfile.ZipFile(zipped, "w") as archive:
         archive.writestr("archive/data.pkl", b"not a pickle at all")
@@ -140,7 +143,9 @@ class Case:
         return [arg.format(**names) for arg in self.args]
 
 
-def _stylize(*extra: str, content: str = "{content_png}", styles: tuple[str, ...] = ("{style_png}",), out: str = "{out}"):
+def _stylize(
+    *extra: str, content: str = "{content_png}", styles: tuple[str, ...] = ("{style_png}",), out: str = "{out}"
+):
     return ("stylize", content, *styles, "-o", out, *extra)
 
 
@@ -164,7 +169,12 @@ CASES: list[Case] = [
     Case("one-pixel", _stylize(content="{one_png}"), IMAGE, ("one.png", "1x1")),
     Case("eight-pixels-style", _stylize(styles=("{tiny_png}",)), IMAGE, ("tiny.png", "8x8", "16 px")),
     Case("gigantic-header", _stylize(content="{gigantic_png}"), IMAGE, ("gigantic.png", "10000 Mpx", "GiB")),
-    Case("init-image-missing", _stylize("--init", "image", "--init-image", "{missing}"), NOT_FOUND, ("no_such_photo.png",)),
+    Case(
+        "init-image-missing",
+        _stylize("--init", "image", "--init-image", "{missing}"),
+        NOT_FOUND,
+        ("no_such_photo.png",),
+    ),
     Case(
         "missing-content-new-folder",
         _stylize(content="{missing}", out="{tmp}/new/folder/out.png"),
@@ -181,7 +191,12 @@ CASES: list[Case] = [
     Case("output-is-directory-with-suffix", _stylize(out="{folder_png}"), OUTPUT, ("folder.png", "directory")),
     Case("history-exists", _stylize("--history", "{existing_png}"), OUTPUT, ("existing.png", "--overwrite")),
     Case("history-folder-is-a-file", _stylize("--history", "{notes_txt}/h.json"), OUTPUT, ("notes.txt", "h.json")),
-    Case("history-is-the-output", _stylize("--history", "{tmp}/same.png", *FAST, out="{tmp}/same.png"), USAGE, ("same.png",)),
+    Case(
+        "history-is-the-output",
+        _stylize("--history", "{tmp}/same.png", *FAST, out="{tmp}/same.png"),
+        USAGE,
+        ("same.png",),
+    ),
     Case("output-folder-is-a-file", _stylize(out="{notes_txt}/out.png"), OUTPUT, ("notes.txt",)),
     # --- numeric options ----------------------------------------------------------------------
     Case("max-size-0", _stylize("--max-size", "0"), USAGE, ("max size", "0")),
@@ -195,12 +210,23 @@ CASES: list[Case] = [
     Case("lr-nan", _stylize("--lr", "nan"), USAGE, ("learning rate", "nan")),
     Case("style-scale-0", _stylize("--style-scale", "0"), USAGE, ("style scale",)),
     Case("start-size-8", _stylize("--start-size", "8"), USAGE, ("multiscale start", "8")),
-    Case("coarse-iterations-0", _stylize("--start-size", "16", "--coarse-iterations", "0"), USAGE, ("coarse iterations", "0")),
+    Case(
+        "coarse-iterations-0",
+        _stylize("--start-size", "16", "--coarse-iterations", "0"),
+        USAGE,
+        ("coarse iterations", "0"),
+    ),
     Case("save-every-0", _stylize("--save-every", "0"), USAGE, ("--save-every", "0")),
     Case("quality-0", _stylize("--quality", "0"), USAGE, ("--quality", "0")),
     Case("quality-101", _stylize("--quality", "101"), USAGE, ("--quality", "101")),
     Case("max-size-not-a-number", _stylize("--max-size", "big"), USAGE, ("--max-size", "integer"), click_usage=True),
-    Case("style-weight-not-a-number", _stylize("--style-weight", "lots"), USAGE, ("--style-weight", "number"), click_usage=True),
+    Case(
+        "style-weight-not-a-number",
+        _stylize("--style-weight", "lots"),
+        USAGE,
+        ("--style-weight", "number"),
+        click_usage=True,
+    ),
     Case("iterations-float", _stylize("--iterations", "2.5"), USAGE, ("--iterations",), click_usage=True),
     Case("seed-negative", _stylize("--seed", "-1", "--init", "noise", *FAST), USAGE, ("seed", "-1")),
     # --- choices ------------------------------------------------------------------------------
@@ -221,7 +247,12 @@ CASES: list[Case] = [
         ("style weights",),
     ),
     Case("style-layer-weights-text", _stylize("--style-layer-weights", "a,b"), USAGE, ("--style-layer-weights", "a,b")),
-    Case("style-layer-weights-count", _stylize("--style-layer-weights", "1,2"), USAGE, ("5 style layers", "2 layer weights")),
+    Case(
+        "style-layer-weights-count",
+        _stylize("--style-layer-weights", "1,2"),
+        USAGE,
+        ("5 style layers", "2 layer weights"),
+    ),
     Case("style-layer-weights-empty", _stylize("--style-layer-weights", ","), USAGE, ("--style-layer-weights",)),
     # --- command-line syntax ------------------------------------------------------------------
     Case("unknown-option", _stylize("--frobnicate"), USAGE, ("--frobnicate",), click_usage=True),
@@ -232,15 +263,37 @@ CASES: list[Case] = [
     Case("weights-garbage", _stylize("--weights", "{garbage_safetensors}", *FAST), WEIGHTS, ("garbage.safetensors",)),
     Case("weights-empty", _stylize("--weights", "{empty_safetensors}", *FAST), WEIGHTS, ("empty.safetensors", "empty")),
     Case("weights-is-a-png", _stylize("--weights", "{image_safetensors}", *FAST), WEIGHTS, ("image.safetensors",)),
-    Case("weights-missing", _stylize("--weights", "{missing}", *FAST), NOT_FOUND, ("no_such_photo.png", "does not exist")),
-    Case("weights-not-jaxstyle", _stylize("--weights", "{wrong_safetensors}", *FAST), WEIGHTS, ("wrong.safetensors", "convert")),
-    Case("weights-missing-layers", _stylize("--weights", "{partial_safetensors}", *FAST), WEIGHTS, ("partial.safetensors", "missing")),
-    Case("weights-truncated", _stylize("--weights", "{truncated_safetensors}", *FAST), WEIGHTS, ("truncated.safetensors",)),
+    Case(
+        "weights-missing", _stylize("--weights", "{missing}", *FAST), NOT_FOUND, ("no_such_photo.png", "does not exist")
+    ),
+    Case(
+        "weights-not-jaxstyle",
+        _stylize("--weights", "{wrong_safetensors}", *FAST),
+        WEIGHTS,
+        ("wrong.safetensors", "convert"),
+    ),
+    Case(
+        "weights-missing-layers",
+        _stylize("--weights", "{partial_safetensors}", *FAST),
+        WEIGHTS,
+        ("partial.safetensors", "missing"),
+    ),
+    Case(
+        "weights-truncated",
+        _stylize("--weights", "{truncated_safetensors}", *FAST),
+        WEIGHTS,
+        ("truncated.safetensors",),
+    ),
     Case("weights-directory", _stylize("--weights", "{folder}", *FAST), NOT_FOUND, ("folder", "directory")),
     Case("weights-hdf5-junk", ("weights", "info", "{hdf5junk_h5}"), WEIGHTS, ("hdf5junk.h5",)),
     Case("weights-mat-junk", ("weights", "info", "{matjunk_mat}"), WEIGHTS, ("matjunk.mat",)),
     Case("weights-zip-junk", ("weights", "info", "{zipjunk_bin}"), WEIGHTS, ("zipjunk.bin",)),
-    Case("weights-info-garbage", ("weights", "info", "{garbage_safetensors}"), WEIGHTS, ("garbage.safetensors", "unrecognised")),
+    Case(
+        "weights-info-garbage",
+        ("weights", "info", "{garbage_safetensors}"),
+        WEIGHTS,
+        ("garbage.safetensors", "unrecognised"),
+    ),
     Case("weights-info-directory", ("weights", "info", "{folder}"), NOT_FOUND, ("folder", "directory")),
     Case(
         "weights-convert-bad-suffix",
@@ -267,14 +320,46 @@ CASES: list[Case] = [
         ("wrong.safetensors",),
     ),
     # --- colour transfer ----------------------------------------------------------------------
-    Case("color-patch-size-2", ("color", "{content_png}", "{style_png}", "-o", "{out}", "--patch-size", "2"), USAGE, ("patch", "2")),
-    Case("color-patch-size-0", ("color", "{content_png}", "{style_png}", "-o", "{out}", "--patch-size", "0"), USAGE, ("patch", "0")),
-    Case("color-neighbors-0", ("color", "{content_png}", "{style_png}", "-o", "{out}", "--neighbors", "0"), USAGE, ("neighbors", "0")),
-    Case("color-max-train-0", ("color", "{content_png}", "{style_png}", "-o", "{out}", "--max-train", "0"), USAGE, ("max_train", "0")),
-    Case("color-missing-style", ("color", "{content_png}", "{missing}", "-o", "{out}"), NOT_FOUND, ("no_such_photo.png",)),
+    Case(
+        "color-patch-size-2",
+        ("color", "{content_png}", "{style_png}", "-o", "{out}", "--patch-size", "2"),
+        USAGE,
+        ("patch", "2"),
+    ),
+    Case(
+        "color-patch-size-0",
+        ("color", "{content_png}", "{style_png}", "-o", "{out}", "--patch-size", "0"),
+        USAGE,
+        ("patch", "0"),
+    ),
+    Case(
+        "color-neighbors-0",
+        ("color", "{content_png}", "{style_png}", "-o", "{out}", "--neighbors", "0"),
+        USAGE,
+        ("neighbors", "0"),
+    ),
+    Case(
+        "color-max-train-0",
+        ("color", "{content_png}", "{style_png}", "-o", "{out}", "--max-train", "0"),
+        USAGE,
+        ("max_train", "0"),
+    ),
+    Case(
+        "color-missing-style", ("color", "{content_png}", "{missing}", "-o", "{out}"), NOT_FOUND, ("no_such_photo.png",)
+    ),
     Case("color-garbage-content", ("color", "{garbage_png}", "{style_png}", "-o", "{out}"), IMAGE, ("garbage.png",)),
-    Case("color-output-exists", ("color", "{content_png}", "{style_png}", "-o", "{existing_png}"), OUTPUT, ("existing.png", "--overwrite")),
-    Case("color-quality-0", ("color", "{content_png}", "{style_png}", "-o", "{out}", "--quality", "0"), USAGE, ("--quality",)),
+    Case(
+        "color-output-exists",
+        ("color", "{content_png}", "{style_png}", "-o", "{existing_png}"),
+        OUTPUT,
+        ("existing.png", "--overwrite"),
+    ),
+    Case(
+        "color-quality-0",
+        ("color", "{content_png}", "{style_png}", "-o", "{out}", "--quality", "0"),
+        USAGE,
+        ("--quality",),
+    ),
     # --- bench --------------------------------------------------------------------------------
     Case("bench-size-8", ("bench", "--size", "8"), USAGE, ("'8'", "16")),
     Case("bench-size-text", ("bench", "--size", "huge"), USAGE, ("huge",)),
@@ -285,8 +370,18 @@ CASES: list[Case] = [
     Case("bench-batch-text", ("bench", "--batch", "two"), USAGE, ("--batch", "two")),
     Case("bench-steps-0", ("bench", "--steps", "0"), USAGE, ("--steps", "0")),
     Case("bench-compare-jax", ("bench", "--compare", "jax"), USAGE, ("--compare", "jax")),
-    Case("bench-compare-lbfgs-only", ("bench", "--optimizer", "lbfgs", "--compare", "torch"), USAGE, ("--compare", "adam")),
-    Case("bench-weights-garbage", ("bench", "--size", "16", "--steps", "1", "--weights", "{garbage_png}"), WEIGHTS, ("garbage.png",)),
+    Case(
+        "bench-compare-lbfgs-only",
+        ("bench", "--optimizer", "lbfgs", "--compare", "torch"),
+        USAGE,
+        ("--compare", "adam"),
+    ),
+    Case(
+        "bench-weights-garbage",
+        ("bench", "--size", "16", "--steps", "1", "--weights", "{garbage_png}"),
+        WEIGHTS,
+        ("garbage.png",),
+    ),
     # --- demo ---------------------------------------------------------------------------------
     Case("demo-max-size-0", ("demo", "-o", "{out}", "--max-size", "0"), USAGE, ("max size", "0")),
     Case("demo-output-exists", ("demo", "-o", "{existing_png}"), OUTPUT, ("existing.png", "--overwrite")),

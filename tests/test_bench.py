@@ -17,7 +17,9 @@ def params():
 
 
 def test_winograd_and_direct_steps_agree(params):
-    results = {conv: run_case(BenchCase(32, 48, conv=conv), params, steps=2, dispatches=1) for conv in ("winograd", "direct")}
+    results = {
+        conv: run_case(BenchCase(32, 48, conv=conv), params, steps=2, dispatches=1) for conv in ("winograd", "direct")
+    }
     assert results["winograd"].conv == "winograd" and results["direct"].conv == "direct"
     for r in results.values():
         assert not r.retraced

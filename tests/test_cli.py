@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
+from cli_corpus import CASES, SUBPROCESS_CASES, Case, build_files, describe_changes, snapshot
+from jaxstyle.cli.app import app, main
+from jaxstyle.cli.common import VERBOSITY
 from PIL import Image
 from typer.testing import CliRunner
 
-from cli_corpus import CASES, SUBPROCESS_CASES, Case, build_files, describe_changes, snapshot
 from jaxstyle import __version__
-from jaxstyle.cli.app import app, main
-from jaxstyle.cli.common import VERBOSITY
-from jaxstyle.image import read_metadata
+from jaxstyle.io.image import read_image_metadata
 from jaxstyle.weights import default_weights_path
 
 JAXSTYLE = Path(sys.executable).with_name("jaxstyle")  # the console script (`python -m jaxstyle.cli` has no __main__)
@@ -115,7 +115,9 @@ def test_bad_input_clirunner(case: Case, files: dict[str, Path]):
 
 
 def _run(args: list[str], *, timeout: float = 180, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([str(JAXSTYLE), *args], capture_output=True, text=True, timeout=timeout, **kwargs)
+    return subprocess.run(
+        [str(JAXSTYLE), *args], capture_output=True, check=False, text=True, timeout=timeout, **kwargs
+    )
 
 
 def test_console_script_exists():
@@ -164,9 +166,25 @@ def test_huge_max_size_fails_cleanly_when_memory_runs_out(files: dict[str, Path]
     before = snapshot(files["tmp"])
     script = 'ulimit -v 6291456 && exec "$0" "$@"'
     proc = subprocess.run(
-        ["sh", "-c", script, str(JAXSTYLE), "stylize", str(files["content_png"]), str(files["style_png"]),
-         "-o", str(files["out"]), "--max-size", "1000000", "--iterations", "2"],
-        capture_output=True, text=True, timeout=180,
+        [
+            "sh",
+            "-c",
+            script,
+            str(JAXSTYLE),
+            "stylize",
+            str(files["content_png"]),
+            str(files["style_png"]),
+            "-o",
+            str(files["out"]),
+            "--max-size",
+            "1000000",
+            "--iterations",
+            "2",
+        ],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=180,
     )
     assert "Traceback" not in proc.stderr
     assert proc.returncode not in (0, 1), proc.stderr
@@ -181,8 +199,18 @@ def test_huge_max_size_fails_cleanly_when_memory_runs_out(files: dict[str, Path]
 
 
 def _stylize_args(files: dict[str, Path], output: Path, *extra: str) -> list[str]:
-    return ["stylize", str(files["content_png"]), str(files["style_png"]), "-o", str(output),
-            "--max-size", "32", "--iterations", "3", *extra]
+    return [
+        "stylize",
+        str(files["content_png"]),
+        str(files["style_png"]),
+        "-o",
+        str(output),
+        "--max-size",
+        "32",
+        "--iterations",
+        "3",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
@@ -198,7 +226,7 @@ def test_stylize_writes_result_then_refuses_then_overwrites(files: dict[str, Pat
     with Image.open(output) as image:
         assert image.format == "PNG"
         assert max(image.size) == 32 and image.size == (32, 26)  # 40x32 content, long side 32
-    metadata = read_metadata(output)
+    metadata = read_image_metadata(output)
     config = json.loads(metadata["jaxstyle.config"])
     assert config["max_size"] == 32 and config["iterations"] == 3
     inputs = json.loads(metadata["jaxstyle.inputs"])
@@ -218,7 +246,7 @@ def test_stylize_writes_result_then_refuses_then_overwrites(files: dict[str, Pat
     capsys.readouterr()
     assert output.stat().st_ino != stat_before.st_ino
     assert output.read_bytes() != written
-    assert json.loads(read_metadata(output)["jaxstyle.config"])["init"] == "noise"
+    assert json.loads(read_image_metadata(output)["jaxstyle.config"])["init"] == "noise"
     assert [p.name for p in output.parent.iterdir()] == ["result.png"]
     assert {name: files[name].read_bytes() for name in inputs_before} == inputs_before
 
@@ -227,7 +255,9 @@ def test_stylize_writes_result_then_refuses_then_overwrites(files: dict[str, Pat
 def test_stylize_save_every_and_history(files: dict[str, Path], capsys: pytest.CaptureFixture[str]):
     output = files["tmp"] / "run" / "result.jpg"
     history = files["tmp"] / "run" / "history.json"
-    assert main(_stylize_args(files, output, "--save-every", "1", "--history", str(history))) == 0, capsys.readouterr().err
+    assert main(_stylize_args(files, output, "--save-every", "1", "--history", str(history))) == 0, (
+        capsys.readouterr().err
+    )
     capsys.readouterr()
     names = sorted(p.name for p in output.parent.iterdir())
     assert names == ["history.json", "result.00001.jpg", "result.00002.jpg", "result.jpg"]
@@ -236,7 +266,7 @@ def test_stylize_save_every_and_history(files: dict[str, Path], capsys: pytest.C
             with Image.open(output.parent / name) as image:
                 assert image.format == "JPEG" and image.size == (32, 26)
     # JPEG keeps the run record as JSON in the EXIF ImageDescription.
-    assert json.loads(read_metadata(output)["jaxstyle.config"])["max_size"] == 32
+    assert json.loads(read_image_metadata(output)["jaxstyle.config"])["max_size"] == 32
     record = json.loads(history.read_text())
     assert set(record) == STYLE_KEYS
     for key, values in record.items():
@@ -251,12 +281,15 @@ def test_stylize_save_every_and_history(files: dict[str, Path], capsys: pytest.C
 def test_color_writes_output(files: dict[str, Path], capsys: pytest.CaptureFixture[str]):
     output = files["tmp"] / "colour" / "recoloured.png"
     before = {name: (files[name].read_bytes(), files[name].stat().st_mtime_ns) for name in ("content_png", "style_png")}
-    assert main(["color", str(files["content_png"]), str(files["style_png"]), "-o", str(output), "--max-train", "500"]) == 0
+    assert (
+        main(["color", str(files["content_png"]), str(files["style_png"]), "-o", str(output), "--max-train", "500"])
+        == 0
+    )
     err = capsys.readouterr().err
     assert "Traceback" not in err and f"wrote {output}" in err
     with Image.open(output) as image:
         assert image.size == (40, 32) and image.mode == "RGB"
-    assert "jaxstyle.color" in read_metadata(output)
+    assert "jaxstyle.color" in read_image_metadata(output)
     assert {name: (files[name].read_bytes(), files[name].stat().st_mtime_ns) for name in before} == before
 
 
@@ -309,7 +342,9 @@ def _leaf_commands() -> list[tuple[str, ...]]:
 
 def test_every_command_is_found():
     commands = _leaf_commands()
-    assert {("stylize",), ("color",), ("demo",), ("bench",), ("weights", "convert"), ("weights", "info")} <= set(commands)
+    assert {("stylize",), ("color",), ("demo",), ("bench",), ("weights", "convert"), ("weights", "info")} <= set(
+        commands
+    )
 
 
 @pytest.mark.parametrize("words", _leaf_commands(), ids=" ".join)
@@ -367,9 +402,23 @@ def test_ctrl_c_saves_the_last_image(files: dict[str, Path]):
     interrupted = output.with_name("result.interrupted.png")
     with _sigint_not_ignored():
         proc = subprocess.Popen(
-            [str(JAXSTYLE), "stylize", str(files["content_png"]), str(files["style_png"]), "-o", str(output),
-             "--max-size", "64", "--iterations", "2000", "--save-every", "10"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                str(JAXSTYLE),
+                "stylize",
+                str(files["content_png"]),
+                str(files["style_png"]),
+                "-o",
+                str(output),
+                "--max-size",
+                "64",
+                "--iterations",
+                "2000",
+                "--save-every",
+                "10",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
     try:
         deadline = time.monotonic() + 90
@@ -389,19 +438,19 @@ def test_ctrl_c_saves_the_last_image(files: dict[str, Path]):
     with Image.open(interrupted) as image:
         image.load()
         assert image.format == "PNG" and image.size == (64, 51)
-    assert "jaxstyle.config" in read_metadata(interrupted)
+    assert "jaxstyle.config" in read_image_metadata(interrupted)
     assert not output.exists()
     assert not [p for p in output.parent.iterdir() if p.name.startswith(".")]  # no temporary files
 
 
 def test_ctrl_c_before_the_first_report(files: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch):
     """Ctrl-C while compiling: nothing to save, says so, exit 130, nothing written."""
-    import jaxstyle.stylize
+    import jaxstyle.stylization
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(jaxstyle.stylize, "stylize", interrupted)
+    monkeypatch.setattr(jaxstyle.stylization, "stylize", interrupted)
     before = snapshot(files["tmp"])
     assert main(_stylize_args(files, files["out"])) == 130
     err = capsys.readouterr().err

@@ -225,11 +225,7 @@ def loop_patches(L, p):
 
     offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
     return np.array(
-        [
-            [L[reflect(y + dy, h), reflect(x + dx, w)] for dy, dx in offsets]
-            for y in range(h)
-            for x in range(w)
-        ]
+        [[L[reflect(y + dy, h), reflect(x + dx, w)] for dy, dx in offsets] for y in range(h) for x in range(w)]
     )
 
 
@@ -242,9 +238,7 @@ def brute_force_ab(train_x, train_ab, query_x, k):
     return (train_ab[nn] * w[..., None]).sum(1) / w.sum(1, keepdims=True)
 
 
-@pytest.mark.parametrize(
-    ("k", "patch_size", "chunk_rows"), [(4, 3, 65536), (4, 3, 10), (1, 3, 7), (7, 5, 13)]
-)
+@pytest.mark.parametrize(("k", "patch_size", "chunk_rows"), [(4, 3, 65536), (4, 3, 10), (1, 3, 7), (7, 5, 13)])
 def test_matches_numpy_brute_force(k, patch_size, chunk_rows):
     rng = np.random.default_rng(42)
     style, content = rng.uniform(size=(9, 10, 3)), rng.uniform(size=(8, 7, 3))
@@ -262,9 +256,7 @@ def test_matches_numpy_brute_force(k, patch_size, chunk_rows):
     calls = []
     got = model.predict_ab(content_L_, progress=lambda done, total: calls.append((done, total)))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
-    got = model.predict_ab(
-        content_L_, chunk_rows=chunk_rows, progress=lambda done, total: calls.append((done, total))
-    )
+    got = model.predict_ab(content_L_, chunk_rows=chunk_rows, progress=lambda done, total: calls.append((done, total)))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
     steps = [c[0] for c in calls[1:]]
     assert calls[0] == (56, 56) and steps == sorted(steps) and steps[-1] == 56
@@ -397,9 +389,7 @@ def test_tiny_overshoot_is_clipped_not_rejected():
     over = content.copy()
     over[0, 0] = (1.0005, -0.0005, 1.0)
     clipped = np.clip(over, 0, 1)
-    np.testing.assert_array_equal(
-        knn_color_transfer(over, style), knn_color_transfer(clipped, style)
-    )
+    np.testing.assert_array_equal(knn_color_transfer(over, style), knn_color_transfer(clipped, style))
     assert knn_color_transfer(content, over).shape == expected.shape
 
 

@@ -14,12 +14,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.io
-
-from jaxstyle.errors import InputNotFoundError, WeightsError
-from jaxstyle.vgg import CONV_SHAPES, KERAS_MEAN_BGR
-from jaxstyle.weights import check_params, load_weights, save_weights
 from jaxstyle.weights_convert.keras_h5 import read_keras_h5
 from jaxstyle.weights_convert.matconvnet import NAME_TABLE, read_matconvnet
+
+from jaxstyle.errors import InputNotFoundError, WeightsError
+from jaxstyle.nets.vgg import CONV_SHAPES, KERAS_MEAN_BGR
+from jaxstyle.weights import check_params, load_weights, save_weights
 
 LAYERS = tuple(CONV_SHAPES)
 MAT_NAMES = {ours: theirs for theirs, ours in NAME_TABLE.items()}

@@ -131,7 +131,9 @@ def test_style_loss_is_zero_at_own_gram_and_invariant_to_position_shuffles():
     target = losses.gram_matrix(jnp.asarray(f))
     assert float(losses.style_loss(jnp.asarray(f), target)) == pytest.approx(0.0, abs=1e-12)
     shuffled = rng.permutation(f.reshape(20, 6)).reshape(5, 4, 6)  # other shape, same positions
-    np.testing.assert_allclose(np.asarray(losses.gram_matrix(jnp.asarray(shuffled))), np.asarray(target), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        np.asarray(losses.gram_matrix(jnp.asarray(shuffled))), np.asarray(target), rtol=1e-5, atol=1e-7
+    )
 
 
 @pytest.mark.parametrize("kind", ["l1", "l2"])
@@ -149,7 +151,9 @@ def test_tv_is_a_sum_not_a_mean():
     assert float(losses.tv_loss(jnp.asarray(np.concatenate([stripes, stripes])), "l1")) == pytest.approx(8 * 7 * 3)
 
 
-@pytest.mark.parametrize(("shape", "k", "length"), [((3, 4, 5), 5, 12), ((3, 4, 5), 3, 7), ((2, 3, 4), 4, 20), ((4, 4, 2), 2, 1)])
+@pytest.mark.parametrize(
+    ("shape", "k", "length"), [((3, 4, 5), 5, 12), ((3, 4, 5), 3, 7), ((2, 3, 4), 4, 20), ((4, 4, 2), 2, 1)]
+)
 def test_sorted_projections_match_numpy(shape, k, length):
     rng = np.random.default_rng(sum(shape) + k + length)
     f, d = rand(rng, *shape), rand(rng, shape[-1], k)
@@ -168,9 +172,9 @@ def test_sliced_wasserstein_matches_numpy_and_vanishes_on_itself():
     own = losses.sorted_projections(jnp.asarray(f), jnp.asarray(d), 12)
     assert float(losses.sliced_wasserstein_loss(jnp.asarray(f), jnp.asarray(d), own)) == pytest.approx(0.0, abs=1e-10)
     shuffled = rng.permutation(f.reshape(12, 5)).reshape(4, 3, 5)
-    assert float(losses.sliced_wasserstein_loss(jnp.asarray(shuffled), jnp.asarray(d), jnp.asarray(target))) == pytest.approx(
-        got, rel=1e-6
-    )
+    assert float(
+        losses.sliced_wasserstein_loss(jnp.asarray(shuffled), jnp.asarray(d), jnp.asarray(target))
+    ) == pytest.approx(got, rel=1e-6)
 
 
 # --------------------------------------------------------------------------- gradients (float64)
@@ -223,10 +227,14 @@ def test_closed_form_gradients(x64):
     f, p = rng.normal(size=(3, 4, 5)), rng.normal(size=(3, 4, 5))
     a = np_gram(rng.normal(size=(2, 2, 5)))
     n = f.size
-    np.testing.assert_allclose(np.asarray(jax.grad(losses.content_loss)(jnp.asarray(f), jnp.asarray(p))), 2 * (f - p) / n, rtol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(jax.grad(losses.content_loss)(jnp.asarray(f), jnp.asarray(p))), 2 * (f - p) / n, rtol=1e-12
+    )
     flat = f.reshape(12, 5)
     expected = (4 * flat @ (np_gram(f) - a) / n / 25).reshape(f.shape)
-    np.testing.assert_allclose(np.asarray(jax.grad(losses.style_loss)(jnp.asarray(f), jnp.asarray(a))), expected, rtol=1e-10)
+    np.testing.assert_allclose(
+        np.asarray(jax.grad(losses.style_loss)(jnp.asarray(f), jnp.asarray(a))), expected, rtol=1e-10
+    )
 
 
 # --------------------------------------------------------------------------- conversion table
@@ -284,7 +292,7 @@ def test_tf_tutorial_preset_reproduces_the_tutorial_style_loss():
     for c, weight in zip(channels, preset["style_layer_weights"]):
         f, s = rng.normal(size=(2, 3, c)), rng.normal(size=(3, 3, c))
         ours += weight * float(losses.style_loss(jnp.asarray(f, jnp.float32), jnp.asarray(np_gram(s), jnp.float32)))
-        gram_tf = lambda x: x.reshape(-1, c).T @ x.reshape(-1, c) / (x.shape[0] * x.shape[1])  # noqa: E731
+        gram_tf = lambda x, c=c: x.reshape(-1, c).T @ x.reshape(-1, c) / (x.shape[0] * x.shape[1])
         tf_total += np.mean((gram_tf(f) - gram_tf(s)) ** 2)
     tf_total *= 1e-2 / len(channels)
     assert preset["style_weight"] * ours == pytest.approx(tf_total, rel=1e-4)

@@ -19,20 +19,23 @@ import scipy.optimize
 import jaxstyle.optimize as opt
 from jaxstyle.config import StyleConfig
 from jaxstyle.errors import NumericalError, UsageError
+from jaxstyle.nets.vgg import prepare_params
 from jaxstyle.optimize import (
     LossSpec,
     OptimizerSpec,
+    Stepper,
+    batched,
     content_targets,
     init_opt_state,
     learning_rate_of,
     loss_terms,
     make_optimizer,
+    make_stepper,
     optimise,
     run_steps,
     set_learning_rate,
     style_targets,
 )
-from jaxstyle.vgg import prepare_params
 from jaxstyle.weights import load_weights
 
 SHAPE = (16, 16, 3)
@@ -88,7 +91,10 @@ def logistic_problem():
 
 def scipy_minimiser(np_value_and_grad, x0):
     result = scipy.optimize.minimize(
-        np_value_and_grad, x0.ravel().astype(np.float64), jac=True, method="L-BFGS-B",
+        np_value_and_grad,
+        x0.ravel().astype(np.float64),
+        jac=True,
+        method="L-BFGS-B",
         options={"gtol": 1e-12, "ftol": 1e-16, "maxiter": 5000},
     )
     assert np.linalg.norm(np_value_and_grad(result.x)[1]) < 1e-6
@@ -145,7 +151,11 @@ def test_lbfgs_without_line_search_on_rosenbrock():
 
     x0 = np.array([-1.2, 1.0], np.float32)
     expected = scipy.optimize.minimize(
-        scipy.optimize.rosen, x0.astype(np.float64), jac=scipy.optimize.rosen_der, method="L-BFGS-B", options={"gtol": 1e-10}
+        scipy.optimize.rosen,
+        x0.astype(np.float64),
+        jac=scipy.optimize.rosen_der,
+        method="L-BFGS-B",
+        options={"gtol": 1e-10},
     ).x
     np.testing.assert_allclose(expected, [1.0, 1.0], atol=1e-5)
     got, values = run_optimizer(rosenbrock, x0, OptimizerSpec("lbfgs"), 1.0, 150)
@@ -253,41 +263,63 @@ def test_optimise_end_to_end_reduces_style_loss(params, weights, optimizer):
     assert result.history["total"][0] == pytest.approx(float(sum(before.values())), rel=1e-4)
     after = terms(params, result.image, targets, spec)
     style_ratio = float(before["style"]) / float(after["style"])
-    assert style_ratio > 10, f"style loss only fell {style_ratio:.3g}x ({float(before['style']):.4g} -> {float(after['style']):.4g})"
+    assert style_ratio > 10, (
+        f"style loss only fell {style_ratio:.3g}x ({float(before['style']):.4g} -> {float(after['style']):.4g})"
+    )
     assert float(after["content"]) < float(at_noise["content"]), (float(at_noise["content"]), float(after["content"]))
+
+
+def counting(stepper: Stepper) -> tuple[Stepper, list[int]]:
+    """``stepper`` with a counter of how often its step is traced (test instrumentation)."""
+    traces = [0]
+
+    def step(*args):
+        traces[0] += 1
+        return stepper.step(*args)
+
+    return Stepper(stepper.init, step), traces
 
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_run_steps_does_not_retrace(params, weights, optimizer):
-    # A tv weight no other test uses: the first call below must trace, proving the counter works.
-    config = StyleConfig(optimizer=optimizer, tv_weight=1.2345, **SHALLOW)
+    config = StyleConfig(optimizer=optimizer, **SHALLOW)
     spec, opt_spec = LossSpec.from_config(config, weights.mean_bgr), OptimizerSpec.from_config(config)
-    kwargs = {"loss_spec": spec, "opt_spec": opt_spec}
+    stepper, traces = counting(make_stepper(spec, opt_spec))
+    kwargs = {"stepper": stepper}
 
     def fresh(h, w, seed, lr=0.5):
         image = jnp.asarray(noise_image(h, w, seed))
         targets = make_targets(params, spec, noise_image(h, w, seed + 1), noise_image(h, w, seed + 2), (h, w))
-        return image, init_opt_state(image, opt_spec, lr), targets
+        return image, init_opt_state(image, stepper, lr), targets
 
     image, state, targets = fresh(16, 16, 0)
-    count = opt.TRACE_COUNT["step"]
+    count = traces[0]
     image, state, _ = run_steps(params, image, state, targets, **kwargs)
-    assert opt.TRACE_COUNT["step"] == count + 1
+    assert traces[0] == count + 1  # a new stepper: the first call traces, proving the counter works
 
     # New image and targets of the same shapes, the returned state with another learning rate.
     new_image, _, new_targets = fresh(16, 16, 10)
     state = set_learning_rate(state, 0.125)
-    _, state, terms = run_steps(params, new_image, state, new_targets, **kwargs)
+    _, state, _ = run_steps(params, new_image, state, new_targets, **kwargs)
     assert learning_rate_of(state) == pytest.approx(0.125)
     # A fresh run of the same shape (another scale, another image), and other parameter values.
     image, state, targets = fresh(16, 16, 20, lr=0.03)
     other_params = jax.tree.map(lambda a: a * 1.01, params)
     run_steps(other_params, image, state, targets, **kwargs)
-    assert opt.TRACE_COUNT["step"] == count + 1
+    assert traces[0] == count + 1
 
     image, state, targets = fresh(16, 24, 30)
     run_steps(params, image, state, targets, **kwargs)
-    assert opt.TRACE_COUNT["step"] == count + 2
+    assert traces[0] == count + 2
+
+
+def test_equal_specs_share_one_stepper():
+    """make_stepper is cached, so every run with equal settings hits the same compiled step."""
+    config = StyleConfig(**SHALLOW)
+    specs = LossSpec.from_config(config), OptimizerSpec.from_config(config)
+    assert make_stepper(*specs) is make_stepper(*specs)
+    assert batched(make_stepper(*specs), None) is batched(make_stepper(*specs), None)
+    assert make_stepper(*specs) is not make_stepper(LossSpec.from_config(config.replace(tv_weight=1.5)), specs[1])
 
 
 def test_scan_of_steps_equals_single_steps(params, weights):
@@ -296,12 +328,13 @@ def test_scan_of_steps_equals_single_steps(params, weights):
     targets = make_targets(params, spec, structured_content(16, 16), structured_style(16, 16), (16, 16))
     start = noise_image(16, 16)
 
-    image, state = jnp.asarray(start), init_opt_state(jnp.asarray(start), opt_spec, 1.0)
-    image, state, scanned = run_steps(params, image, state, targets, loss_spec=spec, opt_spec=opt_spec, steps=3)
+    stepper = make_stepper(spec, opt_spec)
+    image, state = jnp.asarray(start), init_opt_state(jnp.asarray(start), stepper, 1.0)
+    image, state, scanned = run_steps(params, image, state, targets, stepper=stepper, steps=3)
     one_by_one = []
-    single, state = jnp.asarray(start), init_opt_state(jnp.asarray(start), opt_spec, 1.0)
+    single, state = jnp.asarray(start), init_opt_state(jnp.asarray(start), stepper, 1.0)
     for _ in range(3):
-        single, state, terms = run_steps(params, single, state, targets, loss_spec=spec, opt_spec=opt_spec)
+        single, state, terms = run_steps(params, single, state, targets, stepper=stepper)
         one_by_one.append(np.asarray(terms["total"]))
     assert scanned["total"].shape == (3,)
     np.testing.assert_allclose(np.asarray(scanned["total"]), np.concatenate(one_by_one), rtol=1e-4)
@@ -311,7 +344,7 @@ def test_scan_of_steps_equals_single_steps(params, weights):
 @pytest.mark.parametrize(("optimizer", "per_image_style"), [("lbfgs", False), ("adam", False), ("lbfgs", True)])
 def test_batched_steps_equal_single_image_steps(params, weights, optimizer, per_image_style):
     """vmap over a batch of 2 == each image alone: content targets stacked on axis 0; style targets
-    shared (targets["style"]) or one per image (targets["style_per_image"], stacked)."""
+    shared (style_axis None) or one per image (style_axis 0, stacked)."""
     h = w = 16
     config = StyleConfig(optimizer=optimizer, **SHALLOW)
     spec, opt_spec = LossSpec.from_config(config, weights.mean_bgr), OptimizerSpec.from_config(config)
@@ -319,30 +352,30 @@ def test_batched_steps_equal_single_image_steps(params, weights, optimizer, per_
     contents = [structured_content(h, w), noise_image(h, w, 3)]
     styles = [structured_style(h, w), structured_style(h, w)[::-1, ::-1] if per_image_style else structured_style(h, w)]
     singles = [make_targets(params, spec, c, s, (h, w)) for c, s in zip(contents, styles)]
-    stack = lambda trees: jax.tree.map(lambda *t: jnp.stack(t), *trees)  # noqa: E731
+    stack = lambda trees: jax.tree.map(lambda *t: jnp.stack(t), *trees)
     batched_targets = {"content": stack([t["content"] for t in singles])}
     if per_image_style:
-        batched_targets["style_per_image"] = stack([t["style"] for t in singles])
+        batched_targets["style"] = stack([t["style"] for t in singles])
     else:
         batched_targets["style"] = singles[0]["style"]
     starts = np.stack([noise_image(h, w, 4), noise_image(h, w, 5)])
 
+    one = make_stepper(spec, opt_spec)
+    stepper = batched(one, 0 if per_image_style else None)
     image = jnp.asarray(starts)
-    state = init_opt_state(image, opt_spec, lr, batched=True)
+    state = init_opt_state(image, stepper, lr)
     batched_totals = []
     for _ in range(3):
-        image, state, terms = run_steps(
-            params, image, state, batched_targets, loss_spec=spec, opt_spec=opt_spec, batched=True
-        )
+        image, state, terms = run_steps(params, image, state, batched_targets, stepper=stepper)
         assert terms["total"].shape == (1, 2)
         batched_totals.append(np.asarray(terms["total"][0]))
 
     for i in range(2):
         single = jnp.asarray(starts[i])
-        single_state = init_opt_state(single, opt_spec, lr)
+        single_state = init_opt_state(single, one, lr)
         totals = []
         for _ in range(3):
-            single, single_state, terms = run_steps(params, single, single_state, singles[i], loss_spec=spec, opt_spec=opt_spec)
+            single, single_state, terms = run_steps(params, single, single_state, singles[i], stepper=one)
             totals.append(float(terms["total"][0]))
         np.testing.assert_allclose([t[i] for t in batched_totals], totals, rtol=1e-4)
         np.testing.assert_allclose(np.asarray(image[i]), np.asarray(single), rtol=1e-4, atol=1e-5)
@@ -355,8 +388,12 @@ def test_optimise_batched_history_shapes(params, weights):
     config = StyleConfig(optimizer="adam", iterations=4, report_every=2, **SHALLOW)
     spec = LossSpec.from_config(config, weights.mean_bgr)
     singles = [make_targets(params, spec, noise_image(h, w, s), structured_style(h, w), (h, w)) for s in (6, 7)]
-    targets = {"content": jax.tree.map(lambda *t: jnp.stack(t), *[t["content"] for t in singles]), "style": singles[0]["style"]}
-    result = optimise(params, jnp.asarray(np.stack([noise_image(h, w, 8)] * 2)), targets, config, spec, batched=True)
+    targets = {
+        "content": jax.tree.map(lambda *t: jnp.stack(t), *[t["content"] for t in singles]),
+        "style": singles[0]["style"],
+    }
+    stepper = batched(make_stepper(spec, OptimizerSpec.from_config(config)))
+    result = optimise(params, jnp.asarray(np.stack([noise_image(h, w, 8)] * 2)), targets, config, spec, stepper=stepper)
     assert result.image.shape == (2, h, w, 3)
     assert result.history["total"].shape == (4, 2)
     assert np.all(np.isfinite(np.asarray(result.image)))
@@ -444,8 +481,22 @@ def test_optimise_gives_up_with_numerical_error(params, weights):
         {"optimizer": "adam", "learning_rate": 1e4, "clip": False, "iterations": 1, "report_every": 1},
         # A valid config whose very first update is 0/0: zero gradient (content init, content loss
         # only) with Adam's epsilon 0. The loss itself stays finite.
-        {"optimizer": "adam", "adam_eps": 0.0, "style_weight": 0.0, "tv_weight": 0.0, "iterations": 1, "report_every": 1},
-        {"optimizer": "adam", "adam_eps": 0.0, "style_weight": 0.0, "tv_weight": 0.0, "iterations": 3, "report_every": 3},
+        {
+            "optimizer": "adam",
+            "adam_eps": 0.0,
+            "style_weight": 0.0,
+            "tv_weight": 0.0,
+            "iterations": 1,
+            "report_every": 1,
+        },
+        {
+            "optimizer": "adam",
+            "adam_eps": 0.0,
+            "style_weight": 0.0,
+            "tv_weight": 0.0,
+            "iterations": 3,
+            "report_every": 3,
+        },
     ],
     ids=["adam-lr1e30", "lbfgs-lr1e30", "adam-lr1e4-1-step", "adam-eps0-1-step", "adam-eps0-3-steps"],
 )

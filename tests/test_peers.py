@@ -13,8 +13,8 @@ import sys
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from jaxstyle.cli.app import main
+
 from jaxstyle.config import preset
 from jaxstyle.optimize import LossSpec, content_targets, style_targets, total_loss
 from jaxstyle.peers import PEERS, PeerUnavailable, check_peer, run_peer

@@ -1,4 +1,4 @@
-"""`jaxstyle.stylize` (scales, progress, style blends, seeds, colour modes) and `jaxstyle.color`.
+"""`jaxstyle.stylization` (scales, progress, style blends, seeds, colour modes) and `jaxstyle.color`.
 
 The colour functions are checked against scikit-image's YIQ and NumPy moments; the stylizations
 run a few iterations on tiny images, so they check the plumbing, not the look.
@@ -13,7 +13,8 @@ from skimage.color import rgb2yiq
 from jaxstyle import color
 from jaxstyle.config import StyleConfig
 from jaxstyle.errors import UsageError
-from jaxstyle.stylize import fit_long_side, scale_sizes, stylize
+from jaxstyle.problem import fit_long_side, scale_sizes
+from jaxstyle.stylization import stylize
 from jaxstyle.weights import load_weights
 
 
@@ -63,8 +64,12 @@ def test_luminance_image_matches_the_target_luminance_moments():
 def test_histogram_matching_moves_mean_and_covariance_to_the_target():
     rng = np.random.default_rng(5)
     # Well-conditioned colour covariances: the function regularises them by 1e-6 I.
-    source = (0.5 + 0.06 * rng.standard_normal((40, 30, 3)) @ (np.eye(3) + rng.uniform(0, 0.5, (3, 3)))).astype(np.float32)
-    target = (0.5 + 0.05 * rng.standard_normal((20, 50, 3)) @ (np.eye(3) + rng.uniform(0, 0.5, (3, 3)))).astype(np.float32)
+    source = (0.5 + 0.06 * rng.standard_normal((40, 30, 3)) @ (np.eye(3) + rng.uniform(0, 0.5, (3, 3)))).astype(
+        np.float32
+    )
+    target = (0.5 + 0.05 * rng.standard_normal((20, 50, 3)) @ (np.eye(3) + rng.uniform(0, 0.5, (3, 3)))).astype(
+        np.float32
+    )
     assert 0 < source.min() and source.max() < 1 and 0 < target.min() and target.max() < 1
     out = color.match_color_histogram(source, target).reshape(-1, 3).astype(np.float64)
     t = target.reshape(-1, 3).astype(np.float64)
@@ -90,7 +95,9 @@ def test_coarse_iterations_must_be_positive():
 
 def test_multiscale_progress_counts_coarse_and_final_iterations(weights):
     content, style = smooth_image(24, 36, 6), smooth_image(20, 20, 7)
-    config = StyleConfig(max_size=32, multiscale_min=16, iterations=3, coarse_iterations=2, report_every=1, optimizer="adam")
+    config = StyleConfig(
+        max_size=32, multiscale_min=16, iterations=3, coarse_iterations=2, report_every=1, optimizer="adam"
+    )
     reports = []
     result = stylize(content, style, config, weights=weights, callback=reports.append)
     sizes = scale_sizes(content.shape[:2], config)

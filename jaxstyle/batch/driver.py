@@ -1,0 +1,300 @@
+"""The file-level batch driver: plan, resume, stylize bucket by bucket, write, record.
+
+`run_batch` finds the inputs (a folder or a glob), keeps this worker's share (``shard=(i, n)``),
+skips what a manifest says is finished, writes every output atomically and records each image's
+fate in ``OUTPUT/manifest*.jsonl`` (one fsync-ed JSON line per event). Silent: it reports
+through a callback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxstyle.batch.engine import BucketEngine
+from jaxstyle.batch.events import BatchEvent, BatchStarted, BatchSummary, ImageFinished, Status
+from jaxstyle.batch.inputs import InputItem, discover_inputs, probe_size, select_shard
+from jaxstyle.batch.manifest import Manifest, manifest_name, params_hash, params_record, read_manifests
+from jaxstyle.config import JPEG_QUALITY, BatchConfig, StyleConfig
+from jaxstyle.errors import JaxstyleError, OutputError, UsageError, one_line
+from jaxstyle.io.files import file_sha256, temporaries_of
+from jaxstyle.io.image import load_image, resize_to, save_image
+from jaxstyle.problem import BatchImage, make_style_set, run_metadata
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Task:
+    item: InputItem
+    overwrite: bool  # its output may already exist (ours from a cut-short run, or --overwrite)
+    size: tuple[int, int] | None = None  # original (H, W) from the header
+
+
+class _Ledger:
+    """This run's bookkeeping: manifest lines, counters, and the reports sent to the callback."""
+
+    def __init__(self, manifest: Manifest, digest: str, total: int, emit: Callable[[BatchEvent], None]) -> None:
+        self.manifest, self.digest, self.total, self.emit = manifest, digest, total, emit
+        self.done = self.failed = 0
+        self.failures: list[tuple[str, str]] = []
+        self.started = time.perf_counter()
+
+    def started_batch(self, tasks: Iterable[_Task]) -> None:
+        now = time.time()
+        self.manifest.write(
+            {"input": t.item.rel, "output": t.item.output, "status": "started", "params_hash": self.digest, "time": now}
+            for t in tasks
+        )
+
+    def finish(self, task: _Task, error: str | None = None, *, seconds: float | None = None, size=None) -> None:
+        """Record ``task`` as done (no ``error``) or failed, then report it."""
+        status: Status = "failed" if error is not None else "done"
+        output = task.item.output if error is None else None
+        if error is None:
+            self.done += 1
+        else:
+            self.failed += 1
+            self.failures.append((task.item.rel, error))
+        self.manifest.write(
+            [
+                {
+                    "input": task.item.rel,
+                    "output": output,
+                    "status": status,
+                    "error": error,
+                    "params_hash": self.digest,
+                    "seconds": None if seconds is None else round(seconds, 3),
+                    "size": list(size) if size is not None else None,
+                    "time": time.time(),
+                }
+            ]
+        )
+        elapsed = time.perf_counter() - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        remaining = self.total - self.done - self.failed
+        eta = remaining / rate if rate > 0 else None
+        self.emit(
+            ImageFinished(task.item.rel, output, status, error, self.done, self.failed, remaining, elapsed, rate, eta)
+        )
+
+
+def run_batch(
+    inputs: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    style_paths: Sequence[str | os.PathLike],
+    config: StyleConfig,
+    *,
+    style_blend: Sequence[float] | None = None,
+    weights=None,
+    batch_size: int = BatchConfig.batch_size,
+    bucket_multiple: int = BatchConfig.bucket_multiple,
+    output_format: str = BatchConfig.output_format,
+    shard: tuple[int, int] = (0, 1),
+    overwrite: bool = False,
+    jpeg_quality: int = JPEG_QUALITY,
+    devices: Sequence[jax.Device] | None = None,
+    callback: Callable[[BatchEvent], None] | None = None,
+) -> BatchSummary:
+    """Stylize every image of ``inputs`` (folder or glob) into ``output_dir``; resumable.
+
+    This worker takes the inputs of ``shard=(i, n)`` (see `shard_of`). Images whose latest
+    manifest record is ``done`` with the same settings (`params_hash`) and whose output exists are
+    skipped. Outputs are written atomically (`save_image`), then a ``done`` record is appended and
+    fsync-ed, so a crash (even SIGKILL) loses at most the batch in flight. An image that cannot be
+    read (or diverges) is recorded as ``failed`` with a one-line reason and the run goes on.
+
+    Raises:
+        InputNotFoundError: no inputs, or a style file is missing.
+        OutputError: finished outputs in ``output_dir`` were made with other settings, or an
+            output file of this shard exists that no manifest knows (neither is replaced unless
+            ``overwrite``); or an output/manifest cannot be written (the run stops; rerun resumes).
+        UsageError: bad settings.
+    """
+    batch_config = BatchConfig(batch_size, bucket_multiple, output_format.lower().lstrip(".")).validate()
+    if not 1 <= jpeg_quality <= 100:
+        raise UsageError(f"the JPEG quality must be between 1 and 100, got {jpeg_quality}")
+    output_dir = Path(output_dir)
+    style_paths = [Path(p) for p in style_paths]
+    all_items = discover_inputs(inputs, output_dir=output_dir, output_format=batch_config.output_format)
+    styles = make_style_set([load_image(path).rgb for path in style_paths], style_blend)
+    engine = BucketEngine(config, styles, batch_config=batch_config, weights=weights, devices=devices)
+    weights_id = engine.runner.weights_id
+    record = params_record(
+        engine.config,
+        [file_sha256(p)[:16] for p in style_paths],
+        style_blend,
+        weights_id,
+        output_format=batch_config.output_format,
+        bucket_multiple=batch_config.bucket_multiple,
+        jpeg_quality=jpeg_quality,
+    )
+    digest = params_hash(record)
+    items = select_shard(all_items, shard)
+    tasks, skipped = _plan(items, output_dir, digest, overwrite)
+    metadata = _metadata_factory(engine.config, style_paths, style_blend, weights_id, digest)
+    manifest_path = output_dir / manifest_name(shard)
+    emit = callback or (lambda event: None)
+
+    with Manifest(manifest_path) as manifest:
+        manifest.write(
+            [
+                {
+                    "event": "run",
+                    "time": time.time(),
+                    "params_hash": digest,
+                    "params": record,
+                    "shard": f"{shard[0]}/{shard[1]}",
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "devices": len(engine.devices),
+                    "batch_size": batch_config.batch_size,
+                }
+            ]
+        )
+        ledger = _Ledger(manifest, digest, len(tasks), emit)
+        # Header sizes place every image in its bucket without decoding pixels.
+        buckets: OrderedDict[tuple[int, int], deque[_Task]] = OrderedDict()
+        unreadable = []
+        for task in tasks:
+            try:
+                task.size = probe_size(task.item.path)
+            except JaxstyleError as error:
+                unreadable.append((task, one_line(error)))
+                continue
+            buckets.setdefault(engine.bucket_of(task.size), deque()).append(task)
+        emit(
+            BatchStarted(
+                total=len(items),
+                already_done=skipped,
+                to_do=len(tasks),
+                buckets={shape: len(queue) for shape, queue in buckets.items()},
+                devices=len(engine.devices),
+                shard=shard,
+                manifest=manifest_path,
+            )
+        )
+        for task, error in unreadable:
+            ledger.finish(task, error)
+
+        while buckets:
+            shape = next(iter(buckets))
+            loaded = _load_batch(engine, buckets, shape, engine.full_batch, ledger)
+            if not loaded:
+                continue
+            ledger.started_batch(task for task, _, _ in loaded)
+            started = time.perf_counter()
+            results = engine.run_isolating_failures(shape, [image for _, image, _ in loaded], emit)
+            seconds = (time.perf_counter() - started) / len(loaded)
+            for (task, _, alpha), result in zip(loaded, results):
+                if isinstance(result, str):
+                    ledger.finish(task, result)
+                    continue
+                if alpha is not None:
+                    alpha = resize_to(alpha, *result.shape[:2])
+                save_image(
+                    output_dir / task.item.output,
+                    result,
+                    alpha=alpha,
+                    overwrite=task.overwrite,
+                    inputs=[task.item.path, *style_paths],
+                    metadata=metadata(task.item.rel),
+                    jpeg_quality=jpeg_quality,
+                )
+                ledger.finish(task, seconds=seconds, size=result.shape[:2])
+    return BatchSummary(
+        total=len(items),
+        skipped=skipped,
+        done=ledger.done,
+        failed=ledger.failed,
+        failures=tuple(ledger.failures),
+        seconds=time.perf_counter() - ledger.started,
+        manifest=manifest_path,
+    )
+
+
+def _load_batch(
+    engine: BucketEngine,
+    buckets: OrderedDict[tuple[int, int], deque[_Task]],
+    shape: tuple[int, int],
+    size: int,
+    ledger: _Ledger,
+) -> list[tuple[_Task, BatchImage, np.ndarray | None]]:
+    """Decode and prepare up to ``size`` images of bucket ``shape``; unreadable ones are recorded
+    as failed (and replaced by the next ones). Returns (task, prepared, alpha) triples."""
+    queue = buckets[shape]
+    loaded = []
+    while queue and len(loaded) < size:
+        task = queue.popleft()
+        try:
+            image = load_image(task.item.path)
+            actual, prepared = engine.prepare(task, image.rgb)
+        except (JaxstyleError, OSError, ValueError) as error:
+            ledger.finish(task, one_line(error))
+            continue
+        if actual != shape:  # the header said otherwise (odd EXIF): move it to its real bucket
+            logger.info("'%s' belongs to bucket %s, not %s", task.item.rel, actual, shape)
+            buckets.setdefault(actual, deque()).append(task)
+            continue
+        loaded.append((task, prepared, image.alpha))
+    if not queue:
+        del buckets[shape]
+    return loaded
+
+
+def _plan(items: Sequence[InputItem], output_dir: Path, digest: str, overwrite: bool) -> tuple[list[_Task], int]:
+    """Split this shard's items into work and already-finished ones; refuse to clobber others' files."""
+    records = read_manifests(output_dir) if output_dir.is_dir() else {}
+    tasks, skipped, changed, foreign = [], 0, [], []
+    for item in items:
+        record = records.get(item.rel)
+        target = output_dir / item.output
+        exists = target.exists()
+        status = record.get("status") if record else None
+        if status == "done" and exists and record.get("output") == item.output:
+            if record.get("params_hash") == digest:
+                skipped += 1
+                continue
+            changed.append(item)
+        elif record is None and exists:
+            foreign.append(item)
+        # 'started' (cut short, maybe saved) and 'failed' are redone; their outputs are ours.
+        tasks.append(_Task(item, overwrite=overwrite or record is not None))
+        for stale in temporaries_of(target):  # left by a killed writer
+            with contextlib.suppress(OSError):
+                stale.unlink()
+    if changed and not overwrite:
+        raise OutputError(
+            f"{len(changed)} finished image(s) in '{output_dir}' (e.g. '{changed[0].output}') were made with other "
+            "settings; pass --overwrite to redo them, or choose another output folder"
+        )
+    if foreign and not overwrite:
+        raise OutputError(
+            f"'{output_dir / foreign[0].output}' exists but no manifest in '{output_dir}' knows it "
+            f"({len(foreign)} such file(s)); pass --overwrite to replace them, or choose another output folder"
+        )
+    return tasks, skipped
+
+
+def _metadata_factory(config: StyleConfig, style_paths, style_blend, weights_id: str, digest: str):
+    def metadata(rel: str) -> dict[str, str]:
+        return run_metadata(
+            config,
+            content=rel,
+            styles=[str(p) for p in style_paths],
+            style_weights=style_blend,
+            weights=weights_id,
+            **{"jaxstyle.params_hash": digest},
+        )
+
+    return metadata

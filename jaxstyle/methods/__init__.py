@@ -1,0 +1,86 @@
+"""Stylization methods, one module each, behind one small seam.
+
+A method module has a function ``setup(config, styles, *, weights=None, devices=None)`` that
+loads what the method needs (networks on the devices, style statistics) and returns a `Runner`.
+`jaxstyle.stylize.stylize` calls ``runner.stylize`` for one image; `jaxstyle.batch` calls
+``runner.stylize_bucket`` for same-shape batches. Everything else (input checks, resizing,
+colours, style sizing and blending, file I/O, progress) is shared (`jaxstyle.problem`), so a new
+method is one new module plus one line in `METHODS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import import_module
+from typing import TYPE_CHECKING, Protocol
+
+from jaxstyle.errors import UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from jaxstyle.config import StyleConfig
+    from jaxstyle.problem import BatchImage, StyleSet
+
+#: Method name (`StyleConfig.method`) -> module implementing it.
+METHODS = {"gatys": "jaxstyle.methods.gatys", "fast": "jaxstyle.methods.fast"}
+
+
+@dataclass(frozen=True)
+class BucketProgress:
+    """Progress of the batch in flight, sent by ``stylize_bucket`` (`jaxstyle.batch.BatchStep`)."""
+
+    shape: tuple[int, int]  # bucket (H, W)
+    images: int  # real images in this batch (without the padding copies)
+    batch_size: int  # compiled batch size
+    iteration: int
+    iterations: int
+    report: object  # the method's own report (`optimize.StepReport` for "gatys"), or None
+
+    # What every progress report has, so that the CLI draws any method's progress alike.
+    @property
+    def done(self) -> int:
+        return self.iteration
+
+    @property
+    def total(self) -> int:
+        return self.iterations
+
+    @property
+    def description(self) -> str:
+        return f"{self.shape[1]}x{self.shape[0]} x{self.batch_size}"
+
+    @property
+    def status(self) -> str:
+        return f"it {self.iteration}/{self.iterations}"
+
+
+class Runner(Protocol):
+    """A method set up for one config and one style set."""
+
+    config: StyleConfig
+    weights_id: str  # a short hash of the weights, recorded with results (batch manifests)
+
+    def stylize(
+        self, content: np.ndarray, *, init_image: np.ndarray | None = None, callback: Callable | None = None
+    ) -> np.ndarray:
+        """One (H, W, 3) content image -> its stylization at the config's size, colours finished.
+
+        ``callback`` gets progress reports with ``done``, ``total``, ``description`` and ``status``
+        (and, for an optimisation, ``report.losses`` and ``report.image()``)."""
+        ...
+
+    def stylize_bucket(
+        self, shape: tuple[int, int], images: Sequence[BatchImage], size: int, callback: Callable | None = None
+    ) -> list[np.ndarray]:
+        """Images of one bucket ``shape`` (H, W), as one compiled batch of ``size`` (padded with
+        copies); results at each image's own size, colours finished."""
+        ...
+
+
+def setup(config: StyleConfig, styles: StyleSet, **options) -> Runner:
+    """The `Runner` of ``config.method``, from the module `METHODS` names."""
+    if config.method not in METHODS:
+        raise UsageError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
+    return import_module(METHODS[config.method]).setup(config, styles, **options)

@@ -1,0 +1,1 @@
+"""Pure networks as jit-compilable functions over plain PyTrees of arrays."""

@@ -1,0 +1,201 @@
+"""The per-image setup every method shares: input checks, sizes, colours, styles, start, finish.
+
+A method (`jaxstyle.methods`) never resizes, recolours or checks inputs itself; `stylize`,
+`batch` and every method call these functions, so a single image and a batch image get the
+same treatment. Arrays are numpy float32 RGB in [0, 1], shape (H, W, 3). Plain numpy: no JAX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from jaxstyle import color
+from jaxstyle.config import StyleConfig
+from jaxstyle.errors import ImageError, UsageError
+from jaxstyle.io.image import resize_to
+from jaxstyle.nets.vgg_layers import MIN_SIDE
+
+# Colour modes that recolour the styles for each content image, so nothing about the styles can
+# be shared between the images of a batch.
+PER_IMAGE_STYLE_MODES = frozenset({"luminance", "histogram"})
+
+
+@dataclass(frozen=True)
+class StyleSet:
+    """The style images of a run and their blend weights (one per image, > 0 in sum)."""
+
+    images: tuple[np.ndarray, ...]
+    weights: tuple[float, ...]
+
+
+def as_rgb(image: np.ndarray, what: str) -> np.ndarray:
+    """Any (H, W), (H, W, 3) or (H, W, 4) array (uint8 or float) as float32 RGB in [0, 1]."""
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=-1)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4):
+        raise ImageError(f"{what} must be an (H, W, 3) RGB array, got shape {array.shape}")
+    array = array[..., :3]
+    if array.dtype == np.uint8:
+        array = array / 255.0
+    array = array.astype(np.float32)
+    if not np.all(np.isfinite(array)):
+        raise ImageError(f"{what} contains NaN or inf")
+    return np.clip(array, 0.0, 1.0)
+
+
+def check_style_blend(style_blend: Sequence[float] | None, count: int) -> tuple[float, ...]:
+    """One finite, non-negative weight per style, not all zero (equal weights when None)."""
+    blend = tuple(float(w) for w in (style_blend or (1.0,) * count))
+    if len(blend) != count:
+        raise UsageError(f"{count} style images but {len(blend)} style weights")
+    if not all(math.isfinite(w) and w >= 0 for w in blend) or sum(blend) <= 0:
+        raise UsageError("style weights must be finite, >= 0, and not all 0")
+    return blend
+
+
+def make_style_set(styles: np.ndarray | Sequence[np.ndarray], style_blend: Sequence[float] | None = None) -> StyleSet:
+    """Checked styles: one array or a list, each converted with `as_rgb`, and their weights."""
+    images = [styles] if isinstance(styles, np.ndarray) else list(styles)
+    if not images:
+        raise UsageError("at least one style image is needed")
+    images = [as_rgb(s, f"style image {i + 1}") for i, s in enumerate(images)]
+    return StyleSet(tuple(images), check_style_blend(style_blend, len(images)))
+
+
+def fit_long_side(shape: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """(H, W) scaled so that the longer side is ``long_side``, aspect kept, each side >= 16 px."""
+    h, w = shape
+    scale = long_side / max(h, w)
+    return max(MIN_SIDE, round(h * scale)), max(MIN_SIDE, round(w * scale))
+
+
+def scale_sizes(shape: tuple[int, int], config: StyleConfig) -> list[tuple[int, int]]:
+    """Output (H, W) of every scale, coarse to fine, growing by sqrt(2) up to ``config.max_size``."""
+    if config.multiscale_min is None:
+        return [fit_long_side(shape, config.max_size)]
+    count = math.floor(math.log(config.max_size / config.multiscale_min, math.sqrt(2)) + 1e-9) + 1
+    sides = [config.max_size / math.sqrt(2) ** (count - 1 - i) for i in range(count)]
+    return [fit_long_side(shape, round(side)) for side in sides]
+
+
+def style_side(shape: tuple[int, int], config: StyleConfig) -> int:
+    """Long side of the style images for an output of ``shape``: ``style_scale`` x its long side."""
+    return max(MIN_SIDE, round(config.style_scale * max(shape)))
+
+
+def content_at(content: np.ndarray, shape: tuple[int, int], config: StyleConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``(resized, stylized)``: the content at ``shape``, and what the method stylizes (its
+    luminance, as a grey RGB image, in luminance mode; the resized content otherwise)."""
+    resized = resize_to(content, *shape)
+    if config.preserve_color == "luminance":
+        return resized, color.luminance_image(resized)
+    return resized, resized
+
+
+def styles_for(
+    styles: StyleSet, content: np.ndarray | None, shape: tuple[int, int], config: StyleConfig
+) -> list[np.ndarray]:
+    """The style images for an output of ``shape``: recoloured for ``content`` (the resized
+    content, needed only in the `PER_IMAGE_STYLE_MODES`), then fitted to `style_side`."""
+    images = list(styles.images)
+    if content is None and config.preserve_color in PER_IMAGE_STYLE_MODES:
+        raise ValueError(f"preserve_color={config.preserve_color!r} recolours the styles for each content image")
+    if config.preserve_color == "luminance":
+        images = [color.luminance_image(s, match_to=content) for s in images]
+    elif config.preserve_color == "histogram":
+        images = [color.match_color_histogram(s, content) for s in images]
+    side = style_side(shape, config)
+    return [resize_to(s, *fit_long_side(s.shape[:2], side)) for s in images]
+
+
+def initial_image(content: np.ndarray, config: StyleConfig, init_image: np.ndarray | None = None) -> np.ndarray:
+    """The starting image of an optimisation of ``content`` (already at its output size)."""
+    rng = np.random.default_rng(config.seed)
+    noise = rng.uniform(0.0, 1.0, content.shape).astype(np.float32)
+    if config.init == "content":
+        return content
+    if config.init == "noise":
+        return noise
+    if config.init == "blend":
+        # The TF tutorial's variant of a noisy start: (1 - f) * content + f * noise.
+        return (1.0 - config.init_noise_fraction) * content + config.init_noise_fraction * noise
+    if config.init == "gray":
+        return np.full_like(content, 0.5)
+    if init_image is None:
+        raise UsageError("init 'image' needs an init image")
+    return resize_to(as_rgb(init_image, "init image"), *content.shape[:2])
+
+
+def finish(result: np.ndarray, content: np.ndarray, config: StyleConfig) -> np.ndarray:
+    """The colour post-processing of a stylized ``result`` of the resized ``content``."""
+    if config.preserve_color == "luminance":
+        return color.restore_chroma(result, content)
+    if config.preserve_color == "knn":
+        from jaxstyle.color_knn import knn_color_transfer
+
+        return np.asarray(knn_color_transfer(result, [content]), np.float32)[..., :3]
+    return result
+
+
+def run_metadata(
+    config: StyleConfig,
+    *,
+    content: str,
+    styles: Sequence[str],
+    style_weights: Sequence[float] | None,
+    weights: str,
+    **extra: str,
+) -> dict[str, str]:
+    """Everything needed to reproduce a result, stored as PNG text (or EXIF) metadata."""
+    from jaxstyle import __version__
+
+    return {
+        "Software": f"jaxstyle {__version__}",
+        "jaxstyle.config": json.dumps(dataclasses.asdict(config), sort_keys=True),
+        "jaxstyle.inputs": json.dumps(
+            {
+                "content": content,
+                "styles": list(styles),
+                "style_weights": list(style_weights) if style_weights else None,
+                "weights": weights,
+            }
+        ),
+        **extra,
+    }
+
+
+@dataclass(frozen=True)
+class BatchImage:
+    """One content image prepared for a same-shape batch, at its own (fitted) size."""
+
+    key: object  # the caller's handle (an index, a file)
+    size: tuple[int, int]  # its own (h, w): the output size
+    content: np.ndarray  # (h, w, 3) resized content with its colours (for `finish`)
+    stylized: np.ndarray  # (h, w, 3) what the method stylizes (see `content_at`)
+    styles: tuple[np.ndarray, ...] | None  # its own `styles_for` in per-image colour modes, else None
+
+
+def prepare_batch_image(key: object, content: np.ndarray, styles: StyleSet, config: StyleConfig) -> BatchImage:
+    """Check, resize and colour-handle one content image of a batch (as `stylize` would)."""
+    content = as_rgb(content, "content image")
+    size = fit_long_side(content.shape[:2], config.max_size)
+    resized, stylized = content_at(content, size, config)
+    own_styles = None
+    if config.preserve_color in PER_IMAGE_STYLE_MODES:
+        own_styles = tuple(styles_for(styles, resized, size, config))
+    return BatchImage(key, size, resized, stylized, own_styles)
+
+
+def pad_to(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Reflect-pad an (h, w, C) image at the bottom and right to ``shape`` (H, W)."""
+    h, w = image.shape[:2]
+    if (h, w) == tuple(shape):
+        return image
+    return np.pad(image, ((0, shape[0] - h), (0, shape[1] - w), (0, 0)), mode="reflect")
