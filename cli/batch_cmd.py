@@ -12,7 +12,7 @@ from jaxstyle.config import JPEG_QUALITY, BatchConfig, build_config
 from jaxstyle.errors import UsageError
 
 from . import options as opt
-from .common import EXIT_INTERRUPTED, VERBOSITY, float_list, say, stderr, user_errors
+from .common import EXIT_INTERRUPTED, VERBOSITY, float_list, require_styles, say, stderr, user_errors
 from .stylize_cmd import load_weights_option
 
 #: Exit code when the run finished but some images failed (all others are done; see the manifest).
@@ -116,7 +116,8 @@ class _Display:
 
 
 def batch_command(
-    styles: Annotated[list[Path], typer.Argument(help="One or more style images.", show_default=False)],
+    styles: opt.Styles = None,
+    *,
     input_: Annotated[
         str, typer.Option("--input", "-i", help="Folder of images, or a glob such as 'photos/**/*.jpg' (quote it).")
     ],
@@ -130,6 +131,7 @@ def batch_command(
         typer.Option(help="Take only shard i of n (0-based, e.g. 0/4) of the inputs; no coordination needed."),
     ] = None,
     method: opt.Method = None,
+    builtin_style: opt.BuiltinStyle = None,
     preset_name: opt.Preset = None,
     config_file: opt.ConfigFile = None,
     set_: opt.Set = None,
@@ -154,7 +156,7 @@ def batch_command(
         ),
     ] = False,
 ) -> None:
-    """Stylize many images with the same style(s): same-shape batches, resumable, shardable."""
+    """Stylize a folder with the same style(s): batched, resumable, shardable."""
     with user_errors():
         if batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
@@ -171,6 +173,7 @@ def batch_command(
             sets=tuple(set_ or ()),
             settings={
                 "method": method,
+                "builtin_style": builtin_style,
                 "style_strength": style_strength,
                 "max_size": max_size,
                 "iterations": iterations,
@@ -185,6 +188,7 @@ def batch_command(
                 "preserve_color": preserve_color,
             },
         )
+        styles = require_styles(styles, config)
         if config.init == "image":
             raise UsageError("batch does not support --init image; use content, noise, blend or gray")
         blend = float_list(style_weights, "--style-weights")

@@ -37,7 +37,65 @@ def _comparable(case) -> bool:
     return (case.batch, case.precision, case.optimizer) == (1, "float32", "adam")
 
 
+def _bench_fast(shapes, batch_sizes, precisions, peak, weights_path) -> list:
+    """The fast method's cases: the transformer at each size, batch and precision."""
+    from jaxstyle.bench import run_fast_case
+
+    from .stylize_cmd import load_weights_option
+
+    params = load_weights_option(weights_path, "fast")
+    cases = [(h, w, b, p) for (h, w) in shapes for b in batch_sizes for p in precisions]
+    results = []
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task("bench fast", total=len(cases), status="")
+        for h, w, b, p in sorted(cases, key=lambda c: c[0] * c[1] * c[2]):
+            bar.update(task, status=f"{h}x{w} x{b} {p}")
+            results.append(run_fast_case(h, w, b, p, peak_gflops=peak, params=params))
+            bar.advance(task)
+    return results
+
+
+def _report_fast(results, peak, json_path, to_file, overwrite, inputs) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from jaxstyle.bench import FAST_FLOP_PER_PIXEL
+    from jaxstyle.io.files import atomic_write_text
+
+    title = f"jaxstyle bench --method fast: {results[0].backend} ({results[0].device}), GEMM peak {peak:.0f} GFLOP/s"
+    table = Table(title=title)
+    for column in ("size", "batch", "precision", "ms/call", "images/s", "GFLOP/s", "% peak", "compile s", "peak MB"):
+        table.add_column(column, justify="right")
+    for r in results:
+        table.add_row(
+            f"{r.height}x{r.width}", str(r.batch), r.precision, f"{r.call_ms:.1f}", f"{r.images_per_s:.2f}",
+            f"{r.gflops:.0f}", f"{r.percent_of_peak:.0f}", f"{r.compile_s:.2f}", f"{r.peak_memory_mb:.0f}",
+        )  # fmt: skip
+    console = Console(stderr=json_path is not None and not to_file)
+    console.print(table)
+    if json_path is None:
+        return
+    payload = json.dumps(
+        {
+            "method": "fast",
+            "gemm_peak_gflops": peak,
+            "flop_per_pixel": FAST_FLOP_PER_PIXEL,
+            "results": [r.as_dict() for r in results],
+        },
+        indent=2,
+    )
+    if not to_file:
+        typer.echo(payload)
+        return
+    with user_errors():
+        atomic_write_text(json_path, payload + "\n", overwrite=overwrite, inputs=inputs)
+    say(f"wrote {json_path}")
+
+
 def bench_command(
+    method: Annotated[
+        str, typer.Option(help=f"gatys: the optimisation step; fast: the transformer. [default: {opt.D.method}]")
+    ] = opt.D.method,
     sizes: Annotated[list[str], typer.Option("--size", help="HxW or N; repeat or comma-separate.")] = [  # noqa: B006
         "256",
         "384x512",
@@ -66,7 +124,7 @@ def bench_command(
     weights: opt.Weights = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --json file.")] = False,
 ) -> None:
-    """Benchmark the stylization step: ms/step, images/s, GFLOP/s, % of measured GEMM peak, compile time, memory.
+    """Time the optimisation step: ms/step, GFLOP/s, compile time, memory.
 
     Runs on the default JAX backend (CPU, GPU or TPU). Each case is compiled, warmed up with one
     dispatch of --steps steps, then three dispatches are timed: ms/step is the median dispatch
@@ -104,6 +162,8 @@ def bench_command(
     with user_errors():
         if steps < 1:
             raise UsageError(f"--steps must be at least 1, got {steps}")
+        if method not in ("gatys", "fast"):
+            raise UsageError(f"--method {method!r} is not one of gatys, fast")
         to_file = json_path is not None and str(json_path) != "-"
         inputs = [weights] if weights is not None else []
         if to_file:  # before minutes of benchmarking, not after
@@ -125,6 +185,14 @@ def bench_command(
             for value in values:
                 if value not in allowed:
                     raise UsageError(f"{name} {value!r} is not one of {', '.join(allowed)}")
+        if method == "fast":
+            say(f"backend {jax.default_backend()}: {jax.devices()[0]}; measuring GEMM peak ...")
+            peak = measure_peak_gflops()
+            fast = _bench_fast(shapes, batch_sizes, _split(precisions), peak, weights)
+    if method == "fast":
+        _report_fast(fast, peak, json_path, to_file, overwrite, inputs)
+        return
+    with user_errors():
         params = jax.device_put((load_weights_option(weights) or load_weights()).params)
         cases = sorted(
             (

@@ -31,7 +31,7 @@ def color_command(
     quality: opt.Quality = JPEG_QUALITY,
     overwrite: opt.Overwrite = False,
 ) -> None:
-    """Give a photo the colours of other images, keeping its own luminance (KNN in Lab space).
+    """Recolour a photo from other images (KNN in Lab space, no texture).
 
     Each pixel's (a, b) is predicted from its luminance patch by distance-weighted nearest
     neighbours learned on the style images. It transfers colour, not texture.

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import typer
+from typer._click import exceptions as click_exceptions
 
 from jaxstyle.errors import JaxstyleError, UsageError, one_line
 
@@ -76,7 +77,7 @@ def user_errors() -> Iterator[None]:
         yield
     except JaxstyleError as error:
         raise fail(error, error.exit_code) from None
-    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+    except (typer.Exit, typer.Abort, KeyboardInterrupt, click_exceptions.ClickException):
         raise
     except MemoryError:
         raise fail(MemoryError("out of memory; try a smaller --max-size"), EXIT_INTERNAL) from None
@@ -109,6 +110,14 @@ def float_list(text: str | None, name: str) -> tuple[float, ...] | None:
     for value in values:
         finite(value, name)
     return values
+
+
+def require_styles(styles, config) -> list:
+    """The style image paths, or click's own 'Missing argument' error when there are none and
+    no built-in style stands in for them."""
+    if not styles and config.builtin_style is None:
+        raise click_exceptions.MissingParameter(param_hint="'STYLES...'", param_type="argument")
+    return list(styles or [])
 
 
 def progress_bar(transient: bool = False):

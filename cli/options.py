@@ -34,6 +34,14 @@ Method = Annotated[
 StyleStrength = Annotated[
     float | None, typer.Option(help=f"--method fast: 0 (content) to 1 (style). {_default(D.style_strength)}")
 ]
+BuiltinStyle = Annotated[
+    str | None,
+    typer.Option(help="--method fast: a built-in style (0-25) or a mix, e.g. 7 or 3:0.5,12:0.5, instead of STYLES."),
+]
+Styles = Annotated[
+    list[Path] | None,
+    typer.Argument(help="One or more style images (none with --builtin-style).", show_default=False),
+]
 Output = Annotated[Path, typer.Option("--output", "-o", help="Output image (.png .jpg .webp .tif .bmp).")]
 Preset = Annotated[str | None, typer.Option("--preset", help=f"Start from published settings: {', '.join(PRESETS)}.")]
 ConfigFile = Annotated[

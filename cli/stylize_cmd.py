@@ -16,7 +16,7 @@ from jaxstyle.config import JPEG_QUALITY, StyleConfig, build_config
 from jaxstyle.errors import UsageError
 
 from . import options as opt
-from .common import EXIT_INTERRUPTED, float_list, progress_bar, say, user_errors
+from .common import EXIT_INTERRUPTED, float_list, progress_bar, require_styles, say, user_errors
 
 EXAMPLES = """
 
@@ -97,7 +97,8 @@ def run_stylize(
     from jaxstyle.stylization import stylize
 
     inputs = [content_path, *style_paths, *([init_image_path] if init_image_path else [])]
-    check_style_blend(style_blend, len(style_paths))
+    if style_paths:
+        check_style_blend(style_blend, len(style_paths))
     content = load_image(content_path)
     styles = [load_image(path).rgb for path in style_paths]
     init_image = load_image(init_image_path).rgb if init_image_path else None
@@ -170,9 +171,11 @@ def run_stylize(
 
 def stylize_command(
     content: Annotated[Path, typer.Argument(help="The photo to stylize.", show_default=False)],
-    styles: Annotated[list[Path], typer.Argument(help="One or more style images.", show_default=False)],
+    styles: opt.Styles = None,
+    *,
     output: opt.Output,
     method: opt.Method = None,
+    builtin_style: opt.BuiltinStyle = None,
     preset_name: opt.Preset = None,
     config_file: opt.ConfigFile = None,
     set_: opt.Set = None,
@@ -209,7 +212,7 @@ def stylize_command(
     quality: opt.Quality = JPEG_QUALITY,
     overwrite: opt.Overwrite = False,
 ) -> None:
-    """Stylize a photo with one or more style images (Gatys et al.)."""
+    """Stylize a photo: optimised (Gatys et al.) or in one pass (--method fast)."""
     with user_errors():
         if save_every is not None and save_every < 1:
             raise UsageError(f"--save-every must be at least 1, got {save_every}")
@@ -221,6 +224,7 @@ def stylize_command(
             sets=tuple(set_ or ()),
             settings={
                 "method": method,
+                "builtin_style": builtin_style,
                 "style_strength": style_strength,
                 "max_size": max_size,
                 "iterations": iterations,
@@ -240,6 +244,7 @@ def stylize_command(
                 "pooling": pooling,
             },
         )
+        styles = require_styles(styles, config)
         if config.init == "image" and init_image is None:
             raise UsageError("--init image needs --init-image FILE")
         run_stylize(
@@ -261,6 +266,7 @@ def stylize_command(
 stylize_command.__doc__ += EXAMPLES
 
 
+SHEET_TILE = 256  # the built-in styles' contact sheet: long side of each tile
 DEMO_SIZE = 384  # the demo's own default: small enough for a few minutes on 2 CPU cores
 
 
@@ -280,7 +286,7 @@ def demo_command(
     max_size: Annotated[int, typer.Option(help="Long side of the output in px.")] = DEMO_SIZE,
     overwrite: opt.Overwrite = False,
 ) -> None:
-    """Stylize the bundled photo (Chelsea the cat) with the bundled Starry Night, offline.
+    """Stylize the bundled cat photo with Starry Night, fast and optimised.
 
     First the fast method (one network pass, a few seconds) writes NAME.fast.png; then the
     optimisation (coarse to fine from 128 px, two to three minutes on a 2-core CPU at the
@@ -314,3 +320,37 @@ def demo_command(
         config = build_config(settings={"max_size": max_size, "multiscale_min": min(128, max_size), "iterations": 100})
         run_stylize(content, style, output, config, **common)
         say(f"optimisation (Gatys et al.): {output}; done in {time.perf_counter() - started:.0f} s")
+
+
+def builtin_styles_command(
+    content: Annotated[Path, typer.Argument(help="The photo to show the styles on.", show_default=False)],
+    output: opt.Output,
+    max_size: Annotated[int, typer.Option(help="Long side of each tile in px.")] = SHEET_TILE,
+    columns: Annotated[int, typer.Option(help="Tiles per row.")] = 7,
+    quality: opt.Quality = JPEG_QUALITY,
+    overwrite: opt.Overwrite = False,
+) -> None:
+    """Show a photo in each of the 26 built-in styles, on one sheet.
+
+    Tiles run row by row from style 0; use the number with --method fast --builtin-style N.
+
+    Example:
+
+    \b
+      jaxstyle builtin-styles photo.jpg -o styles.jpg
+      jaxstyle stylize photo.jpg --method fast --builtin-style 7 -o out.png
+    """
+    with user_errors():
+        if columns < 1:
+            raise UsageError(f"--columns must be at least 1, got {columns}")
+        config = build_config(settings={"method": "fast", "builtin_style": "0", "max_size": max_size})
+        from jaxstyle.io.image import check_output_path, load_image, save_image
+        from jaxstyle.methods.fast import builtin_contact_sheet
+
+        target = check_output_path(output, overwrite=overwrite, inputs=[content])
+        photo = load_image(content)
+        with progress_bar() as bar:
+            bar.add_task("builtin-styles", total=None, status="26 styles")
+            sheet = builtin_contact_sheet(photo.rgb, config, columns=columns)
+        save_image(target, sheet, overwrite=overwrite, inputs=[content], jpeg_quality=quality)
+        say(f"wrote {output} ({sheet.shape[1]}x{sheet.shape[0]}): styles 0-25, {columns} per row")

@@ -209,3 +209,84 @@ def run_case(
         final_loss=float(np.mean(np.asarray(terms["total"])[-1])),
         retraced=traces[0] != traces_after_compile or traces_after_compile > 1,
     )
+
+
+# The fast method's transformer: (kernel side, in, out channels, output resolution divisor) of
+# each convolution, for the FLOP model (direct convolution, 2 FLOP per multiply-add).
+_FAST_CONVS = (
+    (9, 3, 8, 1),
+    (3, 8, 16, 2),
+    (3, 16, 32, 4),
+    *[(3, 32, 32, 4)] * 10,
+    (3, 32, 16, 2),
+    (3, 16, 8, 1),
+    (9, 8, 3, 1),
+)
+FAST_FLOP_PER_PIXEL = sum(2 * k * k * cin * cout / div**2 for k, cin, cout, div in _FAST_CONVS)  # 25,056
+
+
+@dataclass(frozen=True)
+class FastResult:
+    height: int
+    width: int
+    batch: int
+    precision: str
+    backend: str
+    device: str
+    compile_s: float
+    call_ms: float  # median wall time of one transformer call on the whole batch
+    images_per_s: float
+    gflops: float
+    percent_of_peak: float | None
+    peak_memory_mb: float | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_fast_case(
+    height: int,
+    width: int,
+    batch: int = 1,
+    precision: str = "float32",
+    *,
+    calls: int = 5,
+    peak_gflops: float | None = None,
+    params=None,
+) -> FastResult:
+    """Compile and time the fast method's transformer (random content and style vectors)."""
+    from jaxstyle.nets import magenta
+
+    if precision not in ("float32", "bfloat16"):
+        raise UsageError(f"unknown precision {precision!r}; choose float32 or bfloat16")
+    transformer = jax.device_put((params or magenta.load_arbitrary())["transformer"])
+    rng = np.random.default_rng(0)
+    content = jnp.asarray(rng.uniform(size=(batch, height, width, 3)).astype(np.float32))
+    vector = jnp.asarray(rng.normal(size=(batch, magenta.STYLE_DIM)).astype(np.float32))
+    dtype = jnp.bfloat16 if precision == "bfloat16" else jnp.float32
+    start = time.perf_counter()
+    compiled = magenta.transform.lower(transformer, content, vector, compute_dtype=dtype).compile()
+    compile_s = time.perf_counter() - start
+    compiled(transformer, content, vector).block_until_ready()  # warm-up
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        compiled(transformer, content, vector).block_until_ready()
+        times.append(time.perf_counter() - start)
+    seconds = float(np.median(times))
+    gflops = FAST_FLOP_PER_PIXEL * height * width * batch / seconds / 1e9
+    device = jax.devices()[0]
+    return FastResult(
+        height=height,
+        width=width,
+        batch=batch,
+        precision=precision,
+        backend=jax.default_backend(),
+        device=getattr(device, "device_kind", str(device)),
+        compile_s=compile_s,
+        call_ms=seconds * 1e3,
+        images_per_s=batch / seconds,
+        gflops=gflops,
+        percent_of_peak=100 * gflops / peak_gflops if peak_gflops else None,
+        peak_memory_mb=_peak_memory_mb(),
+    )

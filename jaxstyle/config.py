@@ -45,6 +45,9 @@ class StyleConfig:
     method: MethodName = "gatys"
     # "fast" only: 1 is the style's own vector, 0 the content's (Magenta's interpolation).
     style_strength: float = 1.0
+    # "fast" only: the 26-style network's built-in styles instead of style images, "7" or a mix
+    # "3:0.5,12:0.5" (see `builtin_style_weights`).
+    builtin_style: str | None = None
     # Size: the long side of the output, and the style image's long side relative to it.
     max_size: int = 512
     style_scale: float = 1.0
@@ -129,6 +132,14 @@ class StyleConfig:
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
+        if self.builtin_style is not None:
+            builtin_style_weights(self.builtin_style)
+            if self.method != "fast":
+                raise UsageError("built-in styles belong to the fast method; add --method fast")
+            if self.style_strength != 1.0:
+                raise UsageError("--style-strength interpolates style images' vectors, not built-in styles")
+            if self.preserve_color == "histogram":
+                raise UsageError("histogram colour matching needs style images, not built-in styles")
         for name, allowed in CHOICE_FIELDS.items():
             value = getattr(self, name)
             if value not in allowed:
@@ -164,6 +175,31 @@ class StyleConfig:
         for layer in (*self.content_layers, *self.style_layers):
             canonical_layer(layer)
         return self
+
+
+BUILTIN_STYLES = 26  # styles of the multistyle26 network
+
+
+def builtin_style_weights(text: str) -> tuple[float, ...]:
+    """``"7"`` or ``"3:0.5,12:0.5"`` -> one weight per built-in style (26), normalised to sum 1."""
+    weights = [0.0] * BUILTIN_STYLES
+    message = f"built-in style must be N or N:W,N:W with N in 0..{BUILTIN_STYLES - 1}, got {text!r}"
+    parts = [part for part in text.replace(" ", "").split(",") if part]
+    if not parts:
+        raise UsageError(message)
+    for part in parts:
+        index, _, weight = part.partition(":")
+        try:
+            number, value = int(index), float(weight) if weight else 1.0
+        except ValueError:
+            raise UsageError(message) from None
+        if not 0 <= number < BUILTIN_STYLES or not math.isfinite(value) or value < 0:
+            raise UsageError(message)
+        weights[number] += value
+    total = sum(weights)
+    if total <= 0:
+        raise UsageError(f"built-in style weights must not all be 0, got {text!r}")
+    return tuple(w / total for w in weights)
 
 
 @dataclass(frozen=True)

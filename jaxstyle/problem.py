@@ -60,10 +60,18 @@ def check_style_blend(style_blend: Sequence[float] | None, count: int) -> tuple[
     return blend
 
 
-def make_style_set(styles: np.ndarray | Sequence[np.ndarray], style_blend: Sequence[float] | None = None) -> StyleSet:
-    """Checked styles: one array or a list, each converted with `as_rgb`, and their weights."""
-    images = [styles] if isinstance(styles, np.ndarray) else list(styles)
+def make_style_set(
+    styles: np.ndarray | Sequence[np.ndarray] | None,
+    style_blend: Sequence[float] | None = None,
+    config: StyleConfig | None = None,
+) -> StyleSet:
+    """Checked styles: one array or a list, each converted with `as_rgb`, and their weights.
+
+    There may be none only with ``config.builtin_style`` (the fast method's own styles)."""
+    images = [styles] if isinstance(styles, np.ndarray) else list(styles or ())
     if not images:
+        if config is not None and config.builtin_style is not None:
+            return StyleSet((), ())
         raise UsageError("at least one style image is needed")
     images = [as_rgb(s, f"style image {i + 1}") for i, s in enumerate(images)]
     return StyleSet(tuple(images), check_style_blend(style_blend, len(images)))

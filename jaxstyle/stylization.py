@@ -19,7 +19,7 @@ __all__ = ["Progress", "stylize"]
 
 def stylize(
     content: np.ndarray,
-    styles: np.ndarray | Sequence[np.ndarray],
+    styles: np.ndarray | Sequence[np.ndarray] | None,
     config: StyleConfig | None = None,
     *,
     style_blend: Sequence[float] | None = None,
@@ -31,7 +31,8 @@ def stylize(
 
     Args:
       content: (H, W, 3) RGB in [0, 1] (uint8 and grey (H, W) are accepted).
-      styles: one style image or a list; each may have its own size and aspect ratio.
+      styles: one style image or a list; each may have its own size and aspect ratio (None or
+        empty with ``config.builtin_style``).
       config: all settings, the method included; `StyleConfig()` by default.
       style_blend: one non-negative weight per style (normalised to sum 1); equal by default.
       init_image: the starting image when ``config.init == "image"``.
@@ -43,6 +44,6 @@ def stylize(
     """
     config = (config or StyleConfig()).validate()
     content = problem.as_rgb(content, "content image")
-    style_set = problem.make_style_set(styles, style_blend)
+    style_set = problem.make_style_set(styles, style_blend, config)
     runner = methods.setup(config, style_set, weights=weights)
     return runner.stylize(content, init_image=init_image, callback=callback)

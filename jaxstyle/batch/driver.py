@@ -127,7 +127,7 @@ def run_batch(
     output_dir = Path(output_dir)
     style_paths = [Path(p) for p in style_paths]
     all_items = discover_inputs(inputs, output_dir=output_dir, output_format=batch_config.output_format)
-    styles = make_style_set([load_image(path).rgb for path in style_paths], style_blend)
+    styles = make_style_set([load_image(path).rgb for path in style_paths], style_blend, config)
     engine = BucketEngine(config, styles, batch_config=batch_config, weights=weights, devices=devices)
     weights_id = engine.runner.weights_id
     record = params_record(

@@ -121,7 +121,7 @@ def stylize_batch(
     """
     engine = BucketEngine(
         config or StyleConfig(),
-        problem.make_style_set(styles, style_blend),
+        problem.make_style_set(styles, style_blend, config),
         batch_config=BatchConfig(batch_size=batch_size, bucket_multiple=bucket_multiple),
         weights=weights,
         devices=devices,

@@ -1,0 +1,169 @@
+"""The feed-forward method (Ghiasi et al. 2017): one pass of Magenta's arbitrary-style network.
+
+A MobileNetV2 predictor turns each style image (at 256x256, as the network was trained) into a
+100-d style vector; the vectors of several styles are blended by their weights, and Magenta's
+style strength interpolates between that and the content's own vector. The transformer then
+stylizes the content at its own size and aspect ratio (`jaxstyle.nets.magenta`). A bucket of a
+batch is one call of the transformer over the stacked images: no iterations, no init image.
+
+Departure from the TF-Hub and TF Lite pipelines: they stylize a 384x384 square (the content is
+padded or squashed to it); here the content keeps its size and aspect ratio, padded only to a
+multiple of 4 by reflection, with the instance-norm statistics taken over the image alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxstyle import problem
+from jaxstyle.config import BUILTIN_STYLES, StyleConfig, builtin_style_weights
+from jaxstyle.methods import BucketProgress
+from jaxstyle.nets import magenta
+from jaxstyle.placement import Placement
+from jaxstyle.problem import BatchImage, StyleSet
+
+_COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def params_digest(params) -> str:
+    """A short content hash of a params PyTree, to tell weights apart in batch manifests."""
+    digest = hashlib.blake2b(digest_size=8)
+    for path, leaf in sorted(jax.tree_util.tree_leaves_with_path(params), key=lambda item: str(item[0])):
+        array = np.ascontiguousarray(np.asarray(leaf))
+        digest.update(f"{jax.tree_util.keystr(path)}{array.shape}{array.dtype}".encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
+
+
+@jax.jit
+def _style_vectors(predictor, images: jax.Array) -> jax.Array:
+    """(K, 256, 256, 3) -> (K, 100)."""
+    return magenta.style_vector(predictor, images)
+
+
+class FastRunner:
+    """The arbitrary-style networks on the device and the blended style vector of the style set."""
+
+    def __init__(self, config: StyleConfig, styles: StyleSet, *, weights=None, devices=None) -> None:
+        self.config = config.validate()
+        self.styles = styles
+        self.placement = Placement(devices) if devices is not None else None
+        put = (lambda tree: self.placement.put(tree, split=False)) if self.placement else jax.device_put
+        self.dtype = _COMPUTE_DTYPES[self.config.precision]
+        self._shared_vector = None
+        if self.config.builtin_style is not None:
+            # The 26-style network: a style is a weight vector over its built-in styles.
+            params = weights if weights is not None else magenta.load_multistyle()
+            self.multistyle = put(params["multistyle"])
+            self.builtin = jnp.asarray(builtin_style_weights(self.config.builtin_style), jnp.float32)
+        else:
+            params = weights if weights is not None else magenta.load_arbitrary()
+            self.predictor, self.transformer = put(params["predictor"]), put(params["transformer"])
+            self.builtin = None
+        self.weights_id = params_digest(params)
+
+    def style_vector(self, images: Sequence[np.ndarray]) -> jax.Array:
+        """The blended (100,) vector of style images (each resized to the predictor's 256x256)."""
+        stacked = jnp.stack([magenta.resize_style_image(image) for image in images])
+        return magenta.blend_vectors(_style_vectors(self.predictor, stacked), self.styles.weights)
+
+    def _vectors(self, images: Sequence[BatchImage]) -> jax.Array:
+        """(N, 100): each image's style vector, at the config's style strength."""
+        if images[0].styles is not None:  # recoloured for each content image
+            style = jnp.stack([self.style_vector(image.styles) for image in images])
+        else:
+            if self._shared_vector is None:
+                self._shared_vector = self.style_vector(self.styles.images)
+            style = jnp.broadcast_to(self._shared_vector, (len(images), magenta.STYLE_DIM))
+        strength = self.config.style_strength
+        if strength == 1.0:
+            return style
+        own = jnp.stack([magenta.resize_style_image(image.content) for image in images])
+        return magenta.with_strength(style, _style_vectors(self.predictor, own), strength)
+
+    def stylize(
+        self,
+        content: np.ndarray,
+        *,
+        init_image: np.ndarray | None = None,
+        callback: Callable[[BucketProgress], None] | None = None,
+    ) -> np.ndarray:
+        """One forward pass; (h, w, 3) float32 with the long side ``max_size``. ``init_image`` is
+        ignored (there is nothing to start from)."""
+        image = problem.prepare_batch_image(0, content, self.styles, self.config)
+        return self.stylize_bucket(image.size, [image], 1, callback)[0]
+
+    def stylize_bucket(
+        self,
+        shape: tuple[int, int],
+        images: Sequence[BatchImage],
+        size: int,
+        callback: Callable[[BucketProgress], None] | None = None,
+    ) -> list[np.ndarray]:
+        """The transformer over ``images`` stacked at bucket ``shape``, padded with copies to ``size``."""
+        padded = [*images, *[images[-1]] * (size - len(images))]
+        contents = np.stack([problem.pad_to(image.stylized, shape) for image in padded])
+        if self.builtin is not None:
+            vectors = jnp.broadcast_to(self.builtin, (size, self.builtin.shape[0]))
+            network, params = magenta.multistyle_transform, self.multistyle
+        else:
+            vectors = self._vectors(padded)
+            network, params = magenta.transform, self.transformer
+        if self.placement is not None:
+            contents, vectors = self.placement.put((contents, vectors), split=True)
+        result = np.asarray(network(params, contents, vectors, compute_dtype=self.dtype))
+        if callback is not None:
+            callback(BucketProgress(shape, len(images), size, 1, 1, None))
+        outputs = []
+        for image, stylized in zip(images, result):
+            h, w = image.size
+            outputs.append(problem.finish(np.ascontiguousarray(stylized[:h, :w]), image.content, self.config))
+        return outputs
+
+
+def fast_stylize(
+    content: np.ndarray,
+    styles: np.ndarray | Sequence[np.ndarray],
+    config: StyleConfig | None = None,
+    *,
+    style_blend: Sequence[float] | None = None,
+    weights=None,
+) -> np.ndarray:
+    """The feed-forward stylization of one image: (h, w, 3) float32 in [0, 1], long side ``max_size``.
+
+    The same as ``jaxstyle.stylize(..., config.replace(method="fast"))``; the optimisation can start
+    from it (``init="image"`` with this as the init image).
+    """
+    config = (config or StyleConfig()).replace(method="fast").validate()
+    return FastRunner(config, problem.make_style_set(styles, style_blend, config), weights=weights).stylize(content)
+
+
+def builtin_contact_sheet(content: np.ndarray, config: StyleConfig | None = None, columns: int = 7) -> np.ndarray:
+    """The content in each of the 26 built-in styles, row by row from style 0, on one image.
+
+    Every tile is ``config.max_size`` on its long side; tiles are one compiled batch.
+    """
+    config = (config or StyleConfig()).replace(method="fast", builtin_style="0").validate()
+    runner = FastRunner(config, problem.make_style_set(None, None, config))
+    image = problem.prepare_batch_image(0, content, runner.styles, config)
+    h, w = image.size
+    contents = jnp.asarray(np.stack([image.stylized] * BUILTIN_STYLES))
+    tiles = np.asarray(
+        magenta.multistyle_transform(runner.multistyle, contents, jnp.eye(BUILTIN_STYLES), compute_dtype=runner.dtype)
+    )
+    tiles = [problem.finish(tile, image.content, config) for tile in tiles]
+    rows = -(-BUILTIN_STYLES // columns)
+    sheet = np.ones((rows * h, columns * w, 3), np.float32)
+    for index, tile in enumerate(tiles):
+        r, c = divmod(index, columns)
+        sheet[r * h : (r + 1) * h, c * w : (c + 1) * w] = tile
+    return sheet
+
+
+def setup(config: StyleConfig, styles: StyleSet, *, weights=None, devices=None) -> FastRunner:
+    return FastRunner(config, styles, weights=weights, devices=devices)
