@@ -72,6 +72,8 @@ def _report_fast(results, peak, json_path, to_file, overwrite, inputs) -> None:
             f"{r.gflops:.0f}", f"{r.percent_of_peak:.0f}", f"{r.compile_s:.2f}", f"{r.peak_memory_mb:.0f}",
         )  # fmt: skip
     console = Console(stderr=json_path is not None and not to_file)
+    if not console.is_terminal:
+        console.width = 140  # a log or a pipe: do not squeeze the table to 80 columns
     console.print(table)
     if json_path is None:
         return
