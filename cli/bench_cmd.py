@@ -8,10 +8,14 @@ from typing import Annotated
 
 import typer
 
+from jaxstyle.config import CHOICE_FIELDS, choices
 from jaxstyle.errors import UsageError
 
 from . import options as opt
 from .common import progress_bar, say, user_errors
+
+ALL_OPTIMIZERS = list(CHOICE_FIELDS["optimizer"])  # bench times every optimiser unless told
+DEFAULT_PRECISIONS = [opt.D.precision]
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -103,8 +107,12 @@ def bench_command(
         "384x512",
     ],
     batches: Annotated[list[str], typer.Option("--batch", help="Batch sizes.")] = ["1"],  # noqa: B006
-    optimizers: Annotated[list[str], typer.Option("--optimizer", help="adam and/or lbfgs.")] = ["adam", "lbfgs"],  # noqa: B006
-    precisions: Annotated[list[str], typer.Option("--precision", help="float32 and/or bfloat16.")] = ["float32"],  # noqa: B006
+    optimizers: Annotated[
+        list[str], typer.Option("--optimizer", help=f"{choices('optimizer')}, or several.")
+    ] = ALL_OPTIMIZERS,
+    precisions: Annotated[
+        list[str], typer.Option("--precision", help=f"{choices('precision')}, or both.")
+    ] = DEFAULT_PRECISIONS,
     convs: Annotated[
         list[str], typer.Option("--conv", help="auto (Winograd on CPU, lax.conv elsewhere), winograd and/or direct.")
     ] = ["auto"],  # noqa: B006
@@ -164,8 +172,8 @@ def bench_command(
     with user_errors():
         if steps < 1:
             raise UsageError(f"--steps must be at least 1, got {steps}")
-        if method not in ("gatys", "fast"):
-            raise UsageError(f"--method {method!r} is not one of gatys, fast")
+        if method not in CHOICE_FIELDS["method"]:
+            raise UsageError(f"--method {method!r} is not one of {', '.join(CHOICE_FIELDS['method'])}")
         to_file = json_path is not None and str(json_path) != "-"
         inputs = [weights] if weights is not None else []
         if to_file:  # before minutes of benchmarking, not after
@@ -179,8 +187,8 @@ def bench_command(
         if not batch_sizes or min(batch_sizes) < 1:
             raise UsageError("--batch sizes must be at least 1")
         for name, values, allowed in (
-            ("--optimizer", _split(optimizers), ("adam", "lbfgs")),
-            ("--precision", _split(precisions), ("float32", "bfloat16")),
+            ("--optimizer", _split(optimizers), CHOICE_FIELDS["optimizer"]),
+            ("--precision", _split(precisions), CHOICE_FIELDS["precision"]),
             ("--conv", _split(convs), ("auto", "winograd", "direct")),
             ("--compare", wanted_peers, PEERS),
         ):
