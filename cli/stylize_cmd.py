@@ -289,7 +289,7 @@ def demo_command(
     """Stylize the bundled cat photo with Starry Night, fast and optimised.
 
     First the fast method (one network pass, a few seconds) writes NAME.fast.png; then the
-    optimisation (coarse to fine from 128 px, two to three minutes on a 2-core CPU at the
+    optimisation (coarse to fine from 128 px, one to three minutes on a 2-core CPU at the
     default size) writes NAME.png. Ctrl-C during the optimisation keeps the fast picture.
 
     Example:

@@ -201,6 +201,15 @@ def prepare_batch_image(key: object, content: np.ndarray, styles: StyleSet, conf
     return BatchImage(key, size, resized, stylized, own_styles)
 
 
+def finish_batch(results: np.ndarray, images: Sequence[BatchImage], config: StyleConfig) -> list[np.ndarray]:
+    """A bucket's (B, H, W, 3) results cropped to each image's own size and `finish`-ed (padding
+    copies beyond ``images`` are dropped)."""
+    return [
+        finish(np.ascontiguousarray(result[: image.size[0], : image.size[1]]), image.content, config)
+        for image, result in zip(images, results)
+    ]
+
+
 def pad_to(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Reflect-pad an (h, w, C) image at the bottom and right to ``shape`` (H, W)."""
     h, w = image.shape[:2]

@@ -96,7 +96,7 @@ def test_transform_kernel_shapes_and_flip():
     flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2)
     np.testing.assert_array_equal(winograd.transform_kernel(kernel, flipped=True), winograd.transform_kernel(flipped))
     # The plain transform is G g G^T: against a float64 einsum.
-    expected = np.einsum("ai,ijco,bj->abco", winograd._G, kernel.astype(np.float64), winograd._G).reshape(36, 5, 7)
+    expected = np.einsum("ai,ijco,bj->abco", winograd.G, kernel.astype(np.float64), winograd.G).reshape(36, 5, 7)
     np.testing.assert_allclose(winograd.transform_kernel(kernel), expected, rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match=r"\(3, 3, I, O\)"):
         winograd.transform_kernel(np.zeros((5, 5, 1, 1)))

@@ -140,11 +140,7 @@ class FastRunner:
             result = np.asarray(network(params, contents, vectors, compute_dtype=self.dtype))
         if callback is not None:
             callback(BucketProgress(shape, len(images), size, 1, 1, None))
-        outputs = []
-        for image, stylized in zip(images, result):
-            h, w = image.size
-            outputs.append(problem.finish(np.ascontiguousarray(stylized[:h, :w]), image.content, self.config))
-        return outputs
+        return problem.finish_batch(result, images, self.config)
 
 
 def fast_stylize(

@@ -233,11 +233,7 @@ class GatysRunner:
                 callback(BucketProgress(shape, len(images), size, step.iteration, step.iterations, step))
 
         result = optimise(self.params, start, targets, self.config, self.spec, stepper=stepper, callback=report)
-        outputs = []
-        for image, optimised in zip(images, np.asarray(result.image)):
-            h, w = image.size
-            outputs.append(problem.finish(np.ascontiguousarray(optimised[:h, :w]), image.content, self.config))
-        return outputs
+        return problem.finish_batch(np.asarray(result.image), images, self.config)
 
 
 def setup(config: StyleConfig, styles: StyleSet, *, weights=None, devices=None) -> GatysRunner:

@@ -31,9 +31,10 @@ import numpy as np
 TILE = 4  # output tile side m
 _SIDE = TILE + 2  # input tile side m + r - 1
 
+# The transform matrices (public: the fast method's networks use them too, `nets.magenta`).
 # Lavin & Gray (2016), "Fast Algorithms for Convolutional Neural Networks", F(4x4, 3x3):
 # Y = A^T [ (G g G^T) * (B^T d B) ] A, computing the correlation y_i = sum_k d_{i+k} g_k.
-_BT = np.array(
+BT = np.array(
     [
         [4, 0, -5, 0, 1, 0],
         [0, -4, -4, 1, 1, 0],
@@ -44,7 +45,7 @@ _BT = np.array(
     ],
     dtype=np.float64,
 )
-_G = np.array(
+G = np.array(
     [
         [1 / 4, 0, 0],
         [-1 / 6, -1 / 6, -1 / 6],
@@ -55,7 +56,7 @@ _G = np.array(
     ],
     dtype=np.float64,
 )
-_AT = np.array(
+AT = np.array(
     [
         [1, 1, 1, 1, 1, 0],
         [0, 1, -1, 2, -2, 0],
@@ -80,7 +81,7 @@ def transform_kernel(kernel, *, flipped: bool = False) -> np.ndarray:
     k = np.asarray(kernel)
     if k.ndim != 4 or k.shape[:2] != (3, 3):
         raise ValueError(f"expected a (3, 3, I, O) kernel, got shape {k.shape}")
-    g = _G.astype(np.float32)
+    g = G.astype(np.float32)
     i, o = k.shape[2:]
     spatial = k[::-1, ::-1] if flipped else k
     by_col = np.matmul(g, spatial.astype(np.float32).reshape(3, 3, i * o))  # along kernel columns: (3, 6, I*O)
@@ -108,12 +109,12 @@ def _input_transform(x: jax.Array) -> tuple[jax.Array, tuple[int, int]]:
     # One pixel of zero padding for 'SAME', plus enough at the bottom/right to complete the last tile.
     xp = jnp.pad(x, ((0, 0), (1, ty * TILE + 1 - h), (1, tx * TILE + 1 - w), (0, 0)))
     rows = [xp[:, i : i + TILE * (ty - 1) + 1 : TILE] for i in range(_SIDE)]  # each (N, ty, W+2, C)
-    by_row = jnp.stack([_combine(_BT[k], rows) for k in range(_SIDE)])  # (6, N, ty, W+2, C)
+    by_row = jnp.stack([_combine(BT[k], rows) for k in range(_SIDE)])  # (6, N, ty, W+2, C)
     # Materialise the row transform: otherwise XLA recomputes it inside each column fusion
     # (measured 15-20% slower).
     by_row = jax.lax.optimization_barrier(by_row)
     cols = [by_row[:, :, :, j : j + TILE * (tx - 1) + 1 : TILE] for j in range(_SIDE)]  # each (6, N, ty, tx, C)
-    tiles = jnp.stack([_combine(_BT[l], cols) for l in range(_SIDE)], axis=1)  # (6, 6, N, ty, tx, C)
+    tiles = jnp.stack([_combine(BT[l], cols) for l in range(_SIDE)], axis=1)  # (6, 6, N, ty, tx, C)
     return tiles.reshape(_SIDE * _SIDE, n * ty * tx, c), (ty, tx)
 
 
@@ -122,9 +123,9 @@ def _output_transform(products: jax.Array, shape: tuple[int, int, int, int]) -> 
     n, h, w, _ = shape
     ty, tx = -(-h // TILE), -(-w // TILE)
     m = products.reshape(_SIDE, _SIDE, n, ty, tx, -1)
-    by_row = jnp.stack([_combine(_AT[p], list(m)) for p in range(TILE)])  # (4, 6, N, ty, tx, O)
+    by_row = jnp.stack([_combine(AT[p], list(m)) for p in range(TILE)])  # (4, 6, N, ty, tx, O)
     cols = [by_row[:, l] for l in range(_SIDE)]
-    y = jnp.stack([_combine(_AT[q], cols) for q in range(TILE)])  # (4q, 4p, N, ty, tx, O)
+    y = jnp.stack([_combine(AT[q], cols) for q in range(TILE)])  # (4q, 4p, N, ty, tx, O)
     y = y.transpose(2, 3, 1, 4, 0, 5).reshape(n, ty * TILE, tx * TILE, -1)
     return y[:, :h, :w]
 
