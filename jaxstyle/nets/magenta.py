@@ -396,17 +396,6 @@ def upsample_conv(x, kernel):
 # y_i = sum_k d_{i+k} g_k; 36 multiplications per 4x4 output tile and channel pair instead of 144.
 
 
-def _combine(coefficients, arrays):
-    """sum_i c_i * a_i, skipping zeros and multiplications by +-1 (unrolled at trace time)."""
-    total = None
-    for c, a in zip(coefficients, arrays, strict=True):
-        if c == 0:
-            continue
-        term = a if c == 1 else -a if c == -1 else a * float(c)
-        total = term if total is None else total + term
-    return total
-
-
 def conv3x3_winograd(x, kernel):
     """VALID stride-1 3x3 correlation of (N, H+2, W+2, I) with (3, 3, I, O) by Winograd F(4x4, 3x3).
 
@@ -418,15 +407,15 @@ def conv3x3_winograd(x, kernel):
     ty, tx = _ceil_div(h, 4), _ceil_div(w, 4)
     x = jnp.pad(x.astype(jnp.float32), ((0, 0), (0, 4 * ty + 2 - hp), (0, 4 * tx + 2 - wp), (0, 0)))
     rows = [x[:, i : i + 4 * (ty - 1) + 1 : 4] for i in range(6)]  # each (N, ty, W', I)
-    by_row = lax.optimization_barrier(jnp.stack([_combine(winograd.BT[k], rows) for k in range(6)]))
+    by_row = lax.optimization_barrier(jnp.stack([winograd.combine(winograd.BT[k], rows) for k in range(6)]))
     cols = [by_row[:, :, :, j : j + 4 * (tx - 1) + 1 : 4] for j in range(6)]  # each (6, N, ty, tx, I)
-    tiles = jnp.stack([_combine(winograd.BT[k], cols) for k in range(6)], axis=1)  # (6, 6, N, ty, tx, I)
+    tiles = jnp.stack([winograd.combine(winograd.BT[k], cols) for k in range(6)], axis=1)  # (6, 6, N, ty, tx, I)
     g = jnp.asarray(winograd.G, jnp.float32)
     u = jnp.einsum("ak,bl,klio->abio", g, g, kernel.astype(jnp.float32)).reshape(36, *kernel.shape[2:])
     products = jnp.einsum("ktc,kco->kto", tiles.reshape(36, n * ty * tx, -1), u).reshape(6, 6, n, ty, tx, -1)
-    by_row = jnp.stack([_combine(winograd.AT[p], list(products)) for p in range(4)])  # (4, 6, N, ty, tx, O)
+    by_row = jnp.stack([winograd.combine(winograd.AT[p], list(products)) for p in range(4)])  # (4, 6, N, ty, tx, O)
     cols = [by_row[:, k] for k in range(6)]
-    y = jnp.stack([_combine(winograd.AT[q], cols) for q in range(4)])  # (4q, 4p, N, ty, tx, O)
+    y = jnp.stack([winograd.combine(winograd.AT[q], cols) for q in range(4)])  # (4q, 4p, N, ty, tx, O)
     y = y.transpose(2, 3, 1, 4, 0, 5).reshape(n, 4 * ty, 4 * tx, -1)
     return y[:, :h, :w]
 
