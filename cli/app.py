@@ -20,6 +20,7 @@ from .bench_cmd import bench_command
 from .color_cmd import color_command
 from .common import EXIT_INTERNAL, EXIT_INTERRUPTED, VERBOSITY, configure_logging, stderr
 from .stylize_cmd import builtin_styles_command, demo_command, stylize_command
+from .video_cmd import video_command
 from .weights_cmd import app as weights_app
 
 app = typer.Typer(
@@ -34,6 +35,7 @@ app = typer.Typer(
 app.command("stylize", no_args_is_help=True)(stylize_command)
 app.command("color", no_args_is_help=True)(color_command)
 app.command("batch", no_args_is_help=True)(batch_command)
+app.command("video", no_args_is_help=True)(video_command)
 app.command("demo")(demo_command)
 app.command("builtin-styles", no_args_is_help=True)(builtin_styles_command)
 app.command("bench")(bench_command)

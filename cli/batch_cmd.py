@@ -12,7 +12,16 @@ from jaxstyle.config import JPEG_QUALITY, BatchConfig, build_config
 from jaxstyle.errors import UsageError
 
 from . import options as opt
-from .common import EXIT_INTERRUPTED, VERBOSITY, float_list, require_styles, say, stderr, user_errors
+from .common import (
+    EXIT_INTERRUPTED,
+    VERBOSITY,
+    float_list,
+    format_seconds,
+    require_styles,
+    say,
+    stderr,
+    user_errors,
+)
 from .stylize_cmd import load_weights_option
 
 #: Exit code when the run finished but some images failed (all others are done; see the manifest).
@@ -45,13 +54,6 @@ OUTPUT/manifest*.jsonl); 2 bad options; 3 missing input; 6 output problem;
 """
 
 
-def _format_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "-:--:--"
-    seconds = round(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
 def _bar():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -72,7 +74,7 @@ class _Display:
 
     def __init__(self, bar) -> None:
         self.bar = bar
-        self.task = bar.add_task("batch", total=None, rate="- img/s", eta=_format_seconds(None), status="planning")
+        self.task = bar.add_task("batch", total=None, rate="- img/s", eta=format_seconds(None), status="planning")
         self.base = 0  # images finished before this run
         self.finished = 0  # done + failed in this run
         self.done = 0
@@ -110,7 +112,7 @@ class _Display:
                 self.task,
                 completed=self.base + self.finished,
                 rate=f"{event.images_per_second:.3g} img/s",
-                eta=_format_seconds(event.eta),
+                eta=format_seconds(event.eta),
                 status=f"{event.input}{failed}"[-60:],
             )
 

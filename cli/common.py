@@ -97,6 +97,14 @@ def finite(value: float | None, name: str, *, minimum: float = 0.0, strict: bool
     return value
 
 
+def format_seconds(seconds: float | None) -> str:
+    """H:MM:SS, or -:--:-- when unknown."""
+    if seconds is None:
+        return "-:--:--"
+    seconds = round(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
 def float_list(text: str | None, name: str) -> tuple[float, ...] | None:
     """Parse '0.7,0.3' or '0.7 0.3' into finite non-negative floats."""
     if text is None:

@@ -87,6 +87,16 @@ def tv_loss(image: jax.Array, kind: TVKind = "l2") -> jax.Array:
     return jnp.sum(jnp.square(dy)) + jnp.sum(jnp.square(dx))
 
 
+def temporal_loss(image: jax.Array, previous: jax.Array, mask: jax.Array) -> jax.Array:
+    """Ruder et al. 2016's short-term temporal loss: ``mean(mask * (image - previous)^2)``.
+
+    ``image`` and ``previous`` (the previous frame's result warped onto this one) are (H, W, 3)
+    in [0, 1]; ``mask`` (H, W, 1) is 1 where the warp can be trusted and 0 at occlusions. The
+    mean runs over all H x W x 3 values, as the paper's 1/D.
+    """
+    return jnp.mean(mask * jnp.square(image - previous))
+
+
 def sorted_projections(features: jax.Array, directions: jax.Array, length: int) -> jax.Array:
     """Sorted 1-D projections of (H, W, C) features on (C, K) directions, resampled to ``length`` quantiles.
 

@@ -55,6 +55,7 @@ class LossSpec:
     tv_weight: float
     tv_kind: str
     pooling: str
+    temporal_weight: float = 0.0  # used where the targets hold a "temporal" reference (video)
     mean_bgr: tuple[float, float, float] = KERAS_MEAN_BGR
     precision: str = "float32"
 
@@ -76,6 +77,7 @@ class LossSpec:
             tv_weight=float(config.tv_weight),
             tv_kind=config.tv_kind,
             pooling=config.pooling,
+            temporal_weight=float(config.resolved_temporal_weight),
             mean_bgr=tuple(float(v) for v in mean_bgr),
             precision=config.precision,
         )
@@ -180,7 +182,8 @@ def blend_style_targets(per_style: list[dict[str, jax.Array]], blend: tuple[floa
 
 
 def loss_terms(params, image: jax.Array, targets: Mapping[str, Any], spec: LossSpec) -> dict[str, jax.Array]:
-    """Weighted loss terms ``{"content", "style", "tv"}`` of one (H, W, 3) image."""
+    """Weighted loss terms ``{"content", "style", "tv"}`` of one (H, W, 3) image, and
+    ``"temporal"`` where ``targets`` has a previous frame (``{"image": (H, W, 3), "mask": (H, W, 1)}``)."""
     features = _features(params, image, (*spec.content_layers, *spec.style_layers), spec)
     content = sum(
         (losses.content_loss(features[name], targets["content"][name]) for name in spec.content_layers),
@@ -194,11 +197,15 @@ def loss_terms(params, image: jax.Array, targets: Mapping[str, Any], spec: LossS
         else:
             term = losses.sliced_wasserstein_loss(features[name], _directions(target.shape[-1], index), target)
         style = style + weight * term
-    return {
+    terms = {
         "content": spec.content_weight * content,
         "style": spec.style_weight * style,
         "tv": spec.tv_weight * losses.tv_loss(image, spec.tv_kind),
     }
+    if "temporal" in targets:
+        previous = targets["temporal"]
+        terms["temporal"] = spec.temporal_weight * losses.temporal_loss(image, previous["image"], previous["mask"])
+    return terms
 
 
 def total_loss(params, image, targets, spec: LossSpec):

@@ -141,6 +141,14 @@ def initial_image(content: np.ndarray, config: StyleConfig, init_image: np.ndarr
     return resize_to(as_rgb(init_image, "init image"), *content.shape[:2])
 
 
+def stylized_colours(image: np.ndarray, config: StyleConfig) -> np.ndarray:
+    """A finished result in the colours the method optimises (`content_at`'s second image):
+    its luminance in luminance mode, itself otherwise. The inverse of `finish` but for KNN."""
+    if config.preserve_color == "luminance":
+        return color.luminance_image(image)
+    return image
+
+
 def finish(result: np.ndarray, content: np.ndarray, config: StyleConfig) -> np.ndarray:
     """The colour post-processing of a stylized ``result`` of the resized ``content``."""
     if config.preserve_color == "luminance":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -117,6 +118,7 @@ def build_files(folder: Path) -> dict[str, Path]:
     )
     with open(default_weights_path(), "rb") as embedded:
         put("truncated.safetensors", embedded.read(65536))
+    _put_videos(put)
     (folder / "folder").mkdir()
     files["folder"] = folder / "folder"
     (folder / "folder.png").mkdir()
@@ -125,6 +127,36 @@ def build_files(folder: Path) -> dict[str, Path]:
     files["out"] = folder / "out.png"
     files["tmp"] = folder
     return files
+
+
+def _put_videos(put) -> None:
+    """A good 4-frame clip and the bad videos of the `video` cases."""
+    import av
+
+    frames = [_noise_image(64, 48, 20 + i) for i in range(4)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="PNG", save_all=True, append_images=frames[1:], duration=50)
+    put("clip.png", buffer.getvalue())
+    put("text.mp4", b"This is a shopping list, not a video.\n" * 8)
+    with tempfile.TemporaryDirectory() as scratch:  # the MP4 muxer wants a real file
+        zero, clip = Path(scratch, "zero.mp4"), Path(scratch, "clip.mp4")
+        with av.open(str(zero), "w") as out:  # a header, a video stream, no frame
+            stream = out.add_stream("libx264", rate=24)
+            stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+            out.start_encoding()
+        with av.open(str(clip), "w", options={"movflags": "faststart"}) as out:
+            stream = out.add_stream("libx264", rate=24)
+            stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+            for frame in frames:
+                out.mux(stream.encode(av.VideoFrame.from_image(frame)))
+            out.mux(stream.encode(None))
+        put("zero.mp4", zero.read_bytes())
+        put("unknown_codec.mp4", clip.read_bytes().replace(b"avc1", b"zzzz"))  # a codec FFmpeg does not know
+    gif = io.BytesIO()
+    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:2], duration=50)
+    huge = bytearray(gif.getvalue())
+    huge[6:10] = struct.pack("<HH", 65535, 65535)  # the logical screen: 4.3 gigapixels a frame
+    put("huge.gif", bytes(huge))
 
 
 @dataclass(frozen=True)
@@ -147,6 +179,10 @@ def _stylize(
     *extra: str, content: str = "{content_png}", styles: tuple[str, ...] = ("{style_png}",), out: str = "{out}"
 ):
     return ("stylize", content, *styles, "-o", out, *extra)
+
+
+def _video(*extra: str, clip: str = "{clip_png}", out: str = "{tmp}/video.mp4"):
+    return ("video", clip, "{style_png}", "-o", out, *extra)
 
 
 FAST = ("--max-size", "32", "--iterations", "2")  # for cases that would otherwise start optimising
@@ -382,6 +418,21 @@ CASES: list[Case] = [
         WEIGHTS,
         ("garbage.png",),
     ),
+    # --- video --------------------------------------------------------------------------------
+    Case("video-missing", _video(clip="{missing}"), NOT_FOUND, ("no_such_photo.png", "does not exist")),
+    Case("video-not-a-video", _video(clip="{text_mp4}"), IMAGE, ("text.mp4", "not a video")),
+    Case("video-zero-frames", _video(clip="{zero_mp4}"), IMAGE, ("zero.mp4", "no frames")),
+    Case("video-still-image", _video(clip="{content_png}"), IMAGE, ("content.png", "still image")),
+    Case("video-unsupported-codec", _video(clip="{unknown_codec_mp4}"), IMAGE, ("unknown_codec.mp4", "codec")),
+    Case("video-beyond-memory", _video(clip="{huge_gif}"), IMAGE, ("huge.gif", "too large")),
+    Case("video-output-is-input", _video("--overwrite", out="{clip_png}"), OUTPUT, ("clip.png", "input")),
+    Case("video-output-is-style", _video(out="{style_png}"), OUTPUT, ("style.png", "input")),
+    Case("video-output-exists", _video(out="{existing_png}"), OUTPUT, ("existing.png", "--overwrite")),
+    Case("video-output-avi", _video(out="{tmp}/v.avi"), USAGE, ("v.avi", ".avi", ".mp4")),
+    Case("video-temporal-weight-2", _video("--temporal-weight", "2"), USAGE, ("temporal weight", "2")),
+    Case("video-temporal-weight-nan", _video("--temporal-weight", "nan"), USAGE, ("temporal weight", "nan")),
+    Case("video-batch-size-0", _video("--batch-size", "0"), USAGE, ("--batch-size", "0")),
+    Case("video-method-magic", _video("--method", "magic"), USAGE, ("method", "magic")),
     # --- demo ---------------------------------------------------------------------------------
     Case("demo-max-size-0", ("demo", "-o", "{out}", "--max-size", "0"), USAGE, ("max size", "0")),
     Case("demo-output-exists", ("demo", "-o", "{existing_png}"), OUTPUT, ("existing.png", "--overwrite")),
@@ -399,6 +450,7 @@ SUBPROCESS_CASES = (
     "unknown-option",
     "missing-output-option",
     "weights-garbage",
+    "video-unsupported-codec",
 )
 
 

@@ -296,3 +296,18 @@ def test_tf_tutorial_preset_reproduces_the_tutorial_style_loss():
         tf_total += np.mean((gram_tf(f) - gram_tf(s)) ** 2)
     tf_total *= 1e-2 / len(channels)
     assert preset["style_weight"] * ours == pytest.approx(tf_total, rel=1e-4)
+
+
+def test_temporal_loss_hand_computed_and_against_numpy():
+    image = jnp.zeros((1, 2, 3)).at[0, 1].set(1.0)
+    previous = jnp.zeros((1, 2, 3))
+    mask = jnp.array([[[1.0], [0.5]]])
+    # Ruder et al.'s 1/D sum of c (x - w)^2 over D = 1 * 2 * 3 values: 0.5 * 3 / 6.
+    assert float(losses.temporal_loss(image, previous, mask)) == pytest.approx(0.25)
+    rng = np.random.default_rng(5)
+    x, w = rng.random((5, 7, 3)), rng.random((5, 7, 3))
+    c = (rng.random((5, 7, 1)) > 0.3).astype(float)
+    expected = np.sum(c * (x - w) ** 2) / x.size
+    got = losses.temporal_loss(jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32), jnp.asarray(c, jnp.float32))
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+    assert float(losses.temporal_loss(jnp.asarray(x), jnp.asarray(x) + 0.3, jnp.zeros((5, 7, 1)))) == 0.0

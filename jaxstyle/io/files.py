@@ -17,7 +17,7 @@ import contextlib
 import hashlib
 import os
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -77,18 +77,16 @@ def check_output_path(path: PathLike, *, overwrite: bool, inputs: Sequence[PathL
     return target
 
 
-def atomic_write(
-    path: PathLike,
-    write: Callable[[BinaryIO], None],
-    *,
-    overwrite: bool = False,
-    inputs: Sequence[PathLike] = (),
-    mode: int | None = None,
-) -> Path:
-    """Write a file through ``write(stream)`` atomically; returns the resolved path written.
+@contextlib.contextmanager
+def atomic_path(
+    path: PathLike, *, overwrite: bool = False, inputs: Sequence[PathLike] = (), mode: int | None = None
+) -> Iterator[Path]:
+    """A temporary path to write ``path`` through, published atomically when the block ends.
 
-    The permissions follow the user's umask, like any file they create, unless ``mode`` fixes
-    them (weights files: 0o644 whatever the umask, so a shared model folder stays readable).
+    For writers that want a file name rather than a stream (a video muxer). The block writes the
+    temporary file; on a normal exit it is fsync-ed and moved into place, on any exception it is
+    removed. The permissions follow the user's umask, like any file they create, unless ``mode``
+    fixes them (weights files: 0o644 whatever the umask, so a shared model folder stays readable).
 
     Raises:
         OutputError: see `check_output_path`, or the write failed (disk full, ...); nothing is
@@ -98,12 +96,12 @@ def atomic_write(
     target = check_output_path(path, overwrite=overwrite, inputs=inputs)
     try:
         fd, temporary = _create_temporary(target)
+        os.close(fd)
     except OSError as error:
         raise OutputError(f"cannot write '{shown}': {os_reason(error)}") from None
     try:
-        with os.fdopen(fd, "wb") as stream:
-            write(stream)
-            stream.flush()
+        yield temporary
+        with open(temporary, "rb+") as stream:
             if mode is not None:
                 os.fchmod(stream.fileno(), mode)
             os.fsync(stream.fileno())  # data on disk before the rename makes it visible
@@ -114,7 +112,21 @@ def atomic_write(
     except BaseException:
         _remove_quietly(temporary)
         raise
-    return target
+
+
+def atomic_write(
+    path: PathLike,
+    write: Callable[[BinaryIO], None],
+    *,
+    overwrite: bool = False,
+    inputs: Sequence[PathLike] = (),
+    mode: int | None = None,
+) -> Path:
+    """Write a file through ``write(stream)`` atomically (`atomic_path`); returns the resolved
+    path written."""
+    with atomic_path(path, overwrite=overwrite, inputs=inputs, mode=mode) as temporary, open(temporary, "wb") as stream:
+        write(stream)
+    return Path(path).resolve()
 
 
 def atomic_write_bytes(

@@ -56,11 +56,27 @@ class BucketProgress:
         return f"it {self.iteration}/{self.iterations}"
 
 
+@dataclass(frozen=True)
+class Previous:
+    """The previous frame's result warped onto the current frame of a video (`jaxstyle.video`)."""
+
+    image: np.ndarray  # (h, w, 3) in the output's colours, at the current frame's output size
+    mask: np.ndarray  # (h, w) float32: 1 where the warp can be trusted, 0 at occlusions and edges
+
+
+#: ``warp(i, result)``: the result of the frame before frame ``i`` of a `Runner.stylize_frames`
+#: call, warped onto frame ``i``.
+Warp = Callable[[int, "np.ndarray"], Previous]
+
+
 class Runner(Protocol):
     """A method set up for one config and one style set."""
 
     config: StyleConfig
     weights_id: str  # a short hash of the weights, recorded with results (batch manifests)
+    # How many video frames `stylize_frames` takes at once: 1 when each frame needs the previous
+    # frame's result before it starts; None when the frames can be stylized together first.
+    frame_batch: int | None
 
     def stylize(
         self, content: np.ndarray, *, init_image: np.ndarray | None = None, callback: Callable | None = None
@@ -76,6 +92,15 @@ class Runner(Protocol):
     ) -> list[np.ndarray]:
         """Images of one bucket ``shape`` (H, W), as one compiled batch of ``size`` (padded with
         copies); results at each image's own size, colours finished."""
+        ...
+
+    def stylize_frames(
+        self, frames: Sequence[BatchImage], last: np.ndarray | None, warp: Warp, callback: Callable | None = None
+    ) -> list[np.ndarray]:
+        """Consecutive frames of a video, each prepared like a batch image and all one size, made
+        temporally consistent with the frame before: ``last`` is the result of the frame before
+        ``frames[0]`` (None at the start of the video), and ``warp`` carries each result onto the
+        next frame along the optical flow. Results as `stylize_bucket` gives them."""
         ...
 
 

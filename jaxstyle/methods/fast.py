@@ -24,7 +24,7 @@ import numpy as np
 
 from jaxstyle import problem
 from jaxstyle.config import BUILTIN_STYLES, StyleConfig, builtin_style_weights
-from jaxstyle.methods import BucketProgress
+from jaxstyle.methods import BucketProgress, Previous, Warp
 from jaxstyle.nets import magenta
 from jaxstyle.placement import Placement
 from jaxstyle.problem import BatchImage, StyleSet
@@ -48,8 +48,22 @@ def _style_vectors(predictor, images: jax.Array) -> jax.Array:
     return magenta.style_vector(predictor, images)
 
 
+def blend_previous(result: np.ndarray, previous: Previous, weight: float) -> np.ndarray:
+    """A frame's own stylization blended with the previous frame's result warped onto it:
+    ``weight`` of the warped result where the warp can be trusted, none at occlusions.
+
+    The network has no notion of time, and per frame it turns camera noise into flicker of the
+    same size (docs/video.md); this training-free blend is a recursive filter along the motion,
+    which Ruder et al.'s occlusion masks keep from smearing what comes into view.
+    """
+    share = (weight * previous.mask)[..., None]
+    return (result + share * (previous.image - result)).astype(np.float32)
+
+
 class FastRunner:
     """The arbitrary-style networks on the device and the blended style vector of the style set."""
+
+    frame_batch = None  # video frames are stylized as one bucket, then blended in order
 
     def __init__(self, config: StyleConfig, styles: StyleSet, *, weights=None, devices=None) -> None:
         self.config = config.validate()
@@ -141,6 +155,22 @@ class FastRunner:
         if callback is not None:
             callback(BucketProgress(shape, len(images), size, 1, 1, None))
         return problem.finish_batch(result, images, self.config)
+
+    def stylize_frames(
+        self,
+        frames: Sequence[BatchImage],
+        last: np.ndarray | None,
+        warp: Warp,
+        callback: Callable[[BucketProgress], None] | None = None,
+    ) -> list[np.ndarray]:
+        """The frames as one bucket, then each blended with its predecessor (`blend_previous`)."""
+        results = self.stylize_bucket(frames[0].size, frames, len(frames), callback)
+        weight = self.config.resolved_temporal_weight
+        for index, result in enumerate(results):
+            if last is not None and weight > 0:
+                results[index] = blend_previous(result, warp(index, last), weight)
+            last = results[index]
+        return results
 
 
 def fast_stylize(

@@ -19,7 +19,7 @@ from jaxstyle import problem
 from jaxstyle.config import StyleConfig
 from jaxstyle.errors import UsageError
 from jaxstyle.io.image import resize_to
-from jaxstyle.methods import BucketProgress
+from jaxstyle.methods import BucketProgress, Previous, Warp
 from jaxstyle.nets.vgg import prepare_params
 from jaxstyle.optimize import (
     LossSpec,
@@ -116,6 +116,8 @@ def _batch_content_targets(params, contents: jax.Array, spec: LossSpec) -> dict[
 class GatysRunner:
     """The VGG19 weights on the devices, the loss and optimiser settings, cached style targets."""
 
+    frame_batch = 1  # each video frame starts from the previous result
+
     def __init__(
         self,
         config: StyleConfig,
@@ -147,11 +149,18 @@ class GatysRunner:
         *,
         init_image: np.ndarray | None = None,
         callback: Callable[[Progress], None] | None = None,
+        previous: Previous | None = None,
     ) -> np.ndarray:
-        """Optimise ``content`` coarse to fine; (h, w, 3) float32 with the long side ``max_size``."""
+        """Optimise ``content`` coarse to fine; (h, w, 3) float32 with the long side ``max_size``.
+
+        With ``previous`` (a video frame after the first), one scale at the final size, started
+        from the previous result where it can be trusted and held near it by Ruder et al.'s
+        temporal loss (`jaxstyle.losses.temporal_loss`)."""
         config = self.config
         content = problem.as_rgb(content, "content image")
         sizes = problem.scale_sizes(content.shape[:2], config)
+        if previous is not None:
+            sizes = sizes[-1:]
         check_memory(sizes[-1], config)
         coarse = config.iterations if config.coarse_iterations is None else config.coarse_iterations
         per_scale = [coarse] * (len(sizes) - 1) + [config.iterations]
@@ -164,7 +173,12 @@ class GatysRunner:
                 "content": content_targets(self.params, jnp.asarray(stylized), self.spec),
                 "style": self.style_targets(problem.styles_for(self.styles, resized, shape, config), shape),
             }
-            if image is None:
+            if previous is not None:
+                reference = problem.stylized_colours(previous.image, config)
+                mask = previous.mask[..., None]
+                targets["temporal"] = {"image": jnp.asarray(reference), "mask": jnp.asarray(mask)}
+                start = mask * reference + (1.0 - mask) * problem.initial_image(stylized, config, init_image)
+            elif image is None:
                 start = problem.initial_image(stylized, config, init_image)
             else:
                 start = resize_to(image, *shape)
@@ -180,6 +194,25 @@ class GatysRunner:
             )
             image = np.asarray(result.image)
         return problem.finish(image, resized, config)
+
+    def stylize_frames(
+        self,
+        frames: Sequence[BatchImage],
+        last: np.ndarray | None,
+        warp: Warp,
+        callback: Callable[[Progress], None] | None = None,
+    ) -> list[np.ndarray]:
+        """Each frame optimised in turn, from and near its predecessor's warped result."""
+        if self.config.preserve_color == "knn":
+            # The KNN colours come after the optimisation and differ from the optimised image's,
+            # so the temporal loss would pull each frame towards colours it cannot reach.
+            raise UsageError("--preserve-color knn is not available for videos with --method gatys; use luminance")
+        results = []
+        for index, frame in enumerate(frames):
+            previous = warp(index, last) if last is not None and self.config.resolved_temporal_weight > 0 else None
+            last = self.stylize(frame.content, callback=callback, previous=previous)
+            results.append(last)
+        return results
 
     def _bucket_style(self, own: tuple[int, int], shape: tuple[int, int]) -> dict[str, jax.Array]:
         """Style targets shared by every image of bucket ``shape``, once per (style side, shape)."""

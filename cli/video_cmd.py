@@ -1,0 +1,204 @@
+"""`jaxstyle video`: stylize a video or an animated image, temporally consistent and resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Self
+
+import typer
+
+from jaxstyle.config import TEMPORAL_WEIGHTS, BatchConfig, build_config
+from jaxstyle.errors import UsageError
+
+from . import options as opt
+from .common import EXIT_INTERRUPTED, VERBOSITY, float_list, format_seconds, require_styles, say, stderr, user_errors
+from .stylize_cmd import load_weights_option
+
+VIDEO_METHOD = "fast"  # one pass per frame; the optimisation takes minutes per frame
+
+EXAMPLES = """
+
+Examples:
+
+\b
+  jaxstyle video clip.mp4 starry_night.jpg -o styled.mp4
+  jaxstyle video clip.mov wave.jpg -o styled.webm --max-size 720
+  jaxstyle video cat.gif --builtin-style 7 -o styled.gif
+  jaxstyle video clip.mp4 wave.jpg -o styled.mp4 --method gatys \\
+      --iterations 100 --max-size 256
+
+Inputs: MP4, MOV, WebM (and most other videos), animated GIF, WebP and
+PNG. Outputs: .mp4 .mov .webm .gif .webp .png (APNG). Size, frame count
+and timing are kept, and the audio where the output container can hold it.
+
+Finished frames are kept in OUTPUT.parts/ as they are made; after Ctrl-C
+or a crash, run the same command again to resume. The output is written
+only when every frame is done.
+"""
+
+
+def _bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("frames  {task.fields[rate]}  ETA {task.fields[eta]}"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=stderr.real(),
+        disable=VERBOSITY.quiet,
+    )
+
+
+class _Display:
+    """The library's reports as one bar: frames done/total, frames per second, ETA.
+
+    The bar appears with the first report, which comes after every check of the inputs, so a
+    refused run prints its one error line and nothing else."""
+
+    def __init__(self) -> None:
+        self.bar = self.task = None
+        self.done = 0
+        self.parts: Path | None = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+    def __call__(self, event) -> None:
+        from jaxstyle.video.driver import Encoding, FrameDone, VideoStarted
+
+        if isinstance(event, VideoStarted):
+            self.bar = _bar()
+            self.bar.start()
+            self.parts, (h, w) = event.parts, event.size
+            earlier = f", {event.already_done} done earlier" if event.already_done else ""
+            self.task = self.bar.add_task(
+                "video",
+                total=event.info.frames,
+                rate="- fps",
+                eta=format_seconds(None),
+                status=f"stylized at {w}x{h}{earlier}",
+            )
+        elif self.bar is None:
+            return
+        elif isinstance(event, FrameDone):
+            self.done = event.done
+            self.bar.update(
+                self.task,
+                completed=event.done,
+                rate=f"{event.fps:.3g} fps" if event.stylized else "- fps",
+                eta=format_seconds(event.eta),
+            )
+        elif isinstance(event, Encoding):
+            self.bar.update(
+                self.task, total=event.frames, completed=event.frames, status=f"encoding {event.output.name}"
+            )
+        elif hasattr(event, "status"):  # the method's own progress within a frame
+            self.bar.update(self.task, status=str(event.status)[:60])
+
+
+def video_command(
+    video: Annotated[Path, typer.Argument(help="A video or animated image.", show_default=False)],
+    styles: opt.Styles = None,
+    *,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output (.mp4 .mov .webm .gif .webp .png).")],
+    method: Annotated[
+        str | None, typer.Option(help=f"fast (one pass per frame) or gatys (optimised). [default: {VIDEO_METHOD}]")
+    ] = None,
+    temporal_weight: Annotated[
+        float | None,
+        typer.Option(
+            help="How closely each frame follows the previous one: fast, the previous result's share (0-1); "
+            f"gatys, the temporal loss weight; 0 = frame by frame. [default: {TEMPORAL_WEIGHTS['fast']} "
+            f"fast, {TEMPORAL_WEIGHTS['gatys']:g} gatys]"
+        ),
+    ] = None,
+    builtin_style: opt.BuiltinStyle = None,
+    preset_name: opt.Preset = None,
+    config_file: opt.ConfigFile = None,
+    set_: opt.Set = None,
+    max_size: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Long side at which frames are stylized (the output keeps the input's size). "
+            f"[default: {opt.D.max_size}]"
+        ),
+    ] = None,
+    style_strength: opt.StyleStrength = None,
+    style_weights: opt.StyleBlend = None,
+    iterations: Annotated[int | None, typer.Option(help="--method gatys: iterations per frame.")] = None,
+    preserve_color: opt.PreserveColor = None,
+    batch_size: Annotated[
+        int, typer.Option(help="--method fast: frames through the network at once.")
+    ] = BatchConfig.batch_size,
+    weights: opt.Weights = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="Replace an existing output; start over when kept frames have other settings."
+        ),
+    ] = False,
+) -> None:
+    """Stylize a video or animated image, frame by frame along the optical flow."""
+    with user_errors():
+        if batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+        config = build_config(
+            preset_name,
+            config_file=config_file,
+            sets=tuple(set_ or ()),
+            settings={
+                "method": method or VIDEO_METHOD,
+                "temporal_weight": temporal_weight,
+                "builtin_style": builtin_style,
+                "style_strength": style_strength,
+                "max_size": max_size,
+                "iterations": iterations,
+                "preserve_color": preserve_color,
+            },
+        )
+        styles = require_styles(styles, config)
+        blend = float_list(style_weights, "--style-weights")
+
+        from jaxstyle.video.driver import run_video
+
+        weights_ = load_weights_option(weights, config.method)
+        with _Display() as display:
+            try:
+                summary = run_video(
+                    video,
+                    styles,
+                    output,
+                    config,
+                    style_blend=blend,
+                    weights=weights_,
+                    batch=BatchConfig(batch_size=batch_size),
+                    overwrite=overwrite,
+                    callback=display,
+                )
+            except KeyboardInterrupt:
+                display.stop()
+                where = f" are kept in {display.parts}" if display.parts else ""
+                say(
+                    f"interrupted after {display.done} frame(s); the finished frames{where}. "
+                    "Run the same command again to resume."
+                )
+                raise typer.Exit(EXIT_INTERRUPTED) from None
+        rate = f" ({summary.stylized / summary.seconds:.3g} fps)" if summary.stylized and summary.seconds > 0 else ""
+        earlier = (
+            f", {summary.frames - summary.stylized} from an earlier run" if summary.frames > summary.stylized else ""
+        )
+        say(f"wrote {output}: {summary.frames} frames in {summary.seconds:.0f} s{rate}{earlier}")
+
+
+video_command.__doc__ += EXAMPLES

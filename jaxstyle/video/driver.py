@@ -1,0 +1,268 @@
+"""`run_video`: stream a video's frames through a method, keep each finished frame, encode at the end.
+
+Every finished frame is written at once, atomically, as ``NNNNNN.png`` into a parts folder
+beside the output (``OUTPUT.parts/``), with the settings that made it in ``settings.json``. A
+re-run with the same input and settings after Ctrl-C, a crash or kill -9 decodes the video again,
+skips the frames it finds there and carries on from the last one; the output itself is encoded
+only when every frame is in, into a temporary file that then takes its name, and the parts
+folder is removed. Frames stream: at any time the driver holds one batch of decoded frames,
+their results, and the frame before them.
+
+Temporal consistency: for each frame, the optical flow to and from the previous input frame
+(`jaxstyle.video.flow`) warps the previous result onto it, with Ruder et al.'s occlusion mask;
+the method decides what to do with it (`jaxstyle.methods.Runner.stylize_frames`). The previous
+result is taken as its 8-bit PNG, so that a resumed run continues exactly as an uninterrupted one.
+
+Silent: it reports through a callback (`VideoStarted`, `FrameDone`, the method's own progress).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from jaxstyle import methods, problem
+from jaxstyle.batch.manifest import params_hash
+from jaxstyle.config import BatchConfig, StyleConfig
+from jaxstyle.errors import ImageError, OutputError, UsageError
+from jaxstyle.io.files import atomic_write_text, check_output_path, file_sha256, temporaries_of
+from jaxstyle.io.image import load_image, resize_to, save_image
+from jaxstyle.io.video import Frame, VideoInfo, output_kind, probe, read_frames, write_frames
+from jaxstyle.methods import Previous
+from jaxstyle.video import flow
+
+SETTINGS_NAME = "settings.json"
+
+
+@dataclass(frozen=True)
+class VideoStarted:
+    """Sent once, after the checks and before the first frame."""
+
+    info: VideoInfo
+    size: tuple[int, int]  # (h, w) at which frames are stylized
+    parts: Path  # where finished frames are kept
+    already_done: int  # frames finished by an earlier run
+
+
+@dataclass(frozen=True)
+class FrameDone:
+    """One frame finished (stylized now, or found from an earlier run)."""
+
+    index: int
+    done: int  # frames finished so far, earlier runs' included
+    total: int | None  # frames in the video, where the container says
+    stylized: int  # frames stylized by this run
+    elapsed: float  # seconds since this run's first frame
+    fps: float  # frames stylized by this run per second
+    eta: float | None  # seconds left at that rate
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """Every frame is in; the output file is being encoded."""
+
+    frames: int
+    output: Path
+
+
+@dataclass(frozen=True)
+class VideoSummary:
+    output: Path
+    frames: int
+    stylized: int  # by this run (the rest came from the parts folder)
+    seconds: float
+
+
+def parts_folder(output: Path) -> Path:
+    """Where the finished frames of ``output`` are kept until it is written."""
+    return output.with_name(f"{output.name}.parts")
+
+
+def _settings_record(
+    config: StyleConfig, input_path: Path, style_paths: Sequence[Path], blend, weights_id: str
+) -> dict:
+    """Everything that changes a frame: the input, the styles, the settings and the weights."""
+    settings = dataclasses.asdict(config)
+    settings.pop("report_every", None)
+    record = {
+        "input": file_sha256(input_path),
+        "styles": [file_sha256(path) for path in style_paths],
+        "style_weights": list(blend) if blend is not None else None,
+        "weights": weights_id,
+        "config": settings,
+    }
+    return {"settings_hash": params_hash(record), **record}
+
+
+class _Parts:
+    """The parts folder: checked at the start, created only when the first frame is finished (so
+    that a run refused before any work leaves nothing behind)."""
+
+    def __init__(self, folder: Path, record: dict, *, overwrite: bool) -> None:
+        self.folder, self.record = folder, record
+        settings = folder / SETTINGS_NAME
+        if folder.exists() and not folder.is_dir():
+            raise OutputError(f"cannot keep frames in '{folder}': it exists and is not a folder")
+        self.done: set[int] = set()
+        if folder.is_dir():
+            try:
+                found = json.loads(settings.read_text(encoding="utf-8")).get("settings_hash")
+            except (OSError, ValueError, AttributeError):
+                found = None
+            if found == record["settings_hash"]:
+                for leftover in (p for name in folder.iterdir() for p in temporaries_of(name)):
+                    leftover.unlink(missing_ok=True)  # half-written frames of a killed run
+                self.done = {int(path.stem) for path in folder.glob("[0-9]" * 6 + ".png")}
+            elif not overwrite:
+                raise UsageError(
+                    f"'{folder}' holds frames of another input or other settings; run with the same ones to "
+                    "resume, or pass --overwrite to start over"
+                )
+            else:
+                shutil.rmtree(folder)
+
+    def path(self, index: int) -> Path:
+        return self.folder / f"{index:06d}.png"
+
+    def save(self, index: int, image: np.ndarray) -> None:
+        if not self.folder.is_dir():
+            try:
+                self.folder.mkdir(parents=True)
+            except OSError as error:
+                raise OutputError(f"cannot create '{self.folder}': {error.strerror or error}") from None
+            atomic_write_text(self.folder / SETTINGS_NAME, json.dumps(self.record, indent=1, sort_keys=True))
+        save_image(self.path(index), image, overwrite=True)
+
+
+def _quantised(image: np.ndarray) -> np.ndarray:
+    """``image`` as its 8-bit PNG holds it (see the module docstring)."""
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.float32) / 255.0
+
+
+def link_frames(current: np.ndarray, previous: np.ndarray, result: np.ndarray) -> Previous:
+    """The previous frame's ``result`` warped onto the ``current`` input frame (both inputs at the
+    result's size), with the mask of the pixels the warp can be trusted at."""
+    backward = flow.estimate_flow(current, previous)
+    forward = flow.estimate_flow(previous, current)
+    warped, _ = flow.warp(_quantised(result), backward)
+    return Previous(warped, flow.consistency_mask(backward, forward))
+
+
+def run_video(
+    input_path: str | Path,
+    style_paths: Sequence[str | Path],
+    output: str | Path,
+    config: StyleConfig,
+    *,
+    style_blend: Sequence[float] | None = None,
+    weights=None,
+    batch: BatchConfig | None = None,
+    overwrite: bool = False,
+    callback: Callable[[object], None] | None = None,
+) -> VideoSummary:
+    """Stylize every frame of a video or animated image into ``output`` (format by extension).
+
+    The output keeps the input's size, frame count and timing, and its audio where the output
+    container can hold it; frames are stylized at ``config.max_size`` on the long side.
+    ``batch.batch_size`` frames go through the network at once where the method allows.
+
+    Raises:
+        InputNotFoundError, ImageError: a missing, unreadable, broken or oversized input.
+        UsageError, OutputError: bad settings, an output that is an input or exists without
+            ``overwrite``, or a parts folder of other settings.
+        KeyboardInterrupt: passed on; every finished frame is kept in `parts_folder`.
+    """
+    emit = callback or (lambda event: None)
+    config = config.validate()
+    batch = (batch or BatchConfig()).validate()
+    input_path, output = Path(input_path), Path(output)
+    style_paths = [Path(path) for path in style_paths]
+    info = probe(input_path)
+    output_kind(output)
+    inputs = [input_path, *style_paths]
+    output = check_output_path(output, overwrite=overwrite, inputs=inputs)
+    if style_paths:
+        problem.check_style_blend(style_blend, len(style_paths))
+    style_set = problem.make_style_set([load_image(path).rgb for path in style_paths], style_blend, config)
+    size = problem.fit_long_side(info.size, config.max_size)
+    runner = methods.setup(config, style_set, weights=weights)
+    record = _settings_record(config, input_path, style_paths, style_blend, runner.weights_id)
+    parts = _Parts(parts_folder(output), record, overwrite=overwrite)
+    done = parts.done
+    emit(VideoStarted(info, size, parts.folder, len(done)))
+
+    chunk_size = runner.frame_batch or batch.batch_size
+    timing: list[tuple[float, float]] = []
+    pending: list[problem.BatchImage] = []
+    before: problem.BatchImage | None = None  # the frame before `pending`
+    last: np.ndarray | None = None  # its result
+    stylized, started = 0, time.perf_counter()
+
+    def flush() -> None:
+        nonlocal before, last, stylized
+        if not pending:
+            return
+        contents = [before.content if before is not None else None, *(image.content for image in pending)]
+
+        def warp(index: int, result: np.ndarray) -> Previous:
+            return link_frames(contents[index + 1], contents[index], result)
+
+        results = runner.stylize_frames(pending, last if before is not None else None, warp, emit)
+        for image, result in zip(pending, results):
+            parts.save(image.key, result)
+            stylized += 1
+            report(image.key)
+        before, last = pending[-1], _quantised(results[-1])
+        pending.clear()
+
+    def report(index: int) -> None:
+        elapsed = time.perf_counter() - started
+        fps = stylized / elapsed if elapsed > 0 and stylized else 0.0
+        finished = index + 1
+        left = info.frames - finished if info.frames else None
+        eta = left / fps if left is not None and fps > 0 else None
+        emit(FrameDone(index, finished, info.frames, stylized, elapsed, fps, eta))
+
+    for frame in read_frames(info):
+        timing.append((frame.time, frame.duration))
+        image = problem.prepare_batch_image(frame.index, frame.rgb, style_set, config)
+        if frame.index in done:
+            flush()
+            before, last = image, None  # its result is loaded only if the next frame needs it
+            report(frame.index)
+            continue
+        if before is not None and last is None and before.key in done:
+            last = load_image(parts.path(before.key)).rgb
+        pending.append(image)
+        if len(pending) == chunk_size:
+            flush()
+    flush()
+
+    count = len(timing)
+    if count == 0:
+        raise ImageError(f"'{input_path}' has no frames")
+    if info.frames and count < info.frames:
+        raise ImageError(
+            f"'{input_path}' ends after {count} of its {info.frames} frames: the file is truncated or broken; "
+            f"the stylized frames are kept in '{parts.folder}', and no video is written"
+        )
+    emit(Encoding(count, output))
+    write_frames(output, _finished_frames(parts, timing, info.size), info, overwrite=overwrite, inputs=inputs)
+    shutil.rmtree(parts.folder, ignore_errors=True)
+    return VideoSummary(output, count, stylized, time.perf_counter() - started)
+
+
+def _finished_frames(parts: _Parts, timing: Sequence[tuple[float, float]], size: tuple[int, int]) -> Iterator[Frame]:
+    """The kept frames, back at the input's size, one at a time."""
+    for index, (start, duration) in enumerate(timing):
+        rgb = load_image(parts.path(index)).rgb
+        if rgb.shape[:2] != tuple(size):
+            rgb = resize_to(rgb, *size)
+        yield Frame(index, np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8), start, duration)
