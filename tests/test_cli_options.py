@@ -17,7 +17,7 @@ from PIL import Image
 from jaxstyle.config import CHOICE_FIELDS, StyleConfig, build_config, load_toml, parse_setting
 from jaxstyle.errors import InputNotFoundError, UsageError
 
-HEAVY = ("jax", "sklearn", "skimage")
+HEAVY = ("jax", "sklearn", "skimage", "cv2", "av")
 
 # Runs the CLI in a fresh interpreter and prints which heavy packages it imported.
 IMPORTS = textwrap.dedent(
@@ -25,7 +25,7 @@ IMPORTS = textwrap.dedent(
     import sys
     from jaxstyle.cli.app import main
     code = main(sys.argv[1:])
-    heavy = sorted({name.partition(".")[0] for name in sys.modules} & {"jax", "sklearn", "skimage"})
+    heavy = sorted({name.partition(".")[0] for name in sys.modules} & {"jax", "sklearn", "skimage", "cv2", "av"})
     print("HEAVY=" + ",".join(heavy))
     sys.exit(code)
     """
@@ -42,10 +42,18 @@ def imported(*args: str) -> tuple[int, set[str], str]:
 
 @pytest.mark.parametrize(
     "args",
-    [("--version",), ("--help",), ("stylize", "--help"), ("batch", "--help"), ("bench", "--help"), ("color", "--help")],
+    [
+        ("--version",),
+        ("--help",),
+        ("stylize", "--help"),
+        ("batch", "--help"),
+        ("bench", "--help"),
+        ("color", "--help"),
+        ("video", "--help"),
+    ],
     ids=lambda args: " ".join(args),
 )
-def test_help_and_version_import_no_jax_sklearn_or_skimage(args):
+def test_help_and_version_import_no_heavy_library(args):
     code, heavy, err = imported(*args)
     assert code == 0, err
     assert heavy == set()

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from video_files import moving_frames, write_animation, write_video
+from video_files import moving_frames, noise_frames, write_animation, write_video
 
 from jaxstyle import problem
 from jaxstyle.config import StyleConfig
@@ -132,14 +132,16 @@ def test_kept_frames_of_other_settings_are_not_mixed_in(clip, style, tmp_path):
 
 
 def test_a_broken_video_keeps_the_frames_done_and_writes_nothing(style, tmp_path):
-    data = write_video(tmp_path / "good.mp4", moving_frames(12), faststart=True).read_bytes()
+    data = write_video(tmp_path / "good.mp4", noise_frames(12), faststart=True).read_bytes()
     cut = tmp_path / "cut.mp4"
-    cut.write_bytes(data[: len(data) * 8 // 10])
+    cut.write_bytes(data[: len(data) * 6 // 10])
     out = tmp_path / "out.mp4"
-    with pytest.raises(ImageError, match="broken|truncated"):
+    with pytest.raises(ImageError, match=r"ends after \d+ of its 12 frames.*kept in .*out.mp4.parts.*no video"):
         run_video(cut, [style], out, FAST)
     assert not out.exists()
-    assert cut.read_bytes() == data[: len(data) * 8 // 10]
+    kept = sorted(p.name for p in parts_folder(out).glob("0*.png"))
+    assert 0 < len(kept) < 12 and kept[0] == "000000.png"
+    assert cut.read_bytes() == data[: len(data) * 6 // 10]
 
 
 def test_refusals_happen_before_any_work(clip, style, tmp_path):
@@ -229,15 +231,15 @@ def test_cli_video_writes_the_output(clip, style, tmp_path, capsys):
 
 
 def test_cli_broken_video_says_one_line_and_keeps_the_frames(style, tmp_path, capsys):
-    data = write_video(tmp_path / "good.mp4", moving_frames(12), faststart=True).read_bytes()
+    data = write_video(tmp_path / "good.mp4", noise_frames(12), faststart=True).read_bytes()
     cut = tmp_path / "cut.mp4"
-    cut.write_bytes(data[: len(data) * 8 // 10])
+    cut.write_bytes(data[: len(data) * 6 // 10])
     out = tmp_path / "out.mp4"
     code, stdout, stderr = _main(["--quiet", "video", str(cut), str(style), "-o", str(out), "--max-size", "64"], capsys)
     assert code == ImageError.exit_code and stdout == ""
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "cut.mp4" in lines[0], stderr
-    assert not out.exists()
+    assert "kept in" in lines[0] and not out.exists() and list(parts_folder(out).glob("0*.png"))
 
 
 def test_cli_ctrl_c_says_where_the_frames_are(clip, style, tmp_path, capsys, monkeypatch):

@@ -21,6 +21,11 @@ def moving_frames(count: int, size: tuple[int, int] = (48, 64), seed: int = 0) -
     return [np.ascontiguousarray(picture[:h, 2 * (count - t) : 2 * (count - t) + w]) for t in range(count)]
 
 
+def noise_frames(count: int, size: tuple[int, int] = (48, 64)) -> list[np.ndarray]:
+    """Random frames: large packets, so that a cut file breaks between frames, not in the first."""
+    return [np.random.default_rng(i).integers(0, 256, (*size, 3), dtype=np.uint8) for i in range(count)]
+
+
 def write_video(
     path: Path,
     frames: list[np.ndarray],

@@ -220,22 +220,41 @@ def _video_frames(info: VideoInfo) -> Iterator[Frame]:
     import av
 
     step = 1.0 / float(info.rate)
-    index = 0
     with _open_container(info.path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        decoded = _decoded_frames(container, stream)
         previous: Frame | None = None
+        index = 0
         try:
-            for decoded in container.decode(stream):
-                time = float(decoded.time) if decoded.time is not None else index * step
-                frame = Frame(index, decoded.to_ndarray(format="rgb24"), time, step)
+            for picture in decoded:
+                time = float(picture.time) if picture.time is not None else index * step
+                frame = Frame(index, picture.to_ndarray(format="rgb24"), time, step)
                 if previous is not None:
                     yield Frame(previous.index, previous.rgb, previous.time, max(time - previous.time, 0.0) or step)
                 previous, index = frame, index + 1
         except av.error.FFmpegError as error:
+            if previous is not None:
+                yield previous
             raise ImageError(f"'{info.path}' is broken after frame {index} ({_reason(error)})") from None
         if previous is not None:
             yield previous
+
+
+def _decoded_frames(container, stream):
+    """The stream's frames; when the demuxer hits broken data, the frames the decoder still holds
+    (it keeps several back for reordering) come out before the error."""
+    import av
+
+    try:
+        for packet in container.demux(stream):
+            yield from packet.decode()  # the last, empty packet flushes the decoder
+    except av.error.FFmpegError:
+        try:
+            yield from stream.codec_context.decode(None)
+        except av.error.FFmpegError:
+            pass
+        raise
 
 
 def write_frames(

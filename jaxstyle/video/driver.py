@@ -230,25 +230,32 @@ def run_video(
         eta = left / fps if left is not None and fps > 0 else None
         emit(FrameDone(index, finished, info.frames, stylized, elapsed, fps, eta))
 
-    for frame in read_frames(info):
-        timing.append((frame.time, frame.duration))
-        image = problem.prepare_batch_image(frame.index, frame.rgb, style_set, config)
-        if frame.index in done:
-            flush()
-            before, last = image, None  # its result is loaded only if the next frame needs it
-            report(frame.index)
-            continue
-        if before is not None and last is None and before.key in done:
-            last = load_image(parts.path(before.key)).rgb
-        pending.append(image)
-        if len(pending) == chunk_size:
-            flush()
+    try:
+        for frame in read_frames(info):
+            timing.append((frame.time, frame.duration))
+            image = problem.prepare_batch_image(frame.index, frame.rgb, style_set, config)
+            if frame.index in done:
+                flush()
+                before, last = image, None  # its result is loaded only if the next frame needs it
+                report(frame.index)
+                continue
+            if before is not None and last is None and before.key in done:
+                last = load_image(parts.path(before.key)).rgb
+            pending.append(image)
+            if len(pending) == chunk_size:
+                flush()
+    except ImageError as error:  # the stream broke: keep what it gave
+        flush()
+        kept = f"; the stylized frames are kept in '{parts.folder}'" if parts.folder.is_dir() else ""
+        raise ImageError(f"{error}{kept}, and no video is written") from None
     flush()
 
     count = len(timing)
     if count == 0:
         raise ImageError(f"'{input_path}' has no frames")
-    if info.frames and count < info.frames:
+    # An MP4's edit list can hide a frame or two that its header still counts; more missing
+    # frames than that mean the file ends early.
+    if info.frames and info.frames - count > max(2, info.frames // 100):
         raise ImageError(
             f"'{input_path}' ends after {count} of its {info.frames} frames: the file is truncated or broken; "
             f"the stylized frames are kept in '{parts.folder}', and no video is written"

@@ -4,11 +4,13 @@ Conventions: images are float32 (H, W, C) or (H, W) in [0, 1]; a flow is float32
 (dx, dy) in pixels, and ``flow(a, b)`` maps each pixel of ``a`` to where it is in ``b``:
 ``a[y, x] ~ b[y + dy, x + dx]``. So ``warp(b, flow(a, b))`` looks like ``a``.
 
-The flow is OpenCV's DIS (Kroeger et al. 2016), "medium" preset. Measured on noisy synthetic
-pans and zooms at 384x288 (docs/video.md): DIS 8-12 ms per flow with an end-point error of
-0.18-0.20 px; scikit-image's ILK the same error in 420 ms; its TV-L1 0.09-0.10 px in 740-830 ms;
-Farneback 20 ms but 0.5-0.8 px. Two flows per frame at DIS speed cost less than the fast
-network's pass, where TV-L1 would cost ten times it. Plain numpy and OpenCV: no JAX.
+The flow is OpenCV's DIS (Kroeger et al. 2016), "medium" preset, chosen by measurement
+(benchmarks/flow_choice.py, noisy pan and zoom at 384x288, docs/video.md): DIS medium 12-13 ms
+per flow with an end-point error of 0.06-0.09 px; scikit-image's TV-L1 0.08-0.09 px in 830-940 ms
+and ILK 0.09-0.10 px in 470 ms; Farneback 0.12-0.15 px in 21-28 ms; DIS fast 0.08-0.17 px in
+2.4 ms. Two flows per frame at DIS speed cost less than the fast network's pass; TV-L1 would
+cost ten times it. Bilinear warping visibly softened the fast method's strokes over a few frames
+of blending, so the warp is bicubic. Plain numpy and OpenCV: no JAX.
 """
 
 from __future__ import annotations
