@@ -14,9 +14,9 @@ from jaxstyle.errors import UsageError
 from . import options as opt
 from .common import (
     EXIT_INTERRUPTED,
-    VERBOSITY,
     float_list,
     format_seconds,
+    rate_bar,
     require_styles,
     say,
     stderr,
@@ -52,21 +52,6 @@ Exit codes: 0 all done; 8 some images failed (listed, and recorded in
 OUTPUT/manifest*.jsonl); 2 bad options; 3 missing input; 6 output problem;
 130 interrupted.
 """
-
-
-def _bar():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("images  {task.fields[rate]}  ETA {task.fields[eta]}"),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[status]}"),
-        console=stderr.real(),
-        disable=VERBOSITY.quiet,
-    )
 
 
 class _Display:
@@ -202,7 +187,7 @@ def batch_command(
         shard_ = parse_shard(shard) if shard is not None else (0, 1)
 
         weights_ = load_weights_option(weights, config.method)
-        with _bar() as bar:
+        with rate_bar("images") as bar:
             display = _Display(bar)
             try:
                 summary = run_batch(

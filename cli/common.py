@@ -152,3 +152,20 @@ def progress_bar(transient: bool = False):
         # Off a terminal (logs, CI) a bar would only leave its last frame behind.
         disable=VERBOSITY.quiet or not stderr.is_terminal,
     )
+
+
+def rate_bar(unit: str):
+    """rich's Progress for a run of many items (batch images, video frames): items done of the
+    total, the rate and the ETA (fields ``rate``, ``eta`` and ``status`` of each task)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(f"{unit}  {{task.fields[rate]}}  ETA {{task.fields[eta]}}"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=stderr.real(),
+        disable=VERBOSITY.quiet,
+    )

@@ -11,7 +11,7 @@ from jaxstyle.config import TEMPORAL_WEIGHTS, BatchConfig, build_config
 from jaxstyle.errors import UsageError
 
 from . import options as opt
-from .common import EXIT_INTERRUPTED, VERBOSITY, float_list, format_seconds, require_styles, say, stderr, user_errors
+from .common import EXIT_INTERRUPTED, float_list, format_seconds, rate_bar, require_styles, say, user_errors
 from .stylize_cmd import load_weights_option
 
 VIDEO_METHOD = "fast"  # one pass per frame; the optimisation takes minutes per frame
@@ -35,21 +35,6 @@ Finished frames are kept in OUTPUT.parts/ as they are made; after Ctrl-C
 or a crash, run the same command again to resume. The output is written
 only when every frame is done.
 """
-
-
-def _bar():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("frames  {task.fields[rate]}  ETA {task.fields[eta]}"),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[status]}"),
-        console=stderr.real(),
-        disable=VERBOSITY.quiet,
-    )
 
 
 class _Display:
@@ -78,7 +63,7 @@ class _Display:
         from jaxstyle.video.driver import Encoding, FrameDone, VideoStarted
 
         if isinstance(event, VideoStarted):
-            self.bar = _bar()
+            self.bar = rate_bar("frames")
             self.bar.start()
             self.parts, (h, w) = event.parts, event.size
             earlier = f", {event.already_done} done earlier" if event.already_done else ""
