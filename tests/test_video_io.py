@@ -166,3 +166,32 @@ def test_a_truncated_video_reads_as_broken(tmp_path, frames):
     assert info.frames == 8  # the header still promises all of them
     with pytest.raises(ImageError, match="broken after frame"):
         _decoded(tmp_path / "cut.mp4")
+
+
+@pytest.mark.parametrize("rotation,corner", [(-90, "top-right"), (90, "bottom-left"), (180, "bottom-right")])
+def test_a_rotated_phone_video_reads_upright(tmp_path, rotation, corner):
+    """The display matrix says how players turn the frame; FFmpeg's autorotate turns a rotation
+    of -90 (clockwise in display) with 'transpose=clock', and so on."""
+    import av
+
+    picture = np.zeros((48, 64, 3), np.uint8)
+    picture[:8, :16] = 255  # a mark in the top-left corner of the stored frame
+    path = tmp_path / "phone.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.set_display_rotation(rotation)
+        for _ in range(3):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
+        out.mux(stream.encode(None))
+    info = probe(path)
+    upright = (64, 48) if rotation != 180 else (48, 64)
+    assert info.size == upright
+    rgb = _decoded(path)[0].rgb
+    assert rgb.shape[:2] == upright
+    rows, cols = np.nonzero(rgb[..., 0] > 128)
+    h, w = upright
+    where = ("top" if rows.max() < h // 2 else "bottom") + "-" + ("left" if cols.max() < w // 2 else "right")
+    assert where == corner
+    out = write_frames(tmp_path / "out.mp4", _decoded(path), info)
+    assert probe(out).size == upright  # written upright, with no rotation left to apply

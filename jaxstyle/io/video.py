@@ -126,7 +126,7 @@ def probe(path: PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
     if path.stat().st_size == 0:
         raise ImageError(f"'{path}' is empty")
     fmt = _pillow_format(path)
-    info = _probe_animation(path, fmt) if fmt else _probe_video(path)
+    info = _probe_animation(path, fmt) if fmt else _probe_video(path, max_pixels)
     _check_size(path, info.size, max_pixels)
     return info
 
@@ -172,7 +172,7 @@ def _reason(error: BaseException) -> str:
     return " ".join(str(text).split())
 
 
-def _probe_video(path: Path) -> VideoInfo:
+def _probe_video(path: Path, max_pixels: int) -> VideoInfo:
     import av
 
     with _open_container(path) as container:
@@ -185,10 +185,30 @@ def _probe_video(path: Path) -> VideoInfo:
         except (av.error.FFmpegError, ValueError, TypeError):
             tag = getattr(stream.codec_context, "codec_tag", None) if stream.codec_context is not None else None
             raise ImageError(f"'{path}' uses a video codec that cannot be decoded here ({name or tag or 'unknown'})")
+        size = (stream.height, stream.width)
+        _check_size(path, size, max_pixels)  # before a frame of that size is decoded
+        if _quarter_turns(_first_rotation(container, stream)) % 2:
+            size = size[::-1]  # shown upright, a portrait phone video is taller than it is wide
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
         frames = stream.frames or None
-        return VideoInfo(path, "video", (stream.height, stream.width), frames, Fraction(rate), name, audio)
+        return VideoInfo(path, "video", size, frames, Fraction(rate), name, audio)
+
+
+def _first_rotation(container, stream) -> int:
+    """The display rotation of the first frame (0 when there is none or it cannot be decoded yet;
+    decoding proper reports a broken stream)."""
+    import av
+
+    try:
+        return next(iter(container.decode(stream))).rotation or 0
+    except (StopIteration, av.error.FFmpegError):
+        return 0
+
+
+def _quarter_turns(rotation: int) -> int:
+    """Counter-clockwise quarter turns that show a frame upright, from its display rotation."""
+    return round(rotation / 90) % 4
 
 
 def read_frames(info: VideoInfo) -> Iterator[Frame]:
@@ -229,7 +249,10 @@ def _video_frames(info: VideoInfo) -> Iterator[Frame]:
         try:
             for picture in decoded:
                 time = float(picture.time) if picture.time is not None else index * step
-                frame = Frame(index, picture.to_ndarray(format="rgb24"), time, step)
+                # Phones store portrait video sideways with a display rotation; players (and
+                # FFmpeg's own autorotate) turn it upright, and so does this.
+                rgb = np.rot90(picture.to_ndarray(format="rgb24"), _quarter_turns(picture.rotation or 0))
+                frame = Frame(index, np.ascontiguousarray(rgb), time, step)
                 if previous is not None:
                     yield Frame(previous.index, previous.rgb, previous.time, max(time - previous.time, 0.0) or step)
                 previous, index = frame, index + 1
