@@ -136,7 +136,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["fast", "gatys"])
     parser.add_argument("--clips", nargs="+", default=["pan", "zoom", "object"])
     parser.add_argument("--fast-weights", type=float, nargs="+", default=[0.6])
-    parser.add_argument("--gatys-weights", type=float, nargs="+", default=[100.0])
+    parser.add_argument("--gatys-weights", type=float, nargs="+", default=[1e8])
     parser.add_argument("--gatys-iterations", type=int, default=60)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/video_consistency.json"))
     parser.add_argument("--gallery", type=Path, default=Path("docs/gallery"))

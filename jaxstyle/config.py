@@ -80,9 +80,9 @@ class StyleConfig:
     precision: Precision = "float32"
 
     # Video only: how closely each frame follows the previous result, warped along the optical
-    # flow (`jaxstyle.video`). "fast": the warped result's share of the blend, 0 to 1 (0.6: the
-    # frame-to-frame error of a noisy pan fell from 0.0129 to 0.0052); "gatys": the weight of
-    # Ruder et al.'s temporal loss. None: the method's default (`resolved_temporal_weight`).
+    # flow (`jaxstyle.video`). "fast": the warped result's share of the blend, 0 to 1; "gatys":
+    # the weight of Ruder et al.'s temporal loss. 0: frame by frame. None: the method's default
+    # (`TEMPORAL_WEIGHTS`).
     temporal_weight: float | None = None
 
     init: Init = "content"
@@ -192,8 +192,12 @@ class StyleConfig:
         return self
 
 
-# The default `StyleConfig.temporal_weight` of each method (measured in docs/video.md).
-TEMPORAL_WEIGHTS: dict[str, float] = {"fast": 0.6, "gatys": 100.0}
+# The default `StyleConfig.temporal_weight` of each method, measured on noisy synthetic clips
+# (benchmarks/video_consistency.py, docs/video.md). fast 0.6: the warping error fell to 0.31-0.41x
+# of frame by frame's. gatys: the temporal loss is a mean over [0, 1] pixel values, the VGG terms
+# are in feature units, so up to 1e5 it changed nothing (0.48x, all from the warped start); 1e7
+# gave 0.30-0.38x, 1e8 0.13-0.19x with the style loss within 1 %.
+TEMPORAL_WEIGHTS: dict[str, float] = {"fast": 0.6, "gatys": 1e8}
 
 BUILTIN_STYLES = 26  # styles of the multistyle26 network
 
