@@ -111,7 +111,8 @@ def _check_size(path: Path, size: tuple[int, int], max_pixels: int) -> None:
 
 
 def probe(path: PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
-    """Read a video's or an animated image's header, without decoding its frames.
+    """Read a video's or an animated image's header (and a video's first frame, for its display
+    rotation), checking the frame size before any frame is decoded.
 
     Raises:
         InputNotFoundError: no such file, or a directory.
@@ -126,18 +127,16 @@ def probe(path: PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
     if path.stat().st_size == 0:
         raise ImageError(f"'{path}' is empty")
     fmt = _pillow_format(path)
-    info = _probe_animation(path, fmt) if fmt else _probe_video(path, max_pixels)
-    _check_size(path, info.size, max_pixels)
-    return info
+    return _probe_animation(path, fmt, max_pixels) if fmt else _probe_video(path, max_pixels)
 
 
-def _probe_animation(path: Path, fmt: str) -> VideoInfo:
+def _probe_animation(path: Path, fmt: str, max_pixels: int) -> VideoInfo:
     try:
         with Image.open(path, formats=[fmt]) as image:
             frames = getattr(image, "n_frames", 1)
             durations = []
             if frames > 1:
-                _check_size(path, (image.height, image.width), DEFAULT_MAX_PIXELS)
+                _check_size(path, (image.height, image.width), max_pixels)
                 for frame in ImageSequence.Iterator(image):
                     frame.load()  # WebP sets a frame's duration only once it is decoded
                     durations.append(frame.info.get("duration", 100) or 100)
@@ -319,31 +318,34 @@ def _write_video(path: Path, frames: Iterable[Frame], fmt: str, source: VideoInf
     import av
 
     codec, settings = _ENCODERS[fmt]
+    time_base = Fraction(1, 90_000)  # MPEG's clock: exact for every common frame rate
     with av.open(str(path), "w", format=fmt) as output:
-        time_base = Fraction(1, 90_000)  # MPEG's clock: exact for every common frame rate
-        stream = None
-        audio = _AudioCopy(output, source, fmt) if source.kind == "video" and source.audio else None
-        for frame in frames:
+        stream = audio = None
+        try:
+            for frame in frames:
+                if stream is None:  # the first frame gives the size; video first, then the audio
+                    h, w = frame.rgb.shape[:2]
+                    stream = output.add_stream(codec, rate=source.rate, options=dict(settings))
+                    stream.width, stream.height = w, h
+                    # 4:2:0 needs even sides; an odd-sized video keeps its size in 4:4:4 instead.
+                    stream.pix_fmt = "yuv420p" if h % 2 == 0 and w % 2 == 0 else "yuv444p"
+                    stream.time_base = stream.codec_context.time_base = time_base
+                    if source.kind == "video" and source.audio:
+                        audio = _AudioCopy(output, source, fmt)
+                picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame.rgb), format="rgb24")
+                picture.pts = round(frame.time / time_base)
+                picture.time_base = time_base
+                if audio is not None:
+                    audio.until(frame.time)
+                output.mux(stream.encode(picture))
             if stream is None:
-                h, w = frame.rgb.shape[:2]
-                stream = output.add_stream(codec, rate=source.rate, options=dict(settings))
-                stream.width, stream.height = w, h
-                # 4:2:0 needs even sides; an odd-sized video keeps its size in 4:4:4 instead.
-                stream.pix_fmt = "yuv420p" if h % 2 == 0 and w % 2 == 0 else "yuv444p"
-                stream.time_base = time_base
-                stream.codec_context.time_base = time_base
-            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame.rgb), format="rgb24")
-            picture.pts = round(frame.time / time_base)
-            picture.time_base = time_base
+                raise ValueError("no frames to write")
+            output.mux(stream.encode(None))
             if audio is not None:
-                audio.until(frame.time)
-            output.mux(stream.encode(picture))
-        if stream is None:
-            raise ValueError("no frames to write")
-        output.mux(stream.encode(None))
-        if audio is not None:
-            audio.until(None)
-            audio.close()
+                audio.until(None)
+        finally:
+            if audio is not None:
+                audio.close()
 
 
 class _AudioCopy:
