@@ -88,8 +88,8 @@ class _Display:
             self.bar.update(
                 self.task, total=event.frames, completed=event.frames, status=f"encoding {event.output.name}"
             )
-        elif hasattr(event, "status"):  # the method's own progress within a frame
-            self.bar.update(self.task, status=str(event.status)[:60])
+        elif getattr(event, "total", 0) > 1:  # an optimisation's progress within a frame
+            self.bar.update(self.task, status=f"{event.done}/{event.total}: {event.status}"[:60])
 
 
 def video_command(

@@ -177,6 +177,19 @@ def test_optimised_frames_follow_the_warped_previous_result():
 
 
 @pytest.mark.slow
+def test_optimised_video_links_every_frame_after_the_first(style, tmp_path):
+    clip = write_animation(tmp_path / "short.png", moving_frames(3), [100] * 3, "PNG")
+    events = []
+    config = StyleConfig(max_size=32, iterations=3, report_every=3)
+    summary = run_video(clip, [style], tmp_path / "out.gif", config, callback=events.append)
+    assert summary.frames == summary.stylized == 3
+    reports = [e for e in events if hasattr(e, "report")]
+    temporal = ["temporal" in e.report.losses for e in reports]
+    assert temporal == [False, True, True]  # one report per frame; the first has no predecessor
+    assert len(list(read_frames(probe(summary.output)))) == 3
+
+
+@pytest.mark.slow
 def test_kill_minus_nine_then_resume(clip, style, tmp_path):
     """The real CLI killed with SIGKILL mid-run; the same command then finishes from its frames."""
     long_clip = write_animation(tmp_path / "long.png", moving_frames(40), [40] * 40, "PNG")
