@@ -602,14 +602,15 @@ def _check_array(values: np.ndarray, channels: tuple[int, ...], what: str) -> No
         raise ValueError(f"{what} must be a float array in [0, 1], got dtype {values.dtype}")
 
 
-def _to_8bit(values: np.ndarray) -> np.ndarray:
+def to_8bit(values: np.ndarray) -> np.ndarray:
+    """[0, 1] values as the uint8 levels every writer stores (clipped, rounded half to even)."""
     return np.rint(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def _to_pil(rgb: np.ndarray, alpha: np.ndarray | None) -> Image.Image:
-    pixels = _to_8bit(rgb)
+    pixels = to_8bit(rgb)
     if alpha is not None:
-        pixels = np.concatenate([pixels, _to_8bit(alpha)[:, :, None]], axis=2)
+        pixels = np.concatenate([pixels, to_8bit(alpha)[:, :, None]], axis=2)
     return Image.fromarray(np.ascontiguousarray(pixels))  # (H, W, 3|4) uint8 -> RGB|RGBA
 
 

@@ -33,7 +33,7 @@ from jaxstyle.batch.manifest import params_hash
 from jaxstyle.config import BatchConfig, StyleConfig
 from jaxstyle.errors import ImageError, OutputError, UsageError
 from jaxstyle.io.files import atomic_write_text, check_output_path, file_sha256, temporaries_of
-from jaxstyle.io.image import load_image, resize_to, save_image
+from jaxstyle.io.image import load_image, resize_to, save_image, to_8bit
 from jaxstyle.io.video import Frame, VideoInfo, output_kind, probe, read_frames, write_frames
 from jaxstyle.methods import Previous
 from jaxstyle.video import flow
@@ -143,7 +143,7 @@ class _Parts:
 
 def _quantised(image: np.ndarray) -> np.ndarray:
     """``image`` as its 8-bit PNG holds it (see the module docstring)."""
-    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.float32) / 255.0
+    return to_8bit(image).astype(np.float32) / 255.0
 
 
 def link_frames(current: np.ndarray, previous: np.ndarray, result: np.ndarray) -> Previous:
@@ -230,18 +230,19 @@ def run_video(
         eta = left / fps if left is not None and fps > 0 else None
         emit(FrameDone(index, finished, info.frames, stylized, elapsed, fps, eta))
 
+    skipped: Frame | None = None  # the last frame an earlier run finished, prepared only if needed
     try:
         for frame in read_frames(info):
             timing.append((frame.time, frame.duration))
-            image = problem.prepare_batch_image(frame.index, frame.rgb, style_set, config)
             if frame.index in done:
                 flush()
-                before, last = image, None  # its result is loaded only if the next frame needs it
+                skipped = frame
                 report(frame.index)
                 continue
-            if before is not None and last is None and before.key in done:
-                last = load_image(parts.path(before.key)).rgb
-            pending.append(image)
+            if skipped is not None:  # carry on from a frame an earlier run finished
+                before = problem.prepare_batch_image(skipped.index, skipped.rgb, style_set, config)
+                last, skipped = load_image(parts.path(skipped.index)).rgb, None
+            pending.append(problem.prepare_batch_image(frame.index, frame.rgb, style_set, config))
             if len(pending) == chunk_size:
                 flush()
     except ImageError as error:  # the stream broke: keep what it gave
@@ -272,4 +273,4 @@ def _finished_frames(parts: _Parts, timing: Sequence[tuple[float, float]], size:
         rgb = load_image(parts.path(index)).rgb
         if rgb.shape[:2] != tuple(size):
             rgb = resize_to(rgb, *size)
-        yield Frame(index, np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8), start, duration)
+        yield Frame(index, to_8bit(rgb), start, duration)
