@@ -140,10 +140,11 @@ def video_command(
             raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
         config = build_config(
             preset_name,
+            defaults={"method": VIDEO_METHOD},
             config_file=config_file,
             sets=tuple(set_ or ()),
             settings={
-                "method": method or VIDEO_METHOD,
+                "method": method,
                 "temporal_weight": temporal_weight,
                 "builtin_style": builtin_style,
                 "style_strength": style_strength,

@@ -348,13 +348,16 @@ def load_toml(path: str | Path, cls=None) -> dict[str, object]:
 def build_config(
     preset_name: str | None = None,
     *,
+    defaults: Mapping[str, object] | None = None,
     config_file: str | Path | None = None,
     settings: Mapping[str, object] | None = None,
     sets: tuple[str, ...] = (),
 ) -> StyleConfig:
-    """A validated `StyleConfig`: a preset (or the defaults), then a TOML file, then ``settings``
-    (e.g. the CLI's named options; None values are skipped), then ``--set FIELD=VALUE`` texts."""
-    merged: dict[str, object] = dict(PRESETS[_preset_name(preset_name)]) if preset_name else {}
+    """A validated `StyleConfig`: ``defaults`` (a command's own, e.g. the video command's method)
+    over the `StyleConfig` ones, then a preset, then a TOML file, then ``settings`` (e.g. the CLI's
+    named options; None values are skipped), then ``--set FIELD=VALUE`` texts."""
+    merged: dict[str, object] = dict(defaults or {})
+    merged.update(PRESETS[_preset_name(preset_name)] if preset_name else {})
     if config_file is not None:
         merged.update(load_toml(config_file))
     merged.update({key: value for key, value in (settings or {}).items() if value is not None})

@@ -120,6 +120,18 @@ def test_build_config_order_preset_file_options_set(tmp_path: Path):
     assert config.seed == StyleConfig().seed  # None means "not given"
 
 
+def test_command_defaults_come_first(tmp_path: Path):
+    """The video command's own default method yields to a preset, a file, the option and --set."""
+    defaults = {"method": "fast", "iterations": 5}
+    assert build_config(defaults=defaults).method == "fast"
+    assert build_config("neural-style", defaults=defaults).iterations == 1000
+    path = tmp_path / "gatys.toml"
+    path.write_text('method = "gatys"\n')
+    assert build_config(defaults=defaults, config_file=path).method == "gatys"
+    assert build_config(defaults=defaults, settings={"method": "gatys"}).method == "gatys"
+    assert build_config(defaults=defaults, sets=("method=gatys",)).method == "gatys"
+
+
 def test_toml_errors_are_one_clear_line(tmp_path: Path):
     with pytest.raises(InputNotFoundError, match="does not exist"):
         load_toml(tmp_path / "missing.toml")
