@@ -57,6 +57,12 @@ class StyleConfig:
     # Iterations at each scale before the final one; None: `iterations`. Coarse scales are cheap
     # (a quarter of the pixels per halving), and what they cannot fix, the final scale must.
     coarse_iterations: int | None = None
+    # Print sizes (docs/highres.md): memory a run may use, in GiB (None: what the machine or the
+    # accelerator has free). Above it, the optimisation runs its final scales in overlapping tiles
+    # and the fast method in windows, both under the whole image's statistics. ``tile_size``
+    # forces tiles of that side in output pixels (None: tiles only where memory needs them).
+    memory_budget: float | None = None
+    tile_size: int | None = None
 
     optimizer: Optimizer = "lbfgs"
     learning_rate: float | None = None  # None: 1.0 for L-BFGS (unit step), 0.02 for Adam
@@ -132,6 +138,14 @@ class StyleConfig:
                 f"coarse iterations must be at least 1, got {self.coarse_iterations}",
             ),
             (self.report_every >= 1, "report_every must be at least 1"),
+            (
+                self.memory_budget is None or (math.isfinite(self.memory_budget) and self.memory_budget > 0),
+                f"memory budget must be a number of GiB above 0, got {self.memory_budget}",
+            ),
+            (
+                self.tile_size is None or self.tile_size >= MIN_TILE,
+                f"tile size must be at least {MIN_TILE} px, got {self.tile_size}",
+            ),
             (self.lbfgs_memory >= 1, "lbfgs_memory must be at least 1"),
             (bool(self.style_layers), "at least one style layer is needed"),
             (0.0 <= self.init_noise_fraction <= 1.0, "init noise fraction must be in [0, 1]"),
@@ -191,6 +205,10 @@ class StyleConfig:
             canonical_layer(layer)
         return self
 
+
+# The smallest tile: the VGG's deepest default layer (conv5_1) sees 156 px, so smaller tiles are
+# mostly border.
+MIN_TILE = 64
 
 # The default `StyleConfig.temporal_weight` of each method, measured on noisy synthetic clips
 # (benchmarks/video_consistency.py, docs/video.md). fast 0.6: the warping error fell to 0.31-0.41x

@@ -35,9 +35,10 @@ import optax
 
 from jaxstyle import losses
 from jaxstyle.config import StyleConfig
-from jaxstyle.errors import NumericalError
+from jaxstyle.errors import NumericalError, UsageError
 from jaxstyle.lbfgs import scale_by_guarded_lbfgs
 from jaxstyle.nets.vgg import KERAS_MEAN_BGR, preprocess, vgg19_features
+from jaxstyle.nets.vgg_layers import receptive_field, stride_of
 
 MAX_RECOVERIES = 4  # halvings of the learning rate before a run gives up on NaN/inf
 
@@ -172,6 +173,52 @@ def style_targets(params, style: jax.Array, spec: LossSpec, shape: tuple[int, in
         h, w, c = out_shapes[name].shape
         targets[name] = losses.sorted_projections(value, _directions(c, index), h * w)
     return targets
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def _window_gram_sums(params, window: jax.Array, box: jax.Array, spec: LossSpec):
+    """Per style layer, the unnormalised Gram ``F^T F`` and position count of the core ``box``
+    (top, bottom, left, right in window pixels) of one window of a style image."""
+    features = _features(_direct(params), window, spec.style_layers, spec)
+    sums = {}
+    for name, value in features.items():
+        stride = stride_of(name)
+        rows, cols = jnp.arange(value.shape[0]) * stride, jnp.arange(value.shape[1]) * stride
+        inside = ((rows >= box[0]) & (rows < box[1]))[:, None] & ((cols >= box[2]) & (cols < box[3]))[None, :]
+        flat = jnp.where(inside[..., None], value, 0.0).reshape(-1, value.shape[-1])
+        sums[name] = (jnp.matmul(flat.T, flat, precision=jax.lax.Precision.HIGHEST), jnp.sum(inside))
+    return sums
+
+
+def gram_targets_tiled(params, style: np.ndarray, spec: LossSpec, window: int) -> dict[str, jax.Array]:
+    """The Gram targets of `style_targets` for a style image too large to run whole, computed in
+    windows: equal to the whole image's up to float rounding.
+
+    The image is cut into cores (a multiple of 16 pixels, so that every window's poolings fall on
+    the whole image's grid); each core runs inside a window with a margin of the deepest style
+    layer's receptive field, so its features are exactly the whole image's, and the cores'
+    ``F^T F`` sums add up to the whole image's (`jaxstyle.tiling.halo_windows`). Windows are about
+    ``window`` pixels a side (more where that leaves cores under half of it); those at the borders
+    are clipped, so there are up to nine window shapes (nine compilations).
+    """
+    from jaxstyle.tiling import halo_windows
+
+    if spec.style_statistic != "gram":
+        raise UsageError("print-size tiles need the Gram style statistic; use --set style_statistic=gram")
+    field, _ = receptive_field(spec.style_layers)
+    halo = -(-field // 16) * 16
+    core = max(16, max(window - 2 * halo, window // 2) // 16 * 16)
+    h, w = style.shape[:2]
+    totals: dict[str, list] = {}
+    for top, bottom, core_top, core_bottom in halo_windows(h, core, halo, fixed=False):
+        for left, right, core_left, core_right in halo_windows(w, core, halo, fixed=False):
+            box = jnp.asarray([core_top - top, core_bottom - top, core_left - left, core_right - left])
+            window = jnp.asarray(style[top:bottom, left:right])
+            for name, (gram, count) in _window_gram_sums(params, window, box, spec).items():
+                total = totals.setdefault(name, [0.0, 0])
+                total[0] = total[0] + np.asarray(gram, np.float64)
+                total[1] += int(count)
+    return {name: jnp.asarray(gram / (count * gram.shape[0]), jnp.float32) for name, (gram, count) in totals.items()}
 
 
 def blend_style_targets(per_style: list[dict[str, jax.Array]], blend: tuple[float, ...]) -> dict[str, jax.Array]:

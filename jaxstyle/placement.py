@@ -1,4 +1,5 @@
-"""Where a batch's arrays live: split along the batch axis over the devices, or replicated."""
+"""Where a batch's arrays live (split along the batch axis over the devices, or replicated), and how
+much memory there is for them."""
 
 from __future__ import annotations
 
@@ -38,3 +39,24 @@ class Placement:
         if len(self.devices) == 1 and self.devices[0] == jax.local_devices()[0]:
             return jax.tree.map(jnp.asarray, tree)
         return jax.device_put(tree, self._split if split else self._replicated)
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this run can use: the accelerator's limit, or MemAvailable on a CPU host."""
+    device = jax.devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" and hasattr(device, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"])
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def memory_budget_bytes(config) -> int | None:
+    """``config.memory_budget`` in bytes, or what the machine has (None where unknown)."""
+    return int(config.memory_budget * 2**30) if config.memory_budget is not None else available_memory_bytes()

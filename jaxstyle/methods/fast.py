@@ -14,20 +14,24 @@ multiple of 4 by reflection, with the instance-norm statistics taken over the im
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxstyle import problem
-from jaxstyle.config import BUILTIN_STYLES, StyleConfig, builtin_style_weights
+from jaxstyle.config import BUILTIN_STYLES, MIN_TILE, StyleConfig, builtin_style_weights
+from jaxstyle.errors import UsageError
 from jaxstyle.methods import BucketProgress, Previous, Warp
 from jaxstyle.nets import magenta
-from jaxstyle.placement import Placement
+from jaxstyle.placement import Placement, memory_budget_bytes
 from jaxstyle.problem import BatchImage, StyleSet
+from jaxstyle.tiling import ScalePlan
 
 _COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -58,6 +62,55 @@ def blend_previous(result: np.ndarray, previous: Previous, weight: float) -> np.
     """
     share = (weight * previous.mask)[..., None]
     return (result + share * (previous.image - result)).astype(np.float32)
+
+
+# Peak memory of the untiled transformer on CPU, float32: about 280 bytes per pixel above 0.45 GB
+# of runtime and weights (peak RSS at 512, 1024 and 2048 px square); rounded up, with the image.
+BYTES_PER_PIXEL = 320
+BASE_BYTES = int(0.5 * 2**30)
+
+
+def estimate_memory_bytes(shape: tuple[int, int]) -> int:
+    return shape[0] * shape[1] * BYTES_PER_PIXEL + BASE_BYTES
+
+
+def plan_windows(shape: tuple[int, int], config: StyleConfig, budget: int | None) -> ScalePlan:
+    """Whole, or in windows of ``config.tile_size`` (else the largest that fits ``budget``) around
+    cores of that less twice the halo (`magenta.transform_tiled`)."""
+    needed = estimate_memory_bytes(shape)
+    if config.tile_size is None and (budget is None or needed <= budget):
+        return ScalePlan(shape, needed)
+    window = config.tile_size or int(math.sqrt(max(budget - BASE_BYTES, 0) / BYTES_PER_PIXEL))
+    if config.tile_size is None and window < MIN_TILE + 2 * magenta.TILE_HALO:
+        raise UsageError(
+            f"a memory budget of {budget / 2**30:.1f} GiB is too small for the fast method's windows; "
+            "a larger --memory-budget is needed"
+        )
+    core = max(32, (window - 2 * magenta.TILE_HALO) // 4 * 4)
+    if core >= max(shape):
+        return ScalePlan(shape, needed)
+    side = min(max(shape), core + 2 * magenta.TILE_HALO)
+    count = math.ceil(shape[0] / core) * math.ceil(shape[1] / core)
+    return ScalePlan(shape, needed, (min(shape[0], side), min(shape[1], side)), count, core=core)
+
+
+@dataclass(frozen=True)
+class WindowProgress:
+    """Progress of a windowed (print-size) stylization: statistics passes, then the output pass."""
+
+    shape: tuple[int, int]
+    done: int  # windows computed, over all passes
+    total: int
+    passes: int  # one per instance norm, and the output's
+
+    @property
+    def description(self) -> str:
+        return f"{self.shape[1]}x{self.shape[0]} in windows"
+
+    @property
+    def status(self) -> str:
+        per_pass = self.total // self.passes
+        return f"pass {min(self.done // per_pass + 1, self.passes)}/{self.passes}, {self.done}/{self.total} windows"
 
 
 class FastRunner:
@@ -113,17 +166,39 @@ class FastRunner:
         own = jnp.stack([magenta.resize_style_image(image.content) for image in images])
         return magenta.with_strength(style, _style_vectors(self.predictor, own), strength)
 
+    def plan(self, content_shape: tuple[int, int]) -> list[ScalePlan]:
+        """One scale, whole or in windows (`plan_windows`)."""
+        shape = problem.fit_long_side(content_shape, self.config.max_size)
+        return [plan_windows(shape, self.config, memory_budget_bytes(self.config))]
+
     def stylize(
         self,
         content: np.ndarray,
         *,
         init_image: np.ndarray | None = None,
-        callback: Callable[[BucketProgress], None] | None = None,
+        callback: Callable[[BucketProgress | WindowProgress], None] | None = None,
+        parts=None,
     ) -> np.ndarray:
         """One forward pass; (h, w, 3) float32 with the long side ``max_size``. ``init_image`` is
-        ignored (there is nothing to start from)."""
+        ignored (there is nothing to start from); so are ``parts`` (nothing to resume: a stopped
+        run is redone in the same time)."""
         image = problem.prepare_batch_image(0, content, self.styles, self.config)
-        return self.stylize_bucket(image.size, [image], 1, callback)[0]
+        plan = self.plan(content.shape[:2])[0]
+        if not plan.tiled:
+            return self.stylize_bucket(image.size, [image], 1, callback)[0]
+        if self.builtin is not None:
+            kind, params, style = "multistyle", self.multistyle, self.builtin[None]
+        else:
+            kind, params, style = "arbitrary", self.transformer, self._vectors([image])
+
+        def report(done: int, total: int) -> None:
+            if callback is not None:
+                callback(WindowProgress(image.size, done, total, total // plan.count))
+
+        result = magenta.transform_tiled(
+            kind, params, image.stylized, style, core=plan.core, compute_dtype=self.dtype, callback=report
+        )
+        return problem.finish(result, image.content, self.config)
 
     def stylize_bucket(
         self,

@@ -7,7 +7,9 @@ result; a batch runs one scale, all images of one bucket in one ``jax.vmap``-ed 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -16,9 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxstyle import problem
-from jaxstyle.config import StyleConfig
+from jaxstyle.config import MIN_TILE, StyleConfig
 from jaxstyle.errors import UsageError
 from jaxstyle.io.image import resize_to
+from jaxstyle.io.parts import PartsFolder
 from jaxstyle.methods import BucketProgress, Previous, Warp
 from jaxstyle.nets.vgg import prepare_params
 from jaxstyle.optimize import (
@@ -29,12 +32,14 @@ from jaxstyle.optimize import (
     batched,
     blend_style_targets,
     content_targets,
+    gram_targets_tiled,
     make_stepper,
     optimise,
     style_targets,
 )
-from jaxstyle.placement import Placement
+from jaxstyle.placement import Placement, memory_budget_bytes
 from jaxstyle.problem import BatchImage, StyleSet
+from jaxstyle.tiling import ScalePlan, TilePlan
 from jaxstyle.weights import VGGWeights, load_weights, weights_digest
 
 
@@ -46,13 +51,15 @@ class Progress:
     num_scales: int
     shape: tuple[int, int]  # (H, W) at this scale
     done: int  # iterations done over all scales
-    total: int  # iterations planned over all scales
+    total: int  # iterations planned over all scales (a tiled scale counts each tile's)
     report: StepReport
+    tiles: tuple[int, int] | None = None  # (tiles finished, tiles) of a tiled scale
 
     @property
     def description(self) -> str:
         h, w = self.shape
-        return f"scale {self.scale + 1}/{self.num_scales} {w}x{h}"
+        text = f"scale {self.scale + 1}/{self.num_scales} {w}x{h}"
+        return text if self.tiles is None else f"{text} tile {self.tiles[0] + 1}/{self.tiles[1]}"
 
     @property
     def status(self) -> str:
@@ -81,30 +88,70 @@ def estimate_memory_bytes(shape: tuple[int, int], config: StyleConfig) -> int:
     return int((h * w + style_pixels) * per_pixel + 0.9 * 2**30)
 
 
-def available_memory_bytes() -> int | None:
-    """Memory this run can use: the accelerator's limit, or MemAvailable on a CPU host."""
-    device = jax.devices()[0]
-    stats = device.memory_stats() if device.platform != "cpu" and hasattr(device, "memory_stats") else None
-    if stats and "bytes_limit" in stats:
-        return int(stats["bytes_limit"])
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def check_memory(shape: tuple[int, int], config: StyleConfig) -> None:
     """Refuse, with the numbers, a size that cannot fit instead of swapping or being OOM-killed."""
-    needed, available = estimate_memory_bytes(shape, config), available_memory_bytes()
+    needed, available = estimate_memory_bytes(shape, config), memory_budget_bytes(config)
     if available is not None and needed > available:
         raise UsageError(
             f"a {shape[1]}x{shape[0]} px stylization needs about {needed / 2**30:.1f} GiB of memory but only "
             f"{available / 2**30:.1f} GiB is available; use a smaller --max-size"
         )
+
+
+def _tile_bytes(side: int, config: StyleConfig) -> int:
+    """Memory of optimising one square tile: as `estimate_memory_bytes` without the style image,
+    whose statistics are computed beforehand in windows (`optimize.gram_targets_tiled`)."""
+    return estimate_memory_bytes((side, side), config.replace(style_scale=1e-9))
+
+
+def _overlap(tile: int) -> int:
+    """Tiles share a quarter of their side, at most 256 px: the content layer (relu4_2) sees 84 px
+    and conv5_1 156 px, so the outer ~80 px of a tile see its edge; the feathered blend hides them."""
+    return max(16, min(tile // 4, 256) // 16 * 16)
+
+
+def plan_scales(content_shape: tuple[int, int], config: StyleConfig, budget: int | None) -> list[ScalePlan]:
+    """The scales of an optimisation, each whole or tiled to fit ``budget`` bytes (None: no limit).
+
+    A scale is tiled when it does not fit whole, or is larger than ``config.tile_size``. Tiles are
+    then the largest square that fits (or ``tile_size``), batched as many as fit. When even the
+    first scale is tiled, a whole-image scale is put in front, the largest that fits but at most
+    one tile and half the final size: the composition comes from the whole picture, the detail
+    from the tiles.
+    """
+    sizes = problem.scale_sizes(content_shape, config)
+    free = None if budget is None else budget - _tile_bytes(0, config)
+    tile = config.tile_size
+    if tile is None and free is not None:
+        tile = int(math.sqrt(max(free, 0) / (_tile_bytes(1, config) - _tile_bytes(0, config)))) // 16 * 16
+    if tile is not None and tile < MIN_TILE:
+        raise UsageError(
+            f"a memory budget of {budget / 2**30:.1f} GiB leaves no room for a {MIN_TILE}x{MIN_TILE} px tile; "
+            "a larger --memory-budget is needed"
+        )
+
+    def fits(shape):
+        return budget is None or estimate_memory_bytes(shape, config) <= budget
+
+    def tiled(shape):
+        return not fits(shape) or (config.tile_size is not None and max(shape) > config.tile_size)
+
+    if tiled(sizes[0]):
+        side = min(tile, config.max_size // 2)
+        while side > MIN_TILE and not fits(problem.fit_long_side(content_shape, side)):
+            side -= 16
+        sizes = [problem.fit_long_side(content_shape, side), *sizes]
+    plans = []
+    for shape in sizes:
+        needed = estimate_memory_bytes(shape, config)
+        if not tiled(shape):
+            plans.append(ScalePlan(shape, needed))
+            continue
+        cover = TilePlan.cover(shape, tile, _overlap(tile))
+        per_tile = _tile_bytes(tile, config) - _tile_bytes(0, config)
+        batch = 1 if free is None else max(1, min(free // per_tile, max(len(g) for g in cover.groups())))
+        plans.append(ScalePlan(shape, needed, cover.tile, cover.count, int(batch), cover.overlap))
+    return plans
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
@@ -143,6 +190,10 @@ class GatysRunner:
         per_style = [style_targets(self.params, jnp.asarray(image), self.spec, shape) for image in images]
         return blend_style_targets(per_style, self.styles.weights)
 
+    def plan(self, content_shape: tuple[int, int]) -> list[ScalePlan]:
+        """The scales `stylize` runs for content of ``content_shape``, whole or tiled (`plan_scales`)."""
+        return plan_scales(content_shape, self.config, memory_budget_bytes(self.config))
+
     def stylize(
         self,
         content: np.ndarray,
@@ -150,50 +201,138 @@ class GatysRunner:
         init_image: np.ndarray | None = None,
         callback: Callable[[Progress], None] | None = None,
         previous: Previous | None = None,
+        parts: PartsFolder | None = None,
     ) -> np.ndarray:
         """Optimise ``content`` coarse to fine; (h, w, 3) float32 with the long side ``max_size``.
+
+        Scales too large for the memory budget run in tiles (`plan_scales`, `_optimise_tiles`).
+        ``parts``: where finished scales and tiles are kept, so that a stopped run resumes.
 
         With ``previous`` (a video frame after the first), one scale at the final size, started
         from the previous result where it can be trusted and held near it by Ruder et al.'s
         temporal loss (`jaxstyle.losses.temporal_loss`)."""
         config = self.config
         content = problem.as_rgb(content, "content image")
-        sizes = problem.scale_sizes(content.shape[:2], config)
-        if previous is not None:
-            sizes = sizes[-1:]
-        check_memory(sizes[-1], config)
+        plans = self.plan(content.shape[:2])
+        if previous is not None:  # a video frame: one whole scale
+            plans = [ScalePlan(plans[-1].shape, plans[-1].needed)]
+            check_memory(plans[0].shape, config)
         coarse = config.iterations if config.coarse_iterations is None else config.coarse_iterations
-        per_scale = [coarse] * (len(sizes) - 1) + [config.iterations]
-        total = sum(per_scale)
+        per_scale = [coarse] * (len(plans) - 1) + [config.iterations]
+        total = sum(n * plan.count for n, plan in zip(per_scale, plans))
 
         image = resized = None
-        for index, shape in enumerate(sizes):
+        for index, plan in enumerate(plans):
+            shape, before = plan.shape, sum(n * p.count for n, p in zip(per_scale[:index], plans))
             resized, stylized = problem.content_at(content, shape, config)
-            targets = {
-                "content": content_targets(self.params, jnp.asarray(stylized), self.spec),
-                "style": self.style_targets(problem.styles_for(self.styles, resized, shape, config), shape),
-            }
+            saved = parts.load_array(f"scale{index}.npy") if parts is not None else None
+            if saved is not None:
+                image = saved
+                continue
             if previous is not None:
                 reference = problem.stylized_colours(previous.image, config)
                 mask = previous.mask[..., None]
-                targets["temporal"] = {"image": jnp.asarray(reference), "mask": jnp.asarray(mask)}
                 start = mask * reference + (1.0 - mask) * problem.initial_image(stylized, config, init_image)
             elif image is None:
                 start = problem.initial_image(stylized, config, init_image)
             else:
                 start = resize_to(image, *shape)
 
-            def report(step: StepReport, index=index, shape=shape) -> None:
+            def report(step: StepReport, index=index, shape=shape, before=before, tiles=None) -> None:
                 if callback is not None:
-                    done = sum(per_scale[:index]) + step.iteration
-                    callback(Progress(index, len(sizes), shape, done, total, step))
+                    done = (
+                        before
+                        + step.iteration * (1 if tiles is None else tiles[2])
+                        + (tiles or (0,))[0] * (per_scale[index])
+                    )
+                    callback(Progress(index, len(plans), shape, done, total, step, tiles and tiles[:2]))
 
             scale_config = config.replace(iterations=per_scale[index])
-            result = optimise(
-                self.params, jnp.asarray(start, jnp.float32), targets, scale_config, self.spec, callback=report
-            )
-            image = np.asarray(result.image)
+            styles = problem.styles_for(self.styles, resized, shape, config)
+            if plan.tiled:
+                image = self._optimise_tiles(plan, start, stylized, styles, scale_config, report, parts, index)
+            else:
+                targets = {
+                    "content": content_targets(self.params, jnp.asarray(stylized), self.spec),
+                    "style": self.style_targets(styles, shape),
+                }
+                if previous is not None:
+                    targets["temporal"] = {"image": jnp.asarray(reference), "mask": jnp.asarray(mask)}
+                result = optimise(
+                    self.params, jnp.asarray(start, jnp.float32), targets, scale_config, self.spec, callback=report
+                )
+                image = np.asarray(result.image)
+            if parts is not None and index < len(plans) - 1:
+                parts.save_array(f"scale{index}.npy", image)
         return problem.finish(image, resized, config)
+
+    def _optimise_tiles(self, plan, start, stylized, styles, config, report, parts, scale) -> np.ndarray:
+        """One scale in overlapping tiles under the whole style image's statistics.
+
+        Every tile targets the same global Gram matrices (`optimize.gram_targets_tiled`), so the
+        style's scale and strength do not change with the number of tiles. Content and style terms
+        are weighted by the tile's share of the image, so that each pixel's gradient has the balance
+        of the whole-image loss (the TV term is a sum over pixels and needs no weight). The tiles run
+        in `TilePlan.groups`: a group's tiles do not overlap and run as vmapped batches; each tile
+        starts from the blend of the tiles finished before it where they overlap it, and the blend
+        of all (`TilePlan.weights`, summing to 1) is the result. Finished tiles go to ``parts``.
+        """
+        tiles = plan.tiles()
+        th, tw = tiles.tile
+        share = th * tw / (plan.shape[0] * plan.shape[1])
+        spec = dataclasses.replace(
+            self.spec, content_weight=self.spec.content_weight * share, style_weight=self.spec.style_weight * share
+        )
+        stepper = batched(make_stepper(spec, OptimizerSpec.from_config(config)), None)
+        style = blend_style_targets(
+            [gram_targets_tiled(self.params, image, spec, max(tiles.tile)) for image in styles], self.styles.weights
+        )
+        blended = np.zeros((*plan.shape, 3), np.float32)
+        covered = np.zeros((*plan.shape, 1), np.float32)
+        finished = 0
+        for group in tiles.groups():
+            results = {}
+            todo = []
+            for window in group:
+                saved = parts.load_array(f"scale{scale}_tile{window.index:04d}.npy") if parts is not None else None
+                if saved is not None:
+                    results[window.index] = saved
+                else:
+                    todo.append(window)
+            for first in range(0, len(todo), plan.batch):
+                chunk = todo[first : first + plan.batch]
+                starts = []
+                for window in chunk:
+                    done = tiles.crop(covered, window)
+                    so_far = tiles.crop(blended, window) / np.maximum(done, 1e-12)
+                    starts.append(np.where(done > 0, so_far, tiles.crop(start, window)))
+                contents = jnp.asarray(np.stack([tiles.crop(stylized, window) for window in chunk]))
+                targets = {"content": _batch_content_targets(self.params, contents, spec), "style": style}
+
+                def tile_report(step, chunk=chunk, finished=finished):
+                    report(step, tiles=(finished, tiles.count, len(chunk)))
+
+                result = optimise(
+                    self.params,
+                    jnp.asarray(np.stack(starts), jnp.float32),
+                    targets,
+                    config,
+                    spec,
+                    stepper=stepper,
+                    callback=tile_report,
+                )
+                for window, image in zip(chunk, np.asarray(result.image)):
+                    results[window.index] = image
+                    if parts is not None:
+                        parts.save_array(f"scale{scale}_tile{window.index:04d}.npy", image)
+                finished += len(chunk)
+            for window in group:
+                weights = tiles.weights(window)[..., None]
+                top, left = window.top, window.left
+                blended[top : top + th, left : left + tw] += weights * results[window.index]
+                covered[top : top + th, left : left + tw] += weights
+            finished += len(group) - sum(1 for w in group if w in todo)
+        return blended
 
     def stylize_frames(
         self,

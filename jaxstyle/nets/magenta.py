@@ -626,6 +626,45 @@ def _network(x, valid, layers, norm, compute_dtype, num_residual):
     return jax.nn.sigmoid(norm("expand3", conv("expand3", x, 4), valid[1]))
 
 
+def _layers_and_norms(kind: str, params: Params, style) -> tuple[dict, dict, int]:
+    """The conv kernels, each layer's normalisation and the residual count of one network.
+
+    ``kind`` "arbitrary": ``params`` is the transformer, ``style`` the (N, 100) style vectors; its
+    contract layers have a bias and no CIN. "multistyle": the 26-style network, ``style`` the
+    (N, 26) style weights. A norm is ``("bias", b)`` or ``("cin", gamma, beta)``, each (N, C).
+    """
+    table, residual = (TRANSFORMER_LAYERS, 5) if kind == "arbitrary" else (MULTISTYLE_LAYERS, 6)
+    width = STYLE_DIM if kind == "arbitrary" else NUM_STYLES
+    style = jnp.asarray(style, jnp.float32).reshape(-1, width)
+    layers, norms = {}, {}
+    for layer, _ in table:
+        conv_name, cin_name = _conv_and_cin_names(layer)
+        layers[layer] = _get(params, conv_name)["kernel"]
+        if kind == "multistyle":
+            cin = _get(params, cin_name)
+            norms[layer] = ("cin", style @ cin["gamma"], style @ cin["beta"])
+        elif layer.startswith("contract"):
+            norms[layer] = ("bias", _get(params, conv_name)["bias"].reshape(1, 1, 1, -1))
+        else:
+            cin = _get(params, cin_name)
+            norms[layer] = ("cin", _affine(style, cin["gamma"]), _affine(style, cin["beta"]))
+    return layers, norms, residual
+
+
+def _stylise(kind: str, params: Params, content, style, compute_dtype) -> jax.Array:
+    x, valid, (h, w) = _frame(content, compute_dtype)
+    layers, norms, residual = _layers_and_norms(kind, params, style)
+
+    def norm(name, y, valid_hw):
+        entry = norms[name]
+        if entry[0] == "bias":
+            return y + entry[1]
+        return instance_norm(y, entry[1], entry[2], valid_hw)
+
+    out = _network(x, valid, layers, norm, compute_dtype, num_residual=residual)
+    return out[:, :h, :w, :].astype(jnp.float32)
+
+
 @functools.partial(jax.jit, static_argnames=("compute_dtype",))
 def transform(transformer: Params, content, vector, compute_dtype=jnp.float32) -> jax.Array:
     """Stylise content (N, H, W, 3) RGB [0, 1] with style vectors (N, 100) -> (N, H, W, 3) in [0, 1].
@@ -634,26 +673,7 @@ def transform(transformer: Params, content, vector, compute_dtype=jnp.float32) -
     and right, statistics over the valid region only (see the module docstring), cropped back.
     ``compute_dtype=jnp.bfloat16`` stores activations in bfloat16 (see the module docstring).
     """
-    x, valid, (h, w) = _frame(content, compute_dtype)
-    vector = jnp.asarray(vector, jnp.float32).reshape(x.shape[0], STYLE_DIM)
-    layers, norms = {}, {}
-    for layer, _ in TRANSFORMER_LAYERS:
-        conv_name, cin_name = _conv_and_cin_names(layer)
-        layers[layer] = _get(transformer, conv_name)["kernel"]
-        if layer.startswith("contract"):
-            norms[layer] = ("bias", _get(transformer, conv_name)["bias"].reshape(1, 1, 1, -1))
-        else:
-            cin = _get(transformer, cin_name)
-            norms[layer] = ("cin", _affine(vector, cin["gamma"]), _affine(vector, cin["beta"]))
-
-    def norm(name, y, valid_hw):
-        entry = norms[name]
-        if entry[0] == "bias":
-            return y + entry[1]
-        return instance_norm(y, entry[1], entry[2], valid_hw)
-
-    out = _network(x, valid, layers, norm, compute_dtype, num_residual=5)
-    return out[:, :h, :w, :].astype(jnp.float32)
+    return _stylise("arbitrary", transformer, content, vector, compute_dtype)
 
 
 @functools.partial(jax.jit, static_argnames=("compute_dtype",))
@@ -664,20 +684,126 @@ def multistyle_transform(multistyle: Params, content, style_weights, compute_dty
     graph does; weights are used as given (rows that sum to 1 blend styles convexly). Sizes and
     statistics are handled as in `transform`.
     """
-    x, valid, (h, w) = _frame(content, compute_dtype)
-    weights = jnp.asarray(style_weights, jnp.float32).reshape(x.shape[0], NUM_STYLES)
-    layers, norms = {}, {}
-    for layer, _ in MULTISTYLE_LAYERS:
-        conv_name, cin_name = _conv_and_cin_names(layer)
-        layers[layer] = _get(multistyle, conv_name)["kernel"]
-        cin = _get(multistyle, cin_name)
-        norms[layer] = (weights @ cin["gamma"], weights @ cin["beta"])
+    return _stylise("multistyle", multistyle, content, style_weights, compute_dtype)
 
-    def norm(name, y, valid_hw):
-        return instance_norm(y, *norms[name], valid_hw)
 
-    out = _network(x, valid, layers, norm, compute_dtype, num_residual=6)
-    return out[:, :h, :w, :].astype(jnp.float32)
+# ---------------------------------------------------------------------------------------------
+# Tiled transformers: bounded memory at any size, the same result
+# ---------------------------------------------------------------------------------------------
+
+# Receptive-field radius of the transformer in input pixels: 4 (9x9) + 1 + 2 (the two stride-2
+# 3x3 convs) + 10 x 4 (residual 3x3s at 1/4) + 4 + 2 (the upsampling 3x3s) + 4 (9x9) = 57 for the
+# arbitrary network, 65 for the 26-style one (12 residual convs). A window's core is exact when
+# its halo is at least this wide; 72 is a multiple of 4 (the strides) above both.
+TILE_HALO = 72
+
+
+def _cores(kind: str, params: Params, style, window, box, limit, stats, upto, compute_dtype):
+    """The network on one window (1, h, w, 3) of the padded frame, with the CINs normalised by the
+    whole image's ``stats`` (name -> (mean, variance), each (1, C)).
+
+    ``upto`` None: the (1, h, w, 3) output. Otherwise the moments (count, mean, m2, each (C,)) of
+    layer ``upto``'s pre-norm activation over the window's core ``box`` (top, bottom, left, right
+    in window pixels) within the image's valid region (``limit``: the image's height and width
+    from the window's origin); nothing after that layer is computed (XLA drops the unused rest).
+    """
+    layers, norms, residual = _layers_and_norms(kind, params, style)
+    captured = {}
+
+    def norm(name, y, _valid):
+        entry = norms[name]
+        if entry[0] == "bias":
+            return y + entry[1]
+        if name == upto:
+            captured["y"] = y
+        if name not in stats:
+            return y  # only layers after `upto`, which nothing uses
+        mean, variance = stats[name]
+        scale = entry[1] * lax.rsqrt(variance + CIN_EPSILON)
+        return (y.astype(jnp.float32) * scale[:, None, None, :] + (entry[2] - mean * scale)[:, None, None, :]).astype(
+            y.dtype
+        )
+
+    out = _network(
+        window.astype(compute_dtype), {1: None, 2: None, 4: None}, layers, norm, compute_dtype, num_residual=residual
+    )
+    if upto is None:
+        return out.astype(jnp.float32)
+    y = captured["y"][0].astype(jnp.float32)
+    stride = window.shape[1] // y.shape[0]
+    rows, cols = jnp.arange(y.shape[0]) * stride, jnp.arange(y.shape[1]) * stride
+    inside_rows = (rows >= box[0]) & (rows < jnp.minimum(box[1], limit[0]))
+    inside_cols = (cols >= box[2]) & (cols < jnp.minimum(box[3], limit[1]))
+    mask = (inside_rows[:, None] & inside_cols[None, :]).astype(jnp.float32)[..., None]
+    count = jnp.sum(mask)
+    mean = jnp.sum(mask * y, axis=(0, 1)) / jnp.maximum(count, 1.0)
+    m2 = jnp.sum(mask * jnp.square(y - mean), axis=(0, 1))
+    return count, mean, m2
+
+
+_cores_jit = jax.jit(_cores, static_argnames=("kind", "upto", "compute_dtype"))
+
+
+def transform_tiled(
+    kind: str,
+    params: Params,
+    content: np.ndarray,
+    style,
+    *,
+    core: int,
+    compute_dtype=jnp.float32,
+    callback=None,
+) -> np.ndarray:
+    """`transform` (``kind`` "arbitrary") or `multistyle_transform` ("multistyle") of one (H, W, 3)
+    image in windows of at most ``core + 2 * TILE_HALO`` pixels a side: memory bounded by the
+    window, the result equal to the untiled one (up to float rounding).
+
+    Every CIN's mean and variance must be the whole image's, and each depends on the layers before
+    it, so there is one statistics pass per CIN, in network order: each window runs the network up
+    to that layer (earlier CINs normalised with the statistics already found) and adds the moments
+    of its core to the total (`tiling.Moments`); a last pass computes the output of every core.
+    Windows overlap by the halo, wider than the receptive field, so that every core is exact; all
+    have one shape, so each pass compiles once. ``callback(done, total)`` after every window.
+    """
+    from jaxstyle.tiling import Moments, halo_windows
+
+    image = np.asarray(content, np.float32)
+    h, w = image.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise UsageError(f"content is {w}x{h}; both sides need at least {MIN_SIDE} pixels")
+    if core % 4 or core < 4:
+        raise ValueError(f"the core must be a positive multiple of 4, got {core}")
+    frame = np.pad(image, ((0, (-h) % 4), (0, (-w) % 4), (0, 0)), mode="reflect")
+    rows = halo_windows(frame.shape[0], core, TILE_HALO, fixed=True)
+    cols = halo_windows(frame.shape[1], core, TILE_HALO, fixed=True)
+    cins = [name for name, entry in _layers_and_norms(kind, params, style)[1].items() if entry[0] == "cin"]
+    total, done = (len(cins) + 1) * len(rows) * len(cols), 0
+    stats: dict[str, tuple[jax.Array, jax.Array]] = {}
+    out = np.empty_like(frame)
+    for upto in [*cins, None]:
+        moments = None
+        for top, bottom, core_top, core_bottom in rows:
+            for left, right, core_left, core_right in cols:
+                window = jnp.asarray(frame[None, top:bottom, left:right])
+                box = jnp.asarray([core_top - top, core_bottom - top, core_left - left, core_right - left])
+                limit = jnp.asarray([h - top, w - left])
+                result = _cores_jit(kind, params, style, window, box, limit, stats, upto, compute_dtype)
+                if upto is None:
+                    out[core_top:core_bottom, core_left:core_right] = np.asarray(result[0])[
+                        core_top - top : core_bottom - top, core_left - left : core_right - left
+                    ]
+                else:
+                    count, mean, m2 = (np.asarray(part, np.float64) for part in result)
+                    moments = (moments or Moments.empty(mean.shape[0])).merge(float(count), mean, m2)
+                done += 1
+                if callback is not None:
+                    callback(done, total)
+        if upto is not None:
+            stats[upto] = (
+                jnp.asarray(moments.mean[None], jnp.float32),
+                jnp.asarray(moments.variance[None], jnp.float32),
+            )
+    return out[:h, :w]
 
 
 def _get(tree: Params, name: str):

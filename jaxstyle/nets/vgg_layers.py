@@ -79,3 +79,26 @@ def canonical_layer(name: str) -> str:
             "or MatConvNet names (conv4_2, relu4_2, pool3)"
         )
     return canonical
+
+
+def receptive_field(layers) -> tuple[int, int]:
+    """(receptive field in input pixels, total stride) of the deepest of ``layers``.
+
+    Each 3x3 convolution widens the field by 2 steps of the current stride, each 2x2 pooling by 1
+    step and doubles the stride: conv4_2 sees 84 px, conv5_1 156 px.
+    """
+    last = max(POSITION[canonical_layer(name)] for name in layers)
+    field, stride = 1, 1
+    for op, _, _ in SEQUENCE[: last + 1]:
+        if op == "conv":
+            field += 2 * stride
+        elif op == "pool":
+            field += stride
+            stride *= 2
+    return field, stride
+
+
+def stride_of(name: str) -> int:
+    """How many input pixels one position of layer ``name`` steps over (1, 2, 4, 8 or 16)."""
+    position = POSITION[canonical_layer(name)]
+    return 2 ** sum(op == "pool" for op, _, _ in SEQUENCE[: position + 1])

@@ -19,8 +19,6 @@ Silent: it reports through a callback (`VideoStarted`, `FrameDone`, the method's
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -31,14 +29,13 @@ import numpy as np
 from jaxstyle import methods, problem
 from jaxstyle.batch.manifest import params_hash
 from jaxstyle.config import BatchConfig, StyleConfig
-from jaxstyle.errors import ImageError, OutputError, UsageError
-from jaxstyle.io.files import atomic_write_text, check_output_path, file_sha256, temporaries_of
+from jaxstyle.errors import ImageError
+from jaxstyle.io.files import check_output_path, file_sha256
 from jaxstyle.io.image import load_image, resize_to, save_image, to_8bit
+from jaxstyle.io.parts import PartsFolder
 from jaxstyle.io.video import Frame, VideoInfo, output_kind, probe, read_frames, write_frames
 from jaxstyle.methods import Previous
 from jaxstyle.video import flow
-
-SETTINGS_NAME = "settings.json"
 
 
 @dataclass(frozen=True)
@@ -101,44 +98,18 @@ def _settings_record(
     return {"settings_hash": params_hash(record), **record}
 
 
-class _Parts:
-    """The parts folder: checked at the start, created only when the first frame is finished (so
-    that a run refused before any work leaves nothing behind)."""
+class _Parts(PartsFolder):
+    """The parts folder of a video: ``NNNNNN.png``, one per finished frame."""
 
     def __init__(self, folder: Path, record: dict, *, overwrite: bool) -> None:
-        self.folder, self.record = folder, record
-        settings = folder / SETTINGS_NAME
-        if folder.exists() and not folder.is_dir():
-            raise OutputError(f"cannot keep frames in '{folder}': it exists and is not a folder")
-        self.done: set[int] = set()
-        if folder.is_dir():
-            try:
-                found = json.loads(settings.read_text(encoding="utf-8")).get("settings_hash")
-            except (OSError, ValueError, AttributeError):
-                found = None
-            if found == record["settings_hash"]:
-                for leftover in (p for name in folder.iterdir() for p in temporaries_of(name)):
-                    leftover.unlink(missing_ok=True)  # half-written frames of a killed run
-                self.done = {int(path.stem) for path in folder.glob("[0-9]" * 6 + ".png")}
-            elif not overwrite:
-                raise UsageError(
-                    f"'{folder}' holds frames of another input or other settings; run with the same ones to "
-                    "resume, or pass --overwrite to start over"
-                )
-            else:
-                shutil.rmtree(folder)
+        super().__init__(folder, record, overwrite=overwrite, what="frames")
+        self.done: set[int] = {int(name[:6]) for name in self.names("[0-9]" * 6 + ".png")}
 
-    def path(self, index: int) -> Path:
-        return self.folder / f"{index:06d}.png"
+    def frame(self, index: int) -> Path:
+        return self.path(f"{index:06d}.png")
 
     def save(self, index: int, image: np.ndarray) -> None:
-        if not self.folder.is_dir():
-            try:
-                self.folder.mkdir(parents=True)
-            except OSError as error:
-                raise OutputError(f"cannot create '{self.folder}': {error.strerror or error}") from None
-            atomic_write_text(self.folder / SETTINGS_NAME, json.dumps(self.record, indent=1, sort_keys=True))
-        save_image(self.path(index), image, overwrite=True)
+        self.write(f"{index:06d}.png", lambda path: save_image(path, image, overwrite=True))
 
 
 def _quantised(image: np.ndarray) -> np.ndarray:
@@ -241,7 +212,7 @@ def run_video(
                 continue
             if skipped is not None:  # carry on from a frame an earlier run finished
                 before = problem.prepare_batch_image(skipped.index, skipped.rgb, style_set, config)
-                last, skipped = load_image(parts.path(skipped.index)).rgb, None
+                last, skipped = load_image(parts.frame(skipped.index)).rgb, None
             pending.append(problem.prepare_batch_image(frame.index, frame.rgb, style_set, config))
             if len(pending) == chunk_size:
                 flush()
@@ -263,14 +234,14 @@ def run_video(
         )
     emit(Encoding(count, output))
     write_frames(output, _finished_frames(parts, timing, info.size), info, overwrite=overwrite, inputs=inputs)
-    shutil.rmtree(parts.folder, ignore_errors=True)
+    parts.remove()
     return VideoSummary(output, count, stylized, time.perf_counter() - started)
 
 
 def _finished_frames(parts: _Parts, timing: Sequence[tuple[float, float]], size: tuple[int, int]) -> Iterator[Frame]:
     """The kept frames, back at the input's size, one at a time."""
     for index, (start, duration) in enumerate(timing):
-        rgb = load_image(parts.path(index)).rgb
+        rgb = load_image(parts.frame(index)).rgb
         if rgb.shape[:2] != tuple(size):
             rgb = resize_to(rgb, *size)
         yield Frame(index, to_8bit(rgb), start, duration)
