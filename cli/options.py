@@ -53,6 +53,11 @@ Set = Annotated[
     typer.Option("--set", help="Any StyleConfig field, e.g. --set lbfgs_memory=20 (repeatable; applied last)."),
 ]
 MaxSize = Annotated[int | None, typer.Option(help=f"Long side of the output in px. {_default(D.max_size)}")]
+MemoryBudget = Annotated[
+    float | None,
+    typer.Option(help="GiB the run may use; larger images are done in tiles. [default: the free memory]"),
+]
+TileSize = Annotated[int | None, typer.Option(help="Force tiles of this side in px. [default: only if needed]")]
 Iterations = Annotated[int | None, typer.Option(help=f"Iterations (at every scale). {_default(D.iterations)}")]
 Optimizer = Annotated[str | None, typer.Option(help=_choice_help("optimizer"))]
 LearningRate = Annotated[float | None, typer.Option("--lr", help="Step size. [default: 1.0 for lbfgs, 0.02 for adam]")]

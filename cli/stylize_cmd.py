@@ -74,6 +74,24 @@ def load_weights_option(path: Path | None, method: str = "gatys"):
     return load_any(path)
 
 
+def describe_plan(plans, budget: int | None) -> str:
+    """One line: how a print-size run fits its memory budget (whole and tiled scales)."""
+    final = plans[-1]
+    h, w = final.shape
+    parts = []
+    for index, plan in enumerate(plans):
+        ph, pw = plan.shape
+        how = "whole" if not plan.tiled else f"in {plan.count} tiles of {plan.tile[1]}x{plan.tile[0]}"
+        parts.append(f"{'scale ' + str(index + 1) + ' ' if len(plans) > 1 else ''}{pw}x{ph} {how}")
+    limit = f" with a {budget / 2**30:.1f} GiB budget" if budget is not None else ""
+    return f"{w}x{h} would need about {final.needed / 2**30:.1f} GiB at once; running{limit}: " + ", ".join(parts)
+
+
+def parts_folder(output: Path) -> Path:
+    """Where a tiled run keeps its finished scales and tiles: ``OUTPUT.parts/`` beside the output."""
+    return output.with_name(output.name + ".parts")
+
+
 def run_stylize(
     content_path: Path,
     style_paths: list[Path],
@@ -91,10 +109,13 @@ def run_stylize(
 ) -> None:
     import numpy as np
 
-    from jaxstyle.io.files import atomic_write_text
+    from jaxstyle import methods, problem
+    from jaxstyle.batch.manifest import params_hash
+    from jaxstyle.io.files import atomic_write_text, file_sha256
     from jaxstyle.io.image import check_output_path, load_image, resize_to, save_image
+    from jaxstyle.io.parts import PartsFolder
+    from jaxstyle.placement import memory_budget_bytes
     from jaxstyle.problem import check_style_blend, run_metadata
-    from jaxstyle.stylization import stylize
 
     inputs = [content_path, *style_paths, *([init_image_path] if init_image_path else [])]
     if style_paths:
@@ -108,6 +129,21 @@ def run_stylize(
     weights = load_weights_option(weights_path, config.method)
     if save_every:
         config = config.replace(report_every=math.gcd(save_every, config.report_every))
+
+    runner = methods.setup(config, problem.make_style_set(styles, style_blend, config), weights=weights)
+    plans = runner.plan(content.size)
+    parts = None
+    if any(plan.tiled for plan in plans):
+        say(describe_plan(plans, memory_budget_bytes(config)))
+        record = {
+            "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "report_every"},
+            "inputs": [file_sha256(path) for path in inputs],
+            "style_weights": style_blend,
+            "weights": runner.weights_id,
+        }
+        parts = PartsFolder(
+            parts_folder(output), {**record, "settings_hash": params_hash(record)}, overwrite=overwrite, what="tiles"
+        )
 
     history: dict[str, list[float]] = {}
     snapshot = _Snapshot()
@@ -125,6 +161,8 @@ def run_stylize(
             # Any method's report has done/total/description/status; an optimisation's also has
             # the loss terms and the current image.
             fetch = getattr(progress.report, "image", None)
+            if getattr(progress, "tiles", None) is not None:
+                fetch = None  # a tile, not the picture: the finished tiles are kept in the parts folder
             snapshot.fetch, snapshot.done = fetch, progress.done
             for key, values in getattr(progress.report, "losses", {}).items():
                 history.setdefault(key, []).extend(float(v) for v in np.ravel(values))
@@ -140,18 +178,16 @@ def run_stylize(
                 save_image(path, fetch(), overwrite=True, inputs=inputs, metadata=metadata, jpeg_quality=jpeg_quality)
 
         try:
-            result = stylize(
-                content.rgb,
-                styles,
-                config,
-                style_blend=style_blend,
-                init_image=init_image,
-                weights=weights,
-                callback=on_progress,
-            )
+            result = runner.stylize(content.rgb, init_image=init_image, callback=on_progress, parts=parts)
         except KeyboardInterrupt:
             bar.stop()
-            if snapshot.fetch is None:
+            kept = parts.names("*.npy") if parts is not None else []
+            if kept:
+                say(
+                    f"interrupted; {len(kept)} finished tile(s) and scale(s) are kept in '{parts.folder}'. "
+                    "Run the same command again to resume."
+                )
+            elif snapshot.fetch is None:
                 say("interrupted before the first report; nothing to save")
             else:
                 path = interrupted_path(output)
@@ -166,6 +202,8 @@ def run_stylize(
     )
     if history_path is not None:
         atomic_write_text(history_path, json.dumps(history), overwrite=overwrite, inputs=[*inputs, output])
+    if parts is not None:
+        parts.remove()
     say(f"wrote {output} ({result.shape[1]}x{result.shape[0]})")
 
 
@@ -180,6 +218,8 @@ def stylize_command(
     config_file: opt.ConfigFile = None,
     set_: opt.Set = None,
     max_size: opt.MaxSize = None,
+    memory_budget: opt.MemoryBudget = None,
+    tile_size: opt.TileSize = None,
     style_strength: opt.StyleStrength = None,
     iterations: opt.Iterations = None,
     optimizer: opt.Optimizer = None,
@@ -227,6 +267,8 @@ def stylize_command(
                 "builtin_style": builtin_style,
                 "style_strength": style_strength,
                 "max_size": max_size,
+                "memory_budget": memory_budget,
+                "tile_size": tile_size,
                 "iterations": iterations,
                 "optimizer": optimizer,
                 "learning_rate": learning_rate,

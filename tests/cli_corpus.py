@@ -237,6 +237,10 @@ CASES: list[Case] = [
     # --- numeric options ----------------------------------------------------------------------
     Case("max-size-0", _stylize("--max-size", "0"), USAGE, ("max size", "0")),
     Case("max-size-negative", _stylize("--max-size", "-5"), USAGE, ("max size", "-5")),
+    Case("memory-budget-0", _stylize("--memory-budget", "0"), USAGE, ("memory budget", "0")),
+    Case("memory-budget-nan", _stylize("--memory-budget", "nan"), USAGE, ("memory budget", "nan")),
+    Case("memory-budget-too-small", _stylize("--memory-budget", "0.5"), USAGE, ("memory budget", "0.5 GiB")),
+    Case("tile-size-10", _stylize("--tile-size", "10"), USAGE, ("tile size", "10")),
     Case("iterations-0", _stylize("--iterations", "0"), USAGE, ("iterations", "0")),
     Case("style-weight-negative", _stylize("--style-weight", "-1"), USAGE, ("style weight", "-1")),
     Case("style-weight-nan", _stylize("--style-weight", "nan"), USAGE, ("style weight", "nan")),

@@ -464,3 +464,19 @@ def test_no_arguments_print_help_once(words: tuple[str, ...], capsys: pytest.Cap
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err
     assert (out + err).count("Usage:") == 1, out + err
+
+
+@pytest.mark.slow
+def test_stylize_in_tiles_says_the_plan_and_leaves_only_the_output(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+):
+    output = files["tmp"] / "tiled" / "result.png"
+    args = _stylize_args(files, output, "--tile-size", "64")
+    args[args.index("--max-size") + 1] = "96"
+    assert main(args) == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "96x77 would need about" in err and "scale 2 96x77 in 4 tiles of 64x64" in err, err
+    with Image.open(output) as image:
+        assert image.size == (96, 77)
+    assert [p.name for p in output.parent.iterdir()] == ["result.png"]  # the parts folder is gone
+    assert json.loads(read_image_metadata(output)["jaxstyle.config"])["tile_size"] == 64

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     import numpy as np
 
     from jaxstyle.config import StyleConfig
+    from jaxstyle.io.parts import PartsFolder
     from jaxstyle.problem import BatchImage, StyleSet
+    from jaxstyle.tiling import ScalePlan
 
 #: Method name (`StyleConfig.method`) -> module implementing it.
 METHODS = {"gatys": "jaxstyle.methods.gatys", "fast": "jaxstyle.methods.fast"}
@@ -78,13 +80,25 @@ class Runner(Protocol):
     # frame's result before it starts; None when the frames can be stylized together first.
     frame_batch: int | None
 
+    def plan(self, content_shape: tuple[int, int]) -> list[ScalePlan]:
+        """How `stylize` will run content of ``content_shape`` (H, W): its scales, each whole or in
+        tiles that fit the config's memory budget (docs/highres.md)."""
+        ...
+
     def stylize(
-        self, content: np.ndarray, *, init_image: np.ndarray | None = None, callback: Callable | None = None
+        self,
+        content: np.ndarray,
+        *,
+        init_image: np.ndarray | None = None,
+        callback: Callable | None = None,
+        parts: PartsFolder | None = None,
     ) -> np.ndarray:
         """One (H, W, 3) content image -> its stylization at the config's size, colours finished.
 
         ``callback`` gets progress reports with ``done``, ``total``, ``description`` and ``status``
-        (and, for an optimisation, ``report.losses`` and ``report.image()``)."""
+        (and, for an optimisation, ``report.losses`` and ``report.image()``). ``parts``: where a
+        tiled run keeps what it finished, to resume from after a stop (methods with nothing worth
+        keeping ignore it)."""
         ...
 
     def stylize_bucket(

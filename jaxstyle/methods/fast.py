@@ -102,6 +102,7 @@ class WindowProgress:
     done: int  # windows computed, over all passes
     total: int
     passes: int  # one per instance norm, and the output's
+    report: object = None  # as `BucketProgress`: no method-specific report
 
     @property
     def description(self) -> str:

@@ -737,7 +737,7 @@ def _cores(kind: str, params: Params, style, window, box, limit, stats, upto, co
     mask = (inside_rows[:, None] & inside_cols[None, :]).astype(jnp.float32)[..., None]
     count = jnp.sum(mask)
     mean = jnp.sum(mask * y, axis=(0, 1)) / jnp.maximum(count, 1.0)
-    m2 = jnp.sum(mask * jnp.square(y - mean), axis=(0, 1))
+    m2 = jnp.sum(mask * jnp.square(y - mean[None, None, :]), axis=(0, 1))
     return count, mean, m2
 
 
