@@ -130,9 +130,9 @@ def test_plans_tile_what_does_not_fit():
 
 def _tiny_run(parts=None, stop_after=None):
     rng = np.random.default_rng(3)
-    content = problem.resize_to(rng.uniform(size=(12, 12, 3)).astype(np.float32), 96, 96)
+    content = problem.resize_to(rng.uniform(size=(12, 20, 3)).astype(np.float32), 96, 160)
     style = rng.uniform(size=(64, 64, 3)).astype(np.float32)
-    config = StyleConfig(max_size=96, tile_size=64, iterations=4, report_every=2)
+    config = StyleConfig(max_size=160, tile_size=64, iterations=4, report_every=2)
     runner = GatysRunner(config, problem.make_style_set(style))
     calls = []
 
@@ -146,16 +146,18 @@ def _tiny_run(parts=None, stop_after=None):
 
 def test_tiled_optimisation_stopped_in_the_middle_resumes(tmp_path):
     plain, calls = _tiny_run()
-    assert calls[-1].done == calls[-1].total == 4 + 4 * 4  # the whole 64 px scale, then 4 tiles
-    assert calls[-1].description.endswith("tile 4/4")
+    # the whole 64 px scale, then 2 x 3 tiles; tiles 1 and 3 of the top row run as one batch
+    assert calls[-1].done == calls[-1].total == 4 + 6 * 4
+    assert calls[-1].description.endswith("tile 6/6")
+    assert any(np.ndim(values) == 2 and np.shape(values)[1] == 2 for c in calls for values in c.report.losses.values())
     folder = tmp_path / "out.png.parts"
     record = {"settings_hash": "abc"}
     with pytest.raises(KeyboardInterrupt):
         _tiny_run(PartsFolder(folder, record, overwrite=False, what="tiles"), stop_after=2)
     kept = PartsFolder(folder, record, overwrite=False, what="tiles").names("*.npy")
-    assert kept == ["scale0.npy", "scale1_tile0000.npy", "scale1_tile0001.npy"]
+    assert kept == ["scale0.npy", "scale1_tile0000.npy", "scale1_tile0002.npy"]
     resumed, calls = _tiny_run(PartsFolder(folder, record, overwrite=False, what="tiles"))
-    assert calls[0].tiles == (2, 4)  # the two kept tiles were not run again
+    assert calls[0].tiles == (2, 6)  # the two kept tiles were not run again
     np.testing.assert_allclose(resumed, plain, atol=1e-5)
     with pytest.raises(UsageError, match="other settings"):
         PartsFolder(folder, {"settings_hash": "def"}, overwrite=False, what="tiles")
