@@ -125,7 +125,9 @@ def test_plans_tile_what_does_not_fit():
     with pytest.raises(UsageError, match="memory budget"):
         plan_scales((300, 400), config, int(0.905 * 2**30))
     fast = plan_windows((8192, 8192), config.replace(method="fast"), 4 * 2**30)
-    assert fast.tiled and max(fast.tile) <= 3430 and fast.core % 4 == 0
+    assert fast.tiled and max(fast.tile) <= 2600 and fast.core % 4 == 0
+    with pytest.raises(UsageError, match="memory budget"):
+        plan_windows((8192, 8192), config.replace(method="fast"), 2 * 2**30)  # the image alone takes 1.6 GB
 
 
 def _tiny_run(parts=None, stop_after=None):

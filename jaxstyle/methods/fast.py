@@ -65,26 +65,30 @@ def blend_previous(result: np.ndarray, previous: Previous, weight: float) -> np.
 
 
 # Peak memory of the untiled transformer on CPU, float32: about 280 bytes per pixel above 0.45 GB
-# of runtime and weights (peak RSS at 512, 1024 and 2048 px square); rounded up, with the image.
+# of runtime and weights (peak RSS at 512, 1024 and 2048 px square), rounded up. The image itself
+# takes about two float32 copies more on the host, windows or not (an 8192x8192 run in windows of
+# 3424 px peaked at 5.3 GB: 4.3 GB for the windows, 14 bytes per pixel of the image beside them).
 BYTES_PER_PIXEL = 320
+HOST_BYTES_PER_PIXEL = 24
 BASE_BYTES = int(0.5 * 2**30)
 
 
 def estimate_memory_bytes(shape: tuple[int, int]) -> int:
-    return shape[0] * shape[1] * BYTES_PER_PIXEL + BASE_BYTES
+    return shape[0] * shape[1] * (BYTES_PER_PIXEL + HOST_BYTES_PER_PIXEL) + BASE_BYTES
 
 
 def plan_windows(shape: tuple[int, int], config: StyleConfig, budget: int | None) -> ScalePlan:
-    """Whole, or in windows of ``config.tile_size`` (else the largest that fits ``budget``) around
-    cores of that less twice the halo (`magenta.transform_tiled`)."""
+    """Whole, or in windows of ``config.tile_size`` (else the largest that fits ``budget`` beside
+    the image) around cores of that less twice the halo (`magenta.transform_tiled`)."""
     needed = estimate_memory_bytes(shape)
     if config.tile_size is None and (budget is None or needed <= budget):
         return ScalePlan(shape, needed)
-    window = config.tile_size or int(math.sqrt(max(budget - BASE_BYTES, 0) / BYTES_PER_PIXEL))
+    room = None if budget is None else budget - BASE_BYTES - HOST_BYTES_PER_PIXEL * shape[0] * shape[1]
+    window = config.tile_size or int(math.sqrt(max(room, 0) / BYTES_PER_PIXEL))
     if config.tile_size is None and window < MIN_TILE + 2 * magenta.TILE_HALO:
         raise UsageError(
-            f"a memory budget of {budget / 2**30:.1f} GiB is too small for the fast method's windows; "
-            "a larger --memory-budget is needed"
+            f"a memory budget of {budget / 2**30:.1f} GiB is too small for the fast method's windows at "
+            f"{shape[1]}x{shape[0]} px; a larger --memory-budget or a smaller --max-size is needed"
         )
     core = max(32, (window - 2 * magenta.TILE_HALO) // 4 * 4)
     if core >= max(shape):
