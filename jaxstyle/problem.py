@@ -136,9 +136,9 @@ def initial_image(content: np.ndarray, config: StyleConfig, init_image: np.ndarr
         return (1.0 - config.init_noise_fraction) * content + config.init_noise_fraction * noise
     if config.init == "gray":
         return np.full_like(content, 0.5)
-    if init_image is None:
-        raise UsageError("init 'image' needs an init image")
-    return resize_to(as_rgb(init_image, "init image"), *content.shape[:2])
+    if init_image is None:  # "image": the caller's; "fast": the fast method's result (`methods.gatys`)
+        raise UsageError(f"init {config.init!r} needs an init image")
+    return stylized_colours(resize_to(as_rgb(init_image, "init image"), *content.shape[:2]), config)
 
 
 def stylized_colours(image: np.ndarray, config: StyleConfig) -> np.ndarray:

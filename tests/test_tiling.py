@@ -204,3 +204,15 @@ def test_the_independent_judge_agrees_with_the_jax_vgg_on_max_pooling():
         np.testing.assert_allclose(theirs[name], np.asarray(ours[name][0]), rtol=1e-3, atol=1e-2)
     ratios = judge.ratios(image, image, np.flipud(image).copy())
     assert ratios["content_ratio"] == 0.0 and ratios["style_ratio"] == pytest.approx(1.0)
+
+
+def test_init_fast_starts_from_the_fast_method():
+    from jaxstyle.methods.fast import fast_stylize
+
+    rng = np.random.default_rng(6)
+    content = problem.resize_to(rng.uniform(size=(8, 10, 3)).astype(np.float32), 48, 64)
+    style = rng.uniform(size=(64, 64, 3)).astype(np.float32)
+    config = StyleConfig(max_size=64, iterations=1, init="fast", learning_rate=1e-9)
+    result = GatysRunner(config, problem.make_style_set(style)).stylize(content)
+    np.testing.assert_allclose(result, fast_stylize(content, style, config), atol=1e-4)
+    assert np.abs(result - content).mean() > 0.02  # not the photo: the style is there from the start

@@ -197,6 +197,7 @@ class GatysRunner:
         params = prepare_params(weights.params, self.spec.layers, winograd_convs=winograd_convs)
         self.params = self.placement.put(params, split=False) if self.placement else jax.device_put(params)
         self._shared_style: dict[tuple, dict[str, jax.Array]] = {}
+        self._fast = None  # the feed-forward method, for init="fast"
 
     def style_targets(self, images: Sequence[np.ndarray], shape: tuple[int, int]) -> dict[str, jax.Array]:
         """The blended style statistics of sized style images (`problem.styles_for`) for ``shape``."""
@@ -230,6 +231,8 @@ class GatysRunner:
         if previous is not None:  # a video frame: one whole scale
             plans = [ScalePlan(plans[-1].shape, plans[-1].needed)]
             check_memory(plans[0].shape, config)
+        if config.init == "fast" and previous is None:
+            init_image = self.fast_start(content, plans[0].shape)
         coarse = config.iterations if config.coarse_iterations is None else config.coarse_iterations
         per_scale = [coarse] * (len(plans) - 1) + [config.iterations]
         total = sum(n * plan.count for n, plan in zip(per_scale, plans))
@@ -278,6 +281,17 @@ class GatysRunner:
             if parts is not None and index < len(plans) - 1:
                 parts.save_array(f"scale{index}.npy", image)
         return problem.finish(image, resized, config)
+
+    def fast_start(self, content: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """``init="fast"``: the feed-forward method's stylization of ``content`` at ``shape``, with the
+        same styles and colour mode (Magenta's embedded arbitrary-style network). The optimisation
+        then refines a picture that is already styled instead of painting over the photo."""
+        from jaxstyle.methods.fast import FastRunner
+
+        if self._fast is None:
+            self._fast = FastRunner(self.config.replace(method="fast", init="content", tile_size=None), self.styles)
+        self._fast.config = self._fast.config.replace(max_size=max(shape))
+        return self._fast.stylize(content)
 
     def _optimise_tiles(self, plan, start, stylized, styles, config, report, parts, scale) -> np.ndarray:
         """One scale in overlapping tiles under the whole style image's statistics.
@@ -391,7 +405,11 @@ class GatysRunner:
             raise ValueError(f"{len(images)} images for a batch of {size} on {placement.count} devices")
         config = self.config
         padded = [*images, *[images[-1]] * (size - len(images))]
-        start = np.stack([problem.pad_to(problem.initial_image(i.stylized, config), shape) for i in padded])
+        fast = [self.fast_start(i.content, i.size) if config.init == "fast" else None for i in images]
+        fast += fast[-1:] * (size - len(images))
+        start = np.stack(
+            [problem.pad_to(problem.initial_image(i.stylized, config, f), shape) for i, f in zip(padded, fast)]
+        )
         contents = placement.put(np.stack([problem.pad_to(i.stylized, shape) for i in padded]), split=True)
         targets = {"content": _batch_content_targets(self.params, contents, self.spec)}
         if images[0].styles is not None:
