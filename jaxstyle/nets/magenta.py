@@ -601,29 +601,46 @@ def _frame(content, compute_dtype):
     return x, valid, (h, w)
 
 
-def _network(x, valid, layers, norm, compute_dtype, num_residual):
-    """The shared contract / residual / expand body; ``norm(name, y, valid)`` applies the layer's CIN
-    (or bias) and ``layers[name]`` is the conv kernel."""
+def _conv(layers, name, y, pad, stride=1):
+    padded = reflect_pad(y, pad)
+    if pad == 4:
+        return conv9(padded, layers[name])
+    if stride == 1:
+        return conv3x3_winograd(padded, layers[name])
+    return conv2d(padded, layers[name], stride=stride)
 
-    def conv(name, y, pad, stride=1):
-        padded = reflect_pad(y, pad)
-        if pad == 4:
-            return conv9(padded, layers[name])
-        if stride == 1:
-            return conv3x3_winograd(padded, layers[name])
-        return conv2d(padded, layers[name], stride=stride)
 
+# The network in three stages, so that the windowed path (`transform_tiled`) can keep the 1/4
+# resolution activations between them. ``norm(name, y, valid)`` applies the layer's CIN (or bias).
+
+
+def _contract(x, valid, layers, norm, compute_dtype):
     relu = jax.nn.relu
-    x = relu(norm("contract1", conv("contract1", x, 4), valid[1])).astype(compute_dtype)
-    x = relu(norm("contract2", conv("contract2", x, 1, 2), valid[2])).astype(compute_dtype)
-    x = relu(norm("contract3", conv("contract3", x, 1, 2), valid[4])).astype(compute_dtype)
-    for k in range(1, num_residual + 1):
-        y = relu(norm(f"residual{k}/conv1", conv(f"residual{k}/conv1", x, 1), valid[4])).astype(compute_dtype)
-        y = norm(f"residual{k}/conv2", conv(f"residual{k}/conv2", y, 1), valid[4])
-        x = (x.astype(jnp.float32) + y).astype(compute_dtype)
+    x = relu(norm("contract1", _conv(layers, "contract1", x, 4), valid[1])).astype(compute_dtype)
+    x = relu(norm("contract2", _conv(layers, "contract2", x, 1, 2), valid[2])).astype(compute_dtype)
+    return relu(norm("contract3", _conv(layers, "contract3", x, 1, 2), valid[4])).astype(compute_dtype)
+
+
+def _residual(x, k, valid, layers, norm, compute_dtype):
+    name = f"residual{k}"
+    y = jax.nn.relu(norm(f"{name}/conv1", _conv(layers, f"{name}/conv1", x, 1), valid[4])).astype(compute_dtype)
+    y = norm(f"{name}/conv2", _conv(layers, f"{name}/conv2", y, 1), valid[4])
+    return (x.astype(jnp.float32) + y).astype(compute_dtype)
+
+
+def _expand(x, valid, layers, norm, compute_dtype):
+    relu = jax.nn.relu
     x = relu(norm("expand1", upsample_conv(x, layers["expand1"]), valid[2])).astype(compute_dtype)
     x = relu(norm("expand2", upsample_conv(x, layers["expand2"]), valid[1])).astype(compute_dtype)
-    return jax.nn.sigmoid(norm("expand3", conv("expand3", x, 4), valid[1]))
+    return jax.nn.sigmoid(norm("expand3", _conv(layers, "expand3", x, 4), valid[1]))
+
+
+def _network(x, valid, layers, norm, compute_dtype, num_residual):
+    """The shared contract / residual / expand body; ``layers[name]`` is the conv kernel."""
+    x = _contract(x, valid, layers, norm, compute_dtype)
+    for k in range(1, num_residual + 1):
+        x = _residual(x, k, valid, layers, norm, compute_dtype)
+    return _expand(x, valid, layers, norm, compute_dtype)
 
 
 def _layers_and_norms(kind: str, params: Params, style) -> tuple[dict, dict, int]:
@@ -698,16 +715,19 @@ def multistyle_transform(multistyle: Params, content, style_weights, compute_dty
 TILE_HALO = 72
 
 
-def _cores(kind: str, params: Params, style, window, box, limit, stats, upto, compute_dtype):
-    """The network on one window (1, h, w, 3) of the padded frame, with the CINs normalised by the
-    whole image's ``stats`` (name -> (mean, variance), each (1, C)).
+def _stage_cores(kind, params, style, window, box, limit, stats, stage, upto, scale, compute_dtype):
+    """One stage of the network (`_contract`, ``"residual{k}"`` or `_expand`) on one window of its
+    input, with the CINs normalised by the whole image's ``stats`` (name -> (mean, variance), each
+    (1, C)). ``scale``: the input's pixels are ``scale`` image pixels (1 for the frame, 4 for the
+    1/4-resolution activations between stages).
 
-    ``upto`` None: the (1, h, w, 3) output. Otherwise the moments (count, mean, m2, each (C,)) of
-    layer ``upto``'s pre-norm activation over the window's core ``box`` (top, bottom, left, right
-    in window pixels) within the image's valid region (``limit``: the image's height and width
-    from the window's origin); nothing after that layer is computed (XLA drops the unused rest).
+    ``upto`` None: the stage's output on the window. Otherwise the moments (count, mean, m2, each
+    (C,)) of layer ``upto``'s pre-norm activation over the window's core ``box`` (top, bottom,
+    left, right in image pixels from the window's origin) within the image's valid region
+    (``limit``: the image's height and width from the window's origin); nothing after that layer
+    is computed (XLA drops the unused rest).
     """
-    layers, norms, residual = _layers_and_norms(kind, params, style)
+    layers, norms, _ = _layers_and_norms(kind, params, style)
     captured = {}
 
     def norm(name, y, _valid):
@@ -719,18 +739,22 @@ def _cores(kind: str, params: Params, style, window, box, limit, stats, upto, co
         if name not in stats:
             return y  # only layers after `upto`, which nothing uses
         mean, variance = stats[name]
-        scale = entry[1] * lax.rsqrt(variance + CIN_EPSILON)
-        return (y.astype(jnp.float32) * scale[:, None, None, :] + (entry[2] - mean * scale)[:, None, None, :]).astype(
-            y.dtype
-        )
+        scale_ = entry[1] * lax.rsqrt(variance + CIN_EPSILON)
+        shift = entry[2] - mean * scale_
+        return (y.astype(jnp.float32) * scale_[:, None, None, :] + shift[:, None, None, :]).astype(y.dtype)
 
-    out = _network(
-        window.astype(compute_dtype), {1: None, 2: None, 4: None}, layers, norm, compute_dtype, num_residual=residual
-    )
+    valid = {1: None, 2: None, 4: None}
+    x = window.astype(compute_dtype)
+    if stage == "contract":
+        out = _contract(x, valid, layers, norm, compute_dtype)
+    elif stage == "expand":
+        out = _expand(x, valid, layers, norm, compute_dtype)
+    else:
+        out = _residual(x, int(stage.removeprefix("residual")), valid, layers, norm, compute_dtype)
     if upto is None:
         return out.astype(jnp.float32)
     y = captured["y"][0].astype(jnp.float32)
-    stride = window.shape[1] // y.shape[0]
+    stride = window.shape[1] * scale // y.shape[0]
     rows, cols = jnp.arange(y.shape[0]) * stride, jnp.arange(y.shape[1]) * stride
     inside_rows = (rows >= box[0]) & (rows < jnp.minimum(box[1], limit[0]))
     inside_cols = (cols >= box[2]) & (cols < jnp.minimum(box[3], limit[1]))
@@ -741,7 +765,7 @@ def _cores(kind: str, params: Params, style, window, box, limit, stats, upto, co
     return count, mean, m2
 
 
-_cores_jit = jax.jit(_cores, static_argnames=("kind", "upto", "compute_dtype"))
+_stage_cores_jit = jax.jit(_stage_cores, static_argnames=("kind", "stage", "upto", "scale", "compute_dtype"))
 
 
 def transform_tiled(
@@ -756,14 +780,17 @@ def transform_tiled(
 ) -> np.ndarray:
     """`transform` (``kind`` "arbitrary") or `multistyle_transform` ("multistyle") of one (H, W, 3)
     image in windows of at most ``core + 2 * TILE_HALO`` pixels a side: memory bounded by the
-    window, the result equal to the untiled one (up to float rounding).
+    window (and the 1/4-resolution activations, 2 bytes per pixel), the result equal to the
+    untiled one up to float rounding.
 
     Every CIN's mean and variance must be the whole image's, and each depends on the layers before
-    it, so there is one statistics pass per CIN, in network order: each window runs the network up
-    to that layer (earlier CINs normalised with the statistics already found) and adds the moments
-    of its core to the total (`tiling.Moments`); a last pass computes the output of every core.
-    Windows overlap by the halo, wider than the receptive field, so that every core is exact; all
-    have one shape, so each pass compiles once. ``callback(done, total)`` after every window.
+    it. The network runs stage by stage (contract, each residual block, expand), keeping each
+    stage's output at 1/4 resolution on the host between them. Within a stage there is one
+    statistics pass per CIN, in order: each window runs the stage up to that layer (earlier CINs
+    normalised with the statistics already found) and adds the moments of its core to the total
+    (`tiling.Moments`); a last pass computes the stage's output on every core. Windows overlap by
+    the halo, wider than the receptive field, so that every core is exact; all have one shape, so
+    each pass compiles once. ``callback(done, total)`` after every window.
     """
     from jaxstyle.tiling import Moments, halo_windows
 
@@ -776,34 +803,54 @@ def transform_tiled(
     frame = np.pad(image, ((0, (-h) % 4), (0, (-w) % 4), (0, 0)), mode="reflect")
     rows = halo_windows(frame.shape[0], core, TILE_HALO, fixed=True)
     cols = halo_windows(frame.shape[1], core, TILE_HALO, fixed=True)
-    cins = [name for name, entry in _layers_and_norms(kind, params, style)[1].items() if entry[0] == "cin"]
-    total, done = (len(cins) + 1) * len(rows) * len(cols), 0
+    norms, residual = _layers_and_norms(kind, params, style)[1:]
+    stages = [("contract", "contract"), *((f"residual{k}", f"residual{k}/") for k in range(1, residual + 1))]
+    stages.append(("expand", "expand"))
+    passes = [
+        (stage, [name for name, entry in norms.items() if name.startswith(prefix) and entry[0] == "cin"])
+        for stage, prefix in stages
+    ]
+    total = sum(len(cins) + 1 for _, cins in passes) * len(rows) * len(cols)
+    done = 0
     stats: dict[str, tuple[jax.Array, jax.Array]] = {}
-    out = np.empty_like(frame)
-    for upto in [*cins, None]:
-        moments = None
-        for top, bottom, core_top, core_bottom in rows:
-            for left, right, core_left, core_right in cols:
-                window = jnp.asarray(frame[None, top:bottom, left:right])
-                box = jnp.asarray([core_top - top, core_bottom - top, core_left - left, core_right - left])
-                limit = jnp.asarray([h - top, w - left])
-                result = _cores_jit(kind, params, style, window, box, limit, stats, upto, compute_dtype)
-                if upto is None:
-                    out[core_top:core_bottom, core_left:core_right] = np.asarray(result[0])[
-                        core_top - top : core_bottom - top, core_left - left : core_right - left
-                    ]
-                else:
-                    count, mean, m2 = (np.asarray(part, np.float64) for part in result)
-                    moments = (moments or Moments.empty(mean.shape[0])).merge(float(count), mean, m2)
-                done += 1
-                if callback is not None:
-                    callback(done, total)
-        if upto is not None:
-            stats[upto] = (
-                jnp.asarray(moments.mean[None], jnp.float32),
-                jnp.asarray(moments.variance[None], jnp.float32),
-            )
-    return out[:h, :w]
+    source, scale = frame, 1
+    for stage, cins in passes:
+        out_scale = 1 if stage == "expand" else 4
+        out = None
+        for upto in [*cins, None]:
+            moments = None
+            for top, bottom, core_top, core_bottom in rows:
+                for left, right, core_left, core_right in cols:
+                    window = jnp.asarray(source[None, top // scale : bottom // scale, left // scale : right // scale])
+                    box = jnp.asarray([core_top - top, core_bottom - top, core_left - left, core_right - left])
+                    limit = jnp.asarray([h - top, w - left])
+                    result = _stage_cores_jit(
+                        kind, params, style, window, box, limit, stats, stage, upto, scale, compute_dtype
+                    )
+                    if upto is None:
+                        part = np.asarray(result[0])
+                        if out is None:
+                            out = np.empty(
+                                (frame.shape[0] // out_scale, frame.shape[1] // out_scale, part.shape[-1]), np.float32
+                            )
+                        s = out_scale
+                        out[core_top // s : core_bottom // s, core_left // s : core_right // s] = part[
+                            (core_top - top) // s : (core_bottom - top) // s,
+                            (core_left - left) // s : (core_right - left) // s,
+                        ]
+                    else:
+                        count, mean, m2 = (np.asarray(value, np.float64) for value in result)
+                        moments = (moments or Moments.empty(mean.shape[0])).merge(float(count), mean, m2)
+                    done += 1
+                    if callback is not None:
+                        callback(done, total)
+            if upto is not None:
+                stats[upto] = (
+                    jnp.asarray(moments.mean[None], jnp.float32),
+                    jnp.asarray(moments.variance[None], jnp.float32),
+                )
+        source, scale = out, out_scale
+    return source[:h, :w]
 
 
 def _get(tree: Params, name: str):
