@@ -87,11 +87,6 @@ def describe_plan(plans, budget: int | None) -> str:
     return f"{w}x{h} would need about {final.needed / 2**30:.1f} GiB at once; running{limit}: " + ", ".join(parts)
 
 
-def parts_folder(output: Path) -> Path:
-    """Where a tiled run keeps its finished scales and tiles: ``OUTPUT.parts/`` beside the output."""
-    return output.with_name(output.name + ".parts")
-
-
 def run_stylize(
     content_path: Path,
     style_paths: list[Path],
@@ -113,7 +108,7 @@ def run_stylize(
     from jaxstyle.batch.manifest import params_hash
     from jaxstyle.io.files import atomic_write_text, file_sha256
     from jaxstyle.io.image import check_output_path, load_image, resize_to, save_image
-    from jaxstyle.io.parts import PartsFolder
+    from jaxstyle.io.parts import PartsFolder, parts_folder
     from jaxstyle.placement import memory_budget_bytes
     from jaxstyle.problem import check_style_blend, run_metadata
 
@@ -135,11 +130,13 @@ def run_stylize(
     parts = None
     if any(plan.tiled for plan in plans):
         say(describe_plan(plans, memory_budget_bytes(config)))
+    if any(plan.tiled for plan in plans) and runner.keeps_parts:
         record = {
             "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "report_every"},
             "inputs": [file_sha256(path) for path in inputs],
             "style_weights": style_blend,
             "weights": runner.weights_id,
+            "plan": [dataclasses.asdict(plan) for plan in plans],  # the free memory changes the plan
         }
         parts = PartsFolder(
             parts_folder(output), {**record, "settings_hash": params_hash(record)}, overwrite=overwrite, what="tiles"
@@ -178,7 +175,7 @@ def run_stylize(
                 save_image(path, fetch(), overwrite=True, inputs=inputs, metadata=metadata, jpeg_quality=jpeg_quality)
 
         try:
-            result = runner.stylize(content.rgb, init_image=init_image, callback=on_progress, parts=parts)
+            result = runner.stylize(content.rgb, init_image=init_image, callback=on_progress, parts=parts, plans=plans)
         except KeyboardInterrupt:
             bar.stop()
             kept = parts.names("*.npy") if parts is not None else []
@@ -188,7 +185,7 @@ def run_stylize(
                     "Run the same command again to resume."
                 )
             elif snapshot.fetch is None:
-                say("interrupted before the first report; nothing to save")
+                say("interrupted before any image was ready; nothing to save")
             else:
                 path = interrupted_path(output)
                 save_image(path, snapshot.fetch(), inputs=inputs, metadata=metadata, jpeg_quality=jpeg_quality)

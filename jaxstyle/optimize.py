@@ -198,8 +198,8 @@ def gram_targets_tiled(params, style: np.ndarray, spec: LossSpec, window: int) -
     the whole image's grid); each core runs inside a window with a margin of the deepest style
     layer's receptive field, so its features are exactly the whole image's, and the cores'
     ``F^T F`` sums add up to the whole image's (`jaxstyle.tiling.halo_windows`). Windows are about
-    ``window`` pixels a side (more where that leaves cores under half of it); those at the borders
-    are clipped, so there are up to nine window shapes (nine compilations).
+    ``window`` pixels a side (more where that leaves cores under half of it); those near the
+    borders are clipped, so there are up to four window sizes per axis (up to 16 compilations).
     """
     from jaxstyle.tiling import halo_windows
 
@@ -213,8 +213,8 @@ def gram_targets_tiled(params, style: np.ndarray, spec: LossSpec, window: int) -
     for top, bottom, core_top, core_bottom in halo_windows(h, core, halo, fixed=False):
         for left, right, core_left, core_right in halo_windows(w, core, halo, fixed=False):
             box = jnp.asarray([core_top - top, core_bottom - top, core_left - left, core_right - left])
-            window = jnp.asarray(style[top:bottom, left:right])
-            for name, (gram, count) in _window_gram_sums(params, window, box, spec).items():
+            crop = jnp.asarray(style[top:bottom, left:right])
+            for name, (gram, count) in _window_gram_sums(params, crop, box, spec).items():
                 total = totals.setdefault(name, [0.0, 0])
                 total[0] = total[0] + np.asarray(gram, np.float64)
                 total[1] += int(count)

@@ -78,8 +78,8 @@ class TilePlan:
 
     @classmethod
     def cover(cls, shape: tuple[int, int], tile: int, overlap: int) -> TilePlan:
-        """Square ``tile`` windows (clipped to the image) over ``shape``; ``overlap`` < tile / 2,
-        so that the windows of a group never meet."""
+        """Square ``tile`` windows (clipped to the image) over ``shape``, neighbours sharing at least
+        ``overlap`` < tile / 2 pixels."""
         if not 0 < 2 * overlap < tile:
             raise ValueError(f"overlap {overlap} must be positive and below half the tile {tile}")
         h, w = shape
@@ -103,12 +103,21 @@ class TilePlan:
         return self.count > 1
 
     def groups(self) -> list[list[Window]]:
-        """The windows in up to four groups by the parity of their grid row and column: windows two
-        apart never overlap (the overlap is below half a tile), so a group has no shared pixels."""
-        by_parity: dict[tuple[int, int], list[Window]] = {}
+        """The windows in groups whose members never share a pixel: by grid row and column modulo
+        the smallest step ``k`` for which windows ``k`` apart never meet on that axis (2 when the
+        tiles are evenly spread; 3 where rounding packs them closer)."""
+
+        def step(starts: tuple[int, ...], side: int) -> int:
+            k = 1
+            while any(b - a < side for a, b in zip(starts, starts[k:])):
+                k += 1
+            return k
+
+        k_rows, k_cols = step(self.rows, self.tile[0]), step(self.cols, self.tile[1])
+        by_class: dict[tuple[int, int], list[Window]] = {}
         for window in self.windows:
-            by_parity.setdefault((window.row % 2, window.col % 2), []).append(window)
-        return [by_parity[key] for key in sorted(by_parity)]
+            by_class.setdefault((window.row % k_rows, window.col % k_cols), []).append(window)
+        return [by_class[key] for key in sorted(by_class)]
 
     def weights(self, window: Window) -> np.ndarray:
         """(th, tw) float32 feathered blending weights of ``window``; over all windows they sum to 1."""
@@ -182,6 +191,7 @@ class ScalePlan:
     count: int = 1  # tiles
     batch: int = 1  # tiles per vmapped batch
     overlap: int = 0  # pixels shared by neighbouring tiles (the optimisation)
+    side: int = 0  # the tiles' side before clipping to the image (the optimisation)
     core: int = 0  # side of the exact core of each window (the fast method)
 
     @property
@@ -189,4 +199,4 @@ class ScalePlan:
         return self.tile is not None
 
     def tiles(self) -> TilePlan:
-        return TilePlan.cover(self.shape, max(self.tile), self.overlap)
+        return TilePlan.cover(self.shape, self.side, self.overlap)

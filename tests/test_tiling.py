@@ -22,7 +22,8 @@ from jaxstyle.optimize import LossSpec, gram_targets_tiled, style_targets
 from jaxstyle.tiling import Moments, TilePlan, halo_windows
 from jaxstyle.weights import load_weights
 
-SHAPES = [(64, 64), (100, 64), (97, 203), (256, 130), (500, 333)]
+# (64, 113): three tiles of 64 so close (starts 0, 24, 49) that the first and the last meet
+SHAPES = [(64, 64), (100, 64), (97, 203), (256, 130), (500, 333), (64, 113)]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -113,6 +114,35 @@ def test_tiled_gram_refuses_sliced_wasserstein(vgg):
         )
 
 
+def test_tiles_of_a_group_never_meet_at_awkward_sizes():
+    plan = TilePlan.cover((100, 2000), 1024, 256)  # starts 0, 488, 976: windows 0 and 2 share 48 px
+    for group in plan.groups():
+        lefts = sorted(window.left for window in group)
+        assert all(b - a >= plan.tile[1] for a, b in itertools.pairwise(lefts))
+
+
+def test_plan_edge_cases():
+    # The style image at 4x the output does not fit whole, the tiles cover the output in one.
+    plans = plan_scales((480, 480), StyleConfig(max_size=480, style_scale=4.0), 4 * 2**30)
+    assert plans[-1].tiled and plans[-1].tiles().count == 1
+    with pytest.raises(UsageError, match="style-statistic gram"):
+        plan_scales((300, 400), StyleConfig(max_size=512, tile_size=128, style_statistic="sliced_wasserstein"), None)
+    # a forced tile size never goes above the budget
+    forced = plan_scales((3000, 4000), StyleConfig(max_size=4096, tile_size=4096), 8 * 2**30)
+    assert max(forced[-1].tile) <= 1600
+    with pytest.raises(UsageError, match="--tile-size 208"):
+        plan_windows((1000, 1000), StyleConfig(method="fast", tile_size=100), None)
+
+
+def test_parts_ignore_pieces_of_another_shape(tmp_path):
+    parts = PartsFolder(tmp_path / "p", {"settings_hash": "x"}, overwrite=False, what="tiles")
+    parts.save_array("a.npy", np.zeros((4, 5, 3), np.float32))
+    assert parts.load_array("a.npy", (4, 5, 3)).shape == (4, 5, 3)
+    assert parts.load_array("a.npy", (5, 4, 3)) is None and parts.load_array("b.npy", (1,)) is None
+    (tmp_path / "q").mkdir()  # a run killed before it wrote its settings: taken over, not refused
+    PartsFolder(tmp_path / "q", {"settings_hash": "y"}, overwrite=False, what="tiles")
+
+
 def test_plans_tile_what_does_not_fit():
     config = StyleConfig(max_size=4096)
     plans = plan_scales((3000, 4000), config, 8 * 2**30)
@@ -171,15 +201,15 @@ def test_fast_runner_tiles_give_the_untiled_result():
     style = rng.uniform(size=(64, 64, 3)).astype(np.float32)
     config = StyleConfig(method="fast", max_size=250)
     whole = FastRunner(config, problem.make_style_set(style)).stylize(content)
-    tiled_runner = FastRunner(config.replace(tile_size=200), problem.make_style_set(style))
+    tiled_runner = FastRunner(config.replace(tile_size=208), problem.make_style_set(style))
     assert tiled_runner.plan(content.shape[:2])[0].tiled
     seen = []
     tiled = tiled_runner.stylize(content, callback=seen.append)
     # The windows' instance-norm statistics are the whole image's: the same output up to rounding.
     assert np.abs(tiled - whole).mean() < 1e-5 and np.abs(tiled - whole).max() < 1e-4
-    # Over 4 x 5 windows of 200 px around 56 px cores: the contract stage's output; per residual
+    # Over 3 x 4 windows of 208 px around 64 px cores: the contract stage's output; per residual
     # block two CIN statistics passes and its output; three for the expand stage and the output.
-    assert seen[-1].done == seen[-1].total == (1 + 5 * 3 + 4) * 4 * 5 and seen[-1].status.startswith("pass 20/20")
+    assert seen[-1].done == seen[-1].total == (1 + 5 * 3 + 4) * 3 * 4 and seen[-1].status.startswith("pass 20/20")
 
 
 def _judge():
@@ -217,3 +247,6 @@ def test_init_fast_starts_from_the_fast_method():
     result = GatysRunner(config, problem.make_style_set(style)).stylize(content)
     np.testing.assert_allclose(result, fast_stylize(content, style, config), atol=1e-4)
     assert np.abs(result - content).mean() > 0.02  # not the photo: the style is there from the start
+    # A first scale below the network's 32 px (21x64) starts from a larger fast picture, resized.
+    wide = problem.resize_to(content, 21, 64)
+    assert GatysRunner(config, problem.make_style_set(style)).stylize(wide).shape == (21, 64, 3)

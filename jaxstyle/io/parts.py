@@ -19,9 +19,15 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from jaxstyle.errors import OutputError, UsageError
-from jaxstyle.io.files import atomic_write, atomic_write_text, temporaries_of
+from jaxstyle.io.files import atomic_write, atomic_write_text
 
 SETTINGS_NAME = "settings.json"
+
+
+def parts_folder(output: str | Path) -> Path:
+    """Where the finished pieces of ``output`` are kept until it is written: ``OUTPUT.parts/``."""
+    output = Path(output)
+    return output.with_name(f"{output.name}.parts")
 
 
 class PartsFolder:
@@ -36,8 +42,11 @@ class PartsFolder:
                 found = json.loads((self.folder / SETTINGS_NAME).read_text(encoding="utf-8")).get("settings_hash")
             except (OSError, ValueError, AttributeError):
                 found = None
+            pieces = [p for p in self.folder.iterdir() if not p.name.startswith(".")]
+            if found is None and not pieces:
+                found = self.record["settings_hash"]  # killed between creating the folder and its settings
             if found == self.record["settings_hash"]:
-                for leftover in (p for name in self.folder.iterdir() for p in temporaries_of(name)):
+                for leftover in self.folder.glob(".*.tmp"):
                     leftover.unlink(missing_ok=True)  # half-written pieces of a killed run
             elif not overwrite:
                 raise UsageError(
@@ -73,10 +82,13 @@ class PartsFolder:
 
         self.write(name, save)
 
-    def load_array(self, name: str) -> np.ndarray | None:
-        """A saved array, or None if there is none."""
+    def load_array(self, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
+        """A saved array of ``shape``, or None if there is none (or one of another shape)."""
         path = self.path(name)
-        return np.load(path, allow_pickle=False) if path.is_file() else None
+        if not path.is_file():
+            return None
+        array = np.load(path, allow_pickle=False)
+        return array if array.shape == tuple(shape) else None
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -79,6 +79,9 @@ class Runner(Protocol):
     # How many video frames `stylize_frames` takes at once: 1 when each frame needs the previous
     # frame's result before it starts; None when the frames can be stylized together first.
     frame_batch: int | None
+    # Whether `stylize` keeps finished pieces in a ``parts`` folder (a tiled optimisation) that a
+    # resumed run picks up; a method that has nothing worth keeping ignores ``parts``.
+    keeps_parts: bool
 
     def plan(self, content_shape: tuple[int, int]) -> list[ScalePlan]:
         """How `stylize` will run content of ``content_shape`` (H, W): its scales, each whole or in
@@ -92,13 +95,15 @@ class Runner(Protocol):
         init_image: np.ndarray | None = None,
         callback: Callable | None = None,
         parts: PartsFolder | None = None,
+        plans: Sequence[ScalePlan] | None = None,
     ) -> np.ndarray:
         """One (H, W, 3) content image -> its stylization at the config's size, colours finished.
 
         ``callback`` gets progress reports with ``done``, ``total``, ``description`` and ``status``
         (and, for an optimisation, ``report.losses`` and ``report.image()``). ``parts``: where a
         tiled run keeps what it finished, to resume from after a stop (methods with nothing worth
-        keeping ignore it)."""
+        keeping ignore it). ``plans``: the `plan` to run (by default computed again: the free memory
+        may have changed, so a caller that records the plan for a resume passes it in)."""
         ...
 
     def stylize_bucket(

@@ -84,8 +84,13 @@ def plan_windows(shape: tuple[int, int], config: StyleConfig, budget: int | None
     if config.tile_size is None and (budget is None or needed <= budget):
         return ScalePlan(shape, needed)
     room = None if budget is None else budget - BASE_BYTES - HOST_BYTES_PER_PIXEL * shape[0] * shape[1]
-    window = config.tile_size or int(math.sqrt(max(room, 0) / BYTES_PER_PIXEL))
-    if config.tile_size is None and window < MIN_TILE + 2 * magenta.TILE_HALO:
+    smallest = MIN_TILE + 2 * magenta.TILE_HALO
+    if config.tile_size is not None and config.tile_size < smallest:
+        raise UsageError(f"the fast method's windows need --tile-size {smallest} or more, got {config.tile_size}")
+    window = int(math.sqrt(max(room, 0) / BYTES_PER_PIXEL)) if room is not None else config.tile_size
+    if config.tile_size is not None:
+        window = min(config.tile_size, max(window, smallest))  # forced, but not above the budget
+    if window < smallest:
         raise UsageError(
             f"a memory budget of {budget / 2**30:.1f} GiB is too small for the fast method's windows at "
             f"{shape[1]}x{shape[0]} px; a larger --memory-budget or a smaller --max-size is needed"
@@ -122,6 +127,7 @@ class FastRunner:
     """The arbitrary-style networks on the device and the blended style vector of the style set."""
 
     frame_batch = None  # video frames are stylized as one bucket, then blended in order
+    keeps_parts = False  # a stopped run is redone in the same time
 
     def __init__(self, config: StyleConfig, styles: StyleSet, *, weights=None, devices=None) -> None:
         self.config = config.validate()
@@ -183,12 +189,13 @@ class FastRunner:
         init_image: np.ndarray | None = None,
         callback: Callable[[BucketProgress | WindowProgress], None] | None = None,
         parts=None,
+        plans: Sequence[ScalePlan] | None = None,
     ) -> np.ndarray:
-        """One forward pass; (h, w, 3) float32 with the long side ``max_size``. ``init_image`` is
-        ignored (there is nothing to start from); so are ``parts`` (nothing to resume: a stopped
-        run is redone in the same time)."""
+        """One forward pass, whole or in windows (``plans``, `plan` by default); (h, w, 3) float32
+        with the long side ``max_size``. ``init_image`` and ``parts`` are ignored: there is nothing
+        to start from, and nothing worth keeping for a resume."""
         image = problem.prepare_batch_image(0, content, self.styles, self.config)
-        plan = self.plan(content.shape[:2])[0]
+        plan = (plans or self.plan(content.shape[:2]))[0]
         if not plan.tiled:
             return self.stylize_bucket(image.size, [image], 1, callback)[0]
         if self.builtin is not None:

@@ -23,6 +23,7 @@ from jaxstyle.errors import UsageError
 from jaxstyle.io.image import resize_to
 from jaxstyle.io.parts import PartsFolder
 from jaxstyle.methods import BucketProgress, Previous, Warp
+from jaxstyle.nets.magenta import MIN_SIDE as magenta_min_side
 from jaxstyle.nets.vgg import prepare_params
 from jaxstyle.optimize import (
     LossSpec,
@@ -132,9 +133,11 @@ def plan_scales(content_shape: tuple[int, int], config: StyleConfig, budget: int
         return None if budget is None else budget - _tile_bytes(0, config) - HOST_BYTES_PER_PIXEL * shape[0] * shape[1]
 
     def tile_side(shape):
-        if config.tile_size is not None:
+        if budget is None:
             return config.tile_size
         side = int(math.sqrt(max(room(shape), 0) / per_pixel)) // 16 * 16
+        if config.tile_size is not None and side >= MIN_TILE:
+            return min(config.tile_size, side)  # forced, but never above the budget
         if side < MIN_TILE:
             raise UsageError(
                 f"a memory budget of {budget / 2**30:.1f} GiB leaves no room for {MIN_TILE}x{MIN_TILE} px tiles at "
@@ -148,6 +151,11 @@ def plan_scales(content_shape: tuple[int, int], config: StyleConfig, budget: int
     def tiled(shape):
         return not fits(shape) or (config.tile_size is not None and max(shape) > config.tile_size)
 
+    if tiled(sizes[-1]) and config.style_statistic != "gram":
+        raise UsageError(
+            f"{sizes[-1][1]}x{sizes[-1][0]} px needs tiles, and tiles need --style-statistic gram "
+            "(sliced Wasserstein compares every position at once); use gram or a smaller --max-size"
+        )
     if tiled(sizes[0]):
         side = min(tile_side(sizes[-1]), config.max_size // 2)
         while side > MIN_TILE and not fits(problem.fit_long_side(content_shape, side)):
@@ -163,7 +171,7 @@ def plan_scales(content_shape: tuple[int, int], config: StyleConfig, budget: int
         cover = TilePlan.cover(shape, tile, _overlap(tile))
         largest_group = max(len(group) for group in cover.groups())
         batch = 1 if budget is None else max(1, min(room(shape) // (per_pixel * tile * tile), largest_group))
-        plans.append(ScalePlan(shape, needed, cover.tile, cover.count, int(batch), cover.overlap))
+        plans.append(ScalePlan(shape, needed, cover.tile, cover.count, int(batch), cover.overlap, side=tile))
     return plans
 
 
@@ -177,6 +185,7 @@ class GatysRunner:
     """The VGG19 weights on the devices, the loss and optimiser settings, cached style targets."""
 
     frame_batch = 1  # each video frame starts from the previous result
+    keeps_parts = True  # finished scales and tiles are worth keeping for a resume
 
     def __init__(
         self,
@@ -216,23 +225,23 @@ class GatysRunner:
         callback: Callable[[Progress], None] | None = None,
         previous: Previous | None = None,
         parts: PartsFolder | None = None,
+        plans: Sequence[ScalePlan] | None = None,
     ) -> np.ndarray:
         """Optimise ``content`` coarse to fine; (h, w, 3) float32 with the long side ``max_size``.
 
         Scales too large for the memory budget run in tiles (`plan_scales`, `_optimise_tiles`).
-        ``parts``: where finished scales and tiles are kept, so that a stopped run resumes.
+        ``parts``: where finished scales and tiles are kept, so that a stopped run resumes; its
+        settings must cover ``plans`` (`plan` by default), which a resume must run again.
 
         With ``previous`` (a video frame after the first), one scale at the final size, started
         from the previous result where it can be trusted and held near it by Ruder et al.'s
         temporal loss (`jaxstyle.losses.temporal_loss`)."""
         config = self.config
         content = problem.as_rgb(content, "content image")
-        plans = self.plan(content.shape[:2])
+        plans = list(plans or self.plan(content.shape[:2]))
         if previous is not None:  # a video frame: one whole scale
             plans = [ScalePlan(plans[-1].shape, plans[-1].needed)]
             check_memory(plans[0].shape, config)
-        if config.init == "fast" and previous is None:
-            init_image = self.fast_start(content, plans[0].shape)
         coarse = config.iterations if config.coarse_iterations is None else config.coarse_iterations
         per_scale = [coarse] * (len(plans) - 1) + [config.iterations]
         total = sum(n * plan.count for n, plan in zip(per_scale, plans))
@@ -241,10 +250,12 @@ class GatysRunner:
         for index, plan in enumerate(plans):
             shape, before = plan.shape, sum(n * p.count for n, p in zip(per_scale[:index], plans))
             resized, stylized = problem.content_at(content, shape, config)
-            saved = parts.load_array(f"scale{index}.npy") if parts is not None else None
+            saved = parts.load_array(f"scale{index}.npy", (*shape, 3)) if parts is not None else None
             if saved is not None:
                 image = saved
                 continue
+            if index == 0 and config.init == "fast" and previous is None:
+                init_image = self.fast_start(content, shape)
             if previous is not None:
                 reference = problem.stylized_colours(previous.image, config)
                 mask = previous.mask[..., None]
@@ -289,8 +300,15 @@ class GatysRunner:
         from jaxstyle.methods.fast import FastRunner
 
         if self._fast is None:
-            self._fast = FastRunner(self.config.replace(method="fast", init="content", tile_size=None), self.styles)
-        self._fast.config = self._fast.config.replace(max_size=max(shape))
+            # The colours only as the optimisation will see them (KNN would be wasted on a start).
+            colours = self.config.preserve_color if self.config.preserve_color != "knn" else "none"
+            fast = self.config.replace(
+                method="fast", init="content", tile_size=None, temporal_weight=None, preserve_color=colours
+            )
+            self._fast = FastRunner(fast, self.styles)
+        # The network needs 32 px a side; a smaller coarse scale gets a larger picture, resized.
+        side = max(max(shape), math.ceil(max(shape) * magenta_min_side / max(1, min(shape))))
+        self._fast.config = self._fast.config.replace(max_size=side)
         return self._fast.stylize(content)
 
     def _optimise_tiles(self, plan, start, stylized, styles, config, report, parts, scale) -> np.ndarray:
@@ -302,7 +320,8 @@ class GatysRunner:
         of the whole-image loss (the TV term is a sum over pixels and needs no weight). The tiles run
         in `TilePlan.groups`: a group's tiles do not overlap and run as vmapped batches; each tile
         starts from the tiles finished before it where they overlap it (faded in by their blending
-        weights), and the blend of all (`TilePlan.weights`, summing to 1) is the result. Finished tiles go to ``parts``.
+        weights), and the blend of all (`TilePlan.weights`, summing to 1) is the result. Finished
+        tiles go to ``parts``.
         """
         tiles = plan.tiles()
         th, tw = tiles.tile
@@ -321,9 +340,11 @@ class GatysRunner:
             results = {}
             todo = []
             for window in group:
-                saved = parts.load_array(f"scale{scale}_tile{window.index:04d}.npy") if parts is not None else None
+                name = f"scale{scale}_tile{window.index:04d}.npy"
+                saved = parts.load_array(name, (*tiles.tile, 3)) if parts is not None else None
                 if saved is not None:
                     results[window.index] = saved
+                    finished += 1
                 else:
                     todo.append(window)
             for first in range(0, len(todo), plan.batch):
@@ -359,7 +380,6 @@ class GatysRunner:
                 top, left = window.top, window.left
                 blended[top : top + th, left : left + tw] += weights * results[window.index]
                 covered[top : top + th, left : left + tw] += weights
-            finished += len(group) - sum(1 for w in group if w in todo)
         return blended
 
     def stylize_frames(
@@ -374,10 +394,12 @@ class GatysRunner:
             # The KNN colours come after the optimisation and differ from the optimised image's,
             # so the temporal loss would pull each frame towards colours it cannot reach.
             raise UsageError("--preserve-color knn is not available for videos with --method gatys; use luminance")
+        check_memory(frames[0].size, self.config)  # every frame, the first one included, runs whole
         results = []
         for index, frame in enumerate(frames):
             previous = warp(index, last) if last is not None and self.config.resolved_temporal_weight > 0 else None
-            last = self.stylize(frame.content, callback=callback, previous=previous)
+            whole = [ScalePlan(plan.shape, plan.needed) for plan in self.plan(frame.size)]
+            last = self.stylize(frame.content, callback=callback, previous=previous, plans=whole)
             results.append(last)
         return results
 

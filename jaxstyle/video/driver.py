@@ -32,7 +32,7 @@ from jaxstyle.config import BatchConfig, StyleConfig
 from jaxstyle.errors import ImageError
 from jaxstyle.io.files import check_output_path, file_sha256
 from jaxstyle.io.image import load_image, resize_to, save_image, to_8bit
-from jaxstyle.io.parts import PartsFolder
+from jaxstyle.io.parts import PartsFolder, parts_folder
 from jaxstyle.io.video import Frame, VideoInfo, output_kind, probe, read_frames, write_frames
 from jaxstyle.methods import Previous
 from jaxstyle.video import flow
@@ -75,11 +75,6 @@ class VideoSummary:
     frames: int
     stylized: int  # by this run (the rest came from the parts folder)
     seconds: float
-
-
-def parts_folder(output: Path) -> Path:
-    """Where the finished frames of ``output`` are kept until it is written."""
-    return output.with_name(f"{output.name}.parts")
 
 
 def _settings_record(
