@@ -65,11 +65,12 @@ def blend_previous(result: np.ndarray, previous: Previous, weight: float) -> np.
 
 
 # Peak memory of the untiled transformer on CPU, float32: about 280 bytes per pixel above 0.45 GB
-# of runtime and weights (peak RSS at 512, 1024 and 2048 px square), rounded up. The image itself
-# takes about two float32 copies more on the host, windows or not (an 8192x8192 run in windows of
-# 3424 px peaked at 5.3 GB: 4.3 GB for the windows, 14 bytes per pixel of the image beside them).
+# of runtime and weights (peak RSS at 512, 1024 and 2048 px square), rounded up. On the host, the
+# image takes about two float32 copies more, and in windows the 1/4-resolution activations kept
+# between stages two more of 8 bytes per pixel (an 8192x8192 run with windows planned at 4.3 GB
+# and 24 bytes per pixel for the host peaked at 4.8 GB).
 BYTES_PER_PIXEL = 320
-HOST_BYTES_PER_PIXEL = 24
+HOST_BYTES_PER_PIXEL = 40
 BASE_BYTES = int(0.5 * 2**30)
 
 

@@ -780,7 +780,7 @@ def transform_tiled(
 ) -> np.ndarray:
     """`transform` (``kind`` "arbitrary") or `multistyle_transform` ("multistyle") of one (H, W, 3)
     image in windows of at most ``core + 2 * TILE_HALO`` pixels a side: memory bounded by the
-    window (and the 1/4-resolution activations, 2 bytes per pixel), the result equal to the
+    window (and the 1/4-resolution activations, 8 bytes per image pixel), the result equal to the
     untiled one up to float rounding.
 
     Every CIN's mean and variance must be the whole image's, and each depends on the layers before
