@@ -102,8 +102,6 @@ def main() -> None:
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(record, indent=1) + "\n")
-    save_image(RESULTS / f"{args.name}.tiled.jpg", tiled, overwrite=True)
-    save_image(RESULTS / f"{args.name}.untiled.jpg", whole, overwrite=True)
     save_image(RESULTS / f"{args.name}.crops.png", crops(tiled, whole, tiles), overwrite=True)
     print(json.dumps(record, indent=1))
 
