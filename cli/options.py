@@ -55,7 +55,7 @@ Set = Annotated[
 MaxSize = Annotated[int | None, typer.Option(help=f"Long side of the output in px. {_default(D.max_size)}")]
 MemoryBudget = Annotated[
     float | None,
-    typer.Option(help="GiB the run may use; larger images are done in tiles. [default: the free memory]"),
+    typer.Option(help="GiB the run may use; larger images are done in tiles. [default: 80% of the free memory]"),
 ]
 TileSize = Annotated[int | None, typer.Option(help="Force tiles of this side in px. [default: only if needed]")]
 Iterations = Annotated[int | None, typer.Option(help=f"Iterations (at every scale). {_default(D.iterations)}")]
