@@ -445,12 +445,12 @@ def test_ctrl_c_saves_the_last_image(files: dict[str, Path]):
 
 def test_ctrl_c_before_the_first_report(files: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch):
     """Ctrl-C while compiling: nothing to save, says so, exit 130, nothing written."""
-    import jaxstyle.stylization
+    from jaxstyle.methods.gatys import GatysRunner
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(jaxstyle.stylization, "stylize", interrupted)
+    monkeypatch.setattr(GatysRunner, "stylize", interrupted)
     before = snapshot(files["tmp"])
     assert main(_stylize_args(files, files["out"])) == 130
     err = capsys.readouterr().err
