@@ -40,7 +40,7 @@ def crops(tiled: np.ndarray, whole: np.ndarray, plan, side: int = 192) -> np.nda
     th, tw = plan.tile
     centres = []
     if len(plan.cols) > 1:
-        centres.append((h // 2, (plan.cols[1] + plan.cols[0] + tw) // 2))
+        centres.append((h // 3, (plan.cols[1] + plan.cols[0] + tw) // 2))
     if len(plan.rows) > 1:
         centres.append(((plan.rows[1] + plan.rows[0] + th) // 2, w // 3))
     if len(plan.rows) > 1 and len(plan.cols) > 1:
