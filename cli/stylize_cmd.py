@@ -105,8 +105,7 @@ def run_stylize(
     import numpy as np
 
     from jaxstyle import methods, problem
-    from jaxstyle.batch.manifest import params_hash
-    from jaxstyle.io.files import atomic_write_text, file_sha256
+    from jaxstyle.io.files import atomic_write_text
     from jaxstyle.io.image import check_output_path, load_image, resize_to, save_image
     from jaxstyle.io.parts import PartsFolder, parts_folder
     from jaxstyle.placement import memory_budget_bytes
@@ -131,16 +130,11 @@ def run_stylize(
     if any(plan.tiled for plan in plans):
         say(describe_plan(plans, memory_budget_bytes(config)))
     if any(plan.tiled for plan in plans) and runner.keeps_parts:
-        record = {
-            "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "report_every"},
-            "inputs": [file_sha256(path) for path in inputs],
-            "style_weights": style_blend,
-            "weights": runner.weights_id,
-            "plan": [dataclasses.asdict(plan) for plan in plans],  # the free memory changes the plan
-        }
-        parts = PartsFolder(
-            parts_folder(output), {**record, "settings_hash": params_hash(record)}, overwrite=overwrite, what="tiles"
+        # the plan too: it follows the free memory, which changes between runs
+        record = problem.settings_record(
+            config, inputs, style_blend, runner.weights_id, plan=[dataclasses.asdict(plan) for plan in plans]
         )
+        parts = PartsFolder(parts_folder(output), record, overwrite=overwrite, what="tiles")
 
     history: dict[str, list[float]] = {}
     snapshot = _Snapshot()

@@ -187,6 +187,31 @@ def run_metadata(
     }
 
 
+def settings_record(
+    config: StyleConfig,
+    files: Sequence[str],
+    style_weights: Sequence[float] | None,
+    weights_id: str,
+    **extra: object,
+) -> dict:
+    """Everything that changes the pieces a resumable run keeps (`jaxstyle.io.parts`): the input
+    files' contents, the settings (not how often progress is reported), the style blend, the
+    weights, and ``extra``; with its ``settings_hash``."""
+    from jaxstyle.batch.manifest import params_hash
+    from jaxstyle.io.files import file_sha256
+
+    settings = dataclasses.asdict(config)
+    settings.pop("report_every", None)
+    record = {
+        "inputs": [file_sha256(path) for path in files],
+        "style_weights": list(style_weights) if style_weights is not None else None,
+        "weights": weights_id,
+        "config": settings,
+        **extra,
+    }
+    return {"settings_hash": params_hash(record), **record}
+
+
 @dataclass(frozen=True)
 class BatchImage:
     """One content image prepared for a same-shape batch, at its own (fitted) size."""

@@ -18,7 +18,6 @@ Silent: it reports through a callback (`VideoStarted`, `FrameDone`, the method's
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,10 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from jaxstyle import methods, problem
-from jaxstyle.batch.manifest import params_hash
 from jaxstyle.config import BatchConfig, StyleConfig
 from jaxstyle.errors import ImageError
-from jaxstyle.io.files import check_output_path, file_sha256
+from jaxstyle.io.files import check_output_path
 from jaxstyle.io.image import load_image, resize_to, save_image, to_8bit
 from jaxstyle.io.parts import PartsFolder, parts_folder
 from jaxstyle.io.video import Frame, VideoInfo, output_kind, probe, read_frames, write_frames
@@ -75,22 +73,6 @@ class VideoSummary:
     frames: int
     stylized: int  # by this run (the rest came from the parts folder)
     seconds: float
-
-
-def _settings_record(
-    config: StyleConfig, input_path: Path, style_paths: Sequence[Path], blend, weights_id: str
-) -> dict:
-    """Everything that changes a frame: the input, the styles, the settings and the weights."""
-    settings = dataclasses.asdict(config)
-    settings.pop("report_every", None)
-    record = {
-        "input": file_sha256(input_path),
-        "styles": [file_sha256(path) for path in style_paths],
-        "style_weights": list(blend) if blend is not None else None,
-        "weights": weights_id,
-        "config": settings,
-    }
-    return {"settings_hash": params_hash(record), **record}
 
 
 class _Parts(PartsFolder):
@@ -159,7 +141,7 @@ def run_video(
     style_set = problem.make_style_set([load_image(path).rgb for path in style_paths], style_blend, config)
     size = problem.fit_long_side(info.size, config.max_size)
     runner = methods.setup(config, style_set, weights=weights)
-    record = _settings_record(config, input_path, style_paths, style_blend, runner.weights_id)
+    record = problem.settings_record(config, [input_path, *style_paths], style_blend, runner.weights_id)
     parts = _Parts(parts_folder(output), record, overwrite=overwrite)
     done = parts.done
     emit(VideoStarted(info, size, parts.folder, len(done)))
