@@ -18,7 +18,7 @@ from jaxstyle.stylize import fit_long_side, stylize
 
 from jaxstyle.config import StyleConfig
 from jaxstyle.io.image import load_image, resize_to
-from jaxstyle.optimize import LossSpec, content_targets, loss_terms, style_targets
+from jaxstyle.optimize import TERMS, LossSpec, content_targets, loss_terms, style_targets, whole_norms
 from jaxstyle.weights import load_weights
 
 ASSETS = Path(__file__).resolve().parents[1] / "jaxstyle" / "assets" / "images"
@@ -41,12 +41,14 @@ def main() -> None:
         "content": content_targets(params, jnp.asarray(resize_to(content, h, w)), spec),
         "style": style_targets(params, jnp.asarray(resize_to(style, h, w)), spec, (h, w)),
     }
+    references = [resize_to(style, h, w)]
+    targets["norm"] = whole_norms(params, resize_to(content, h, w), references, (1.0,), targets, spec)
     results = {}
     for precision in ("float32", "bfloat16"):
         image = stylize(content, [style], base.replace(precision=precision), weights=weights)
         terms = loss_terms(params, jnp.asarray(image), targets, spec)
         results[precision] = {name: float(value) for name, value in terms.items()}
-        results[precision]["total"] = float(sum(np.asarray(v) for v in terms.values()))
+        results[precision]["total"] = float(sum(np.asarray(terms[k]) for k in TERMS if k in terms))
     results["bf16_over_f32_total"] = results["bfloat16"]["total"] / results["float32"]["total"]
     args.out.write_text(json.dumps({"size": args.size, "iterations": args.iterations, **results}, indent=2))
     print(json.dumps(results, indent=2))

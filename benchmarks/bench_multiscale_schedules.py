@@ -28,7 +28,7 @@ from jaxstyle.stylize import _initial_image, fit_long_side
 from jaxstyle.config import StyleConfig
 from jaxstyle.io.image import load_image, resize_to
 from jaxstyle.nets.vgg import prepare_params
-from jaxstyle.optimize import LossSpec, content_targets, optimise, style_targets, total_loss
+from jaxstyle.optimize import LossSpec, content_targets, optimise, style_targets, total_loss, whole_norms
 from jaxstyle.weights import load_weights
 
 ASSETS = Path(__file__).resolve().parents[1] / "jaxstyle" / "assets" / "images"
@@ -57,6 +57,8 @@ def run(params, spec, config, content, style, sides, coarse_iterations, detail, 
             "content": content_targets(params, jnp.asarray(resize_to(content, h, w)), spec),
             "style": style_targets(params, jnp.asarray(resize_to(style, *style_shape)), spec, (h, w)),
         }
+        references = [resize_to(style, h, w)]
+        targets["norm"] = whole_norms(params, resize_to(content, h, w), references, (1.0,), targets, spec)
         if image is None:
             start = init if last else resize_to(init, h, w)
         else:

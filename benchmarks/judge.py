@@ -10,6 +10,7 @@ weights cannot make its own results look better to it.
   0 = the content untouched, 1 = as far from it as the style image is.
 * **style ratio**: the output's style loss (relu1_1..relu5_1, Gram / (HWC), mean squared
   difference from the style image's Grams, layers equally weighted) over the content image's.
+  The style image is first resized to the output's long side, the scale a run matches by default.
   0 = the style's statistics exactly, 1 = no more styled than the photo.
 
     python benchmarks/judge.py OUTPUT CONTENT STYLE    # prints the two ratios as JSON
@@ -93,7 +94,11 @@ def ratios(output: np.ndarray, content: np.ndarray, style: np.ndarray, vgg=None)
     shape = output.shape[:2]
     content = _resize(content, shape) if content.shape[:2] != shape else content
     f_out, f_content = features(vgg, output), features(vgg, content)
-    f_style = features(vgg, style)
+    # The style at the output's long side, as a run sees it with the default --style-scale 1: its
+    # statistics at another scale are not what the run was asked to match.
+    side = max(shape)
+    style_shape = tuple(max(1, round(n * side / max(style.shape[:2]))) for n in style.shape[:2])
+    f_style = features(vgg, _resize(style, style_shape) if style_shape != style.shape[:2] else style)
     f_style_as_content = features(vgg, _resize(style, shape))
 
     def content_loss(f):

@@ -27,7 +27,7 @@ from jaxstyle.config import StyleConfig
 from jaxstyle.io.files import atomic_write_text
 from jaxstyle.io.image import load_image, resize_to
 from jaxstyle.nets.vgg import prepare_params
-from jaxstyle.optimize import LossSpec, content_targets, loss_terms, style_targets
+from jaxstyle.optimize import LossSpec, content_targets, loss_terms, style_targets, whole_norms
 from jaxstyle.stylization import stylize
 from jaxstyle.weights import load_weights
 
@@ -48,6 +48,7 @@ def judge(params, spec, output, content, style):
         "content": content_targets(params, jnp.asarray(content), spec),
         "style": style_targets(params, jnp.asarray(style), spec, shape),
     }
+    targets["norm"] = whole_norms(params, content, [resize_to(style, *shape)], (1.0,), targets, spec)
 
     def terms(image):
         return {k: float(v) for k, v in loss_terms(params, jnp.asarray(image), targets, spec).items()}

@@ -30,10 +30,10 @@ from scipy import ndimage
 
 from jaxstyle.config import StyleConfig
 from jaxstyle.io.files import atomic_write_text
-from jaxstyle.io.image import load_image
+from jaxstyle.io.image import load_image, resize_to
 from jaxstyle.io.video import Frame, VideoInfo, probe, read_frames, write_frames
 from jaxstyle.nets.vgg import prepare_params
-from jaxstyle.optimize import LossSpec, loss_terms, style_targets
+from jaxstyle.optimize import LossSpec, loss_terms, style_targets, whole_norms
 from jaxstyle.video import flow, run_video
 from jaxstyle.weights import load_weights
 
@@ -98,7 +98,9 @@ class StyleJudge:
 
     def __init__(self, style: np.ndarray) -> None:
         weights = load_weights()
-        self.spec = LossSpec.from_config(StyleConfig(content_weight=0.0, style_weight=1.0, tv_weight=0.0))
+        self.spec = LossSpec.from_config(
+            StyleConfig(content_weight=0.0, style_weight=1.0, tv_weight=0.0, loss_units="raw")
+        )
         self.params = prepare_params(weights.params, self.spec.layers, winograd_convs=False)
         self.style = jnp.asarray(style)
         self.targets: dict = {}
@@ -106,7 +108,10 @@ class StyleJudge:
     def __call__(self, frame: np.ndarray) -> float:
         shape = frame.shape[:2]
         if shape not in self.targets:
-            self.targets[shape] = {"content": {}, "style": style_targets(self.params, self.style, self.spec, shape)}
+            targets = {"content": {}, "style": style_targets(self.params, self.style, self.spec, shape)}
+            reference = [resize_to(np.asarray(self.style), *shape)]
+            targets["norm"] = whole_norms(self.params, frame, reference, (1.0,), targets, self.spec)
+            self.targets[shape] = targets
         return float(loss_terms(self.params, jnp.asarray(frame), self.targets[shape], self.spec)["style"])
 
 

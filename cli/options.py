@@ -58,12 +58,20 @@ MemoryBudget = Annotated[
     typer.Option(help="GiB the run may use; larger images are done in tiles. [default: 80% of the free memory]"),
 ]
 TileSize = Annotated[int | None, typer.Option(help="Force tiles of this side in px. [default: only if needed]")]
-Iterations = Annotated[int | None, typer.Option(help=f"Iterations (at every scale). {_default(D.iterations)}")]
+Iterations = Annotated[int | None, typer.Option(help=f"Iterations at most (at every scale). {_default(D.iterations)}")]
+StopTolerance = Annotated[
+    float | None,
+    typer.Option(
+        help=f"Stop a scale once its loss improved by less than this fraction over the last {D.stop_window} "
+        f"iterations; 0 runs them all. {_default(D.stop_tolerance)}"
+    ),
+]
 Optimizer = Annotated[str | None, typer.Option(help=_choice_help("optimizer"))]
 LearningRate = Annotated[float | None, typer.Option("--lr", help="Step size. [default: 1.0 for lbfgs, 0.02 for adam]")]
 ContentWeight = Annotated[float | None, typer.Option(help=f"Content loss weight. {_default(D.content_weight)}")]
 StyleWeight = Annotated[
-    float | None, typer.Option(help="Style loss weight. [default: 500; 5e4 with sliced_wasserstein]")
+    float | None,
+    typer.Option(help="Style loss weight. [default: 1; with loss_units=raw 500, 5e4 with sliced_wasserstein]"),
 ]
 TVWeight = Annotated[float | None, typer.Option(help=f"Total variation weight. {_default(D.tv_weight)}")]
 StyleBlend = Annotated[str | None, typer.Option(help="Blend of several styles, e.g. 0.7,0.3. [default: equal]")]

@@ -137,6 +137,7 @@ def run_stylize(
         parts = PartsFolder(parts_folder(output), record, overwrite=overwrite, what="tiles")
 
     history: dict[str, list[float]] = {}
+    final: dict[str, float] = {}  # the result's loss terms and ratios to the inputs (optimisations)
     snapshot = _Snapshot()
     metadata = run_metadata(
         config,
@@ -155,6 +156,8 @@ def run_stylize(
             if getattr(progress, "tiles", None) is not None:
                 fetch = None  # a tile, not the picture: the finished tiles are kept in the parts folder
             snapshot.fetch, snapshot.done = fetch, progress.done
+            if getattr(progress, "scores", None) is not None:
+                final.update(progress.scores)
             for key, values in getattr(progress.report, "losses", {}).items():
                 history.setdefault(key, []).extend(float(v) for v in np.ravel(values))
             bar.update(
@@ -188,11 +191,14 @@ def run_stylize(
     if original_size:
         result = resize_to(result, *content.size)
     alpha = resize_to(content.alpha, *result.shape[:2]) if content.alpha is not None else None
+    if final:
+        metadata["jaxstyle.losses"] = json.dumps(final, sort_keys=True)
     save_image(
         output, result, alpha=alpha, overwrite=overwrite, inputs=inputs, metadata=metadata, jpeg_quality=jpeg_quality
     )
     if history_path is not None:
-        atomic_write_text(history_path, json.dumps(history), overwrite=overwrite, inputs=[*inputs, output])
+        record = {**history, "final": final} if final else history
+        atomic_write_text(history_path, json.dumps(record), overwrite=overwrite, inputs=[*inputs, output])
     if parts is not None:
         parts.remove()
     say(f"wrote {output} ({result.shape[1]}x{result.shape[0]})")
@@ -213,6 +219,7 @@ def stylize_command(
     tile_size: opt.TileSize = None,
     style_strength: opt.StyleStrength = None,
     iterations: opt.Iterations = None,
+    stop_tolerance: opt.StopTolerance = None,
     optimizer: opt.Optimizer = None,
     learning_rate: opt.LearningRate = None,
     content_weight: opt.ContentWeight = None,
@@ -261,6 +268,7 @@ def stylize_command(
                 "memory_budget": memory_budget,
                 "tile_size": tile_size,
                 "iterations": iterations,
+                "stop_tolerance": stop_tolerance,
                 "optimizer": optimizer,
                 "learning_rate": learning_rate,
                 "content_weight": content_weight,

@@ -43,6 +43,7 @@ from jaxstyle.optimize import (
     make_stepper,
     run_steps,
     style_targets,
+    whole_norms,
 )
 
 CONV_CHOICES = {"auto": None, "winograd": True, "direct": False}
@@ -173,6 +174,10 @@ def run_case(
         "content": content,
         "style": blend_style_targets([style_targets(params, style, loss_spec, shape)], (1.0,)),
     }
+    # The inputs' losses, which every step measures its ratios against (`optimize.combine`).
+    first = {"content": content_targets(params, contents[0], loss_spec), "style": targets["style"]}
+    norm = whole_norms(params, contents[0], [style], (1.0,), first, loss_spec)
+    targets["norm"] = jax.tree.map(lambda v: jnp.stack([v] * case.batch), norm) if case.batch > 1 else norm
     opt_state = init_opt_state(image, stepper, config.resolved_learning_rate)
     dispatch: Callable = lambda image, state: run_steps(params, image, state, targets, stepper=stepper, steps=steps)
 

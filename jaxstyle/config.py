@@ -29,6 +29,7 @@ PreserveColor = Literal["none", "luminance", "histogram", "knn"]
 Pooling = Literal["max", "avg"]
 Precision = Literal["float32", "bfloat16"]
 TVKind = Literal["l1", "l2"]
+LossUnits = Literal["ratio", "raw"]
 OutputFormat = Literal["png", "jpg", "webp", "tif", "bmp"]
 
 JPEG_QUALITY = 95  # JPEG/WebP quality of every image jaxstyle writes, unless --quality says otherwise
@@ -54,6 +55,11 @@ class StyleConfig:
     # Coarse-to-fine: start at this long side and grow by sqrt(2) up to max_size; None = one scale.
     multiscale_min: int | None = None
     iterations: int = 300  # at the final scale (and at every scale, unless coarse_iterations is set)
+    # The stopping rule: a scale (or tile) ends before ``iterations`` once its best loss has improved
+    # by less than ``stop_tolerance`` (a fraction) over the last ``stop_window`` iterations. 0: run
+    # every iteration. Checked at each progress report (`report_every`).
+    stop_tolerance: float = 0.02
+    stop_window: int = 30
     # Iterations at each scale before the final one; None: `iterations`. Coarse scales are cheap
     # (a quarter of the pixels per halving), and what they cannot fix, the final scale must.
     coarse_iterations: int | None = None
@@ -71,14 +77,19 @@ class StyleConfig:
     adam_eps: float = 1e-8
     lbfgs_memory: int = 10
 
+    # "ratio": every loss term is its ratio to the inputs (content against the style image, style
+    # against the content image, layer by layer; `optimize.combine`), so that one set of weights
+    # holds the same balance at every size (docs/quality.md). "raw": the plain sums of
+    # `jaxstyle.losses`, as the peers' presets weigh them.
+    loss_units: LossUnits = "ratio"
     content_layers: tuple[str, ...] = ("relu4_2",)
-    content_weight: float = 5.0
+    content_weight: float = 0.5
     style_layers: tuple[str, ...] = STYLE_LAYERS
     style_layer_weights: tuple[float, ...] | None = None  # None: equal weights
     # None: 500 for Gram; 5e4 for sliced Wasserstein, whose loss is ~100x smaller at equal effect.
     style_weight: float | None = None
     style_statistic: StyleStatistic = "gram"
-    tv_weight: float = 30.0
+    tv_weight: float = 0.03
     tv_kind: TVKind = "l2"
     pooling: Pooling = "avg"
     # bfloat16 runs the VGG convolutions in bf16 (losses and the image stay float32): ~2x less
@@ -91,7 +102,9 @@ class StyleConfig:
     # (`TEMPORAL_WEIGHTS`).
     temporal_weight: float | None = None
 
-    init: Init = "content"
+    # "fast": start from the fast method's picture (Magenta's network), which already has the
+    # style's colours and strokes, so the optimisation converges sooner (docs/quality.md).
+    init: Init = "fast"
     init_noise_fraction: float = 0.7  # "blend" init: (1 - f) * content + f * noise
     seed: int = 0
     preserve_color: PreserveColor = "none"
@@ -114,6 +127,8 @@ class StyleConfig:
     def resolved_style_weight(self) -> float:
         if self.style_weight is not None:
             return self.style_weight
+        if self.loss_units == "ratio":
+            return 1.0
         return 500.0 if self.style_statistic == "gram" else 5e4
 
     @property
@@ -138,6 +153,11 @@ class StyleConfig:
                 f"coarse iterations must be at least 1, got {self.coarse_iterations}",
             ),
             (self.report_every >= 1, "report_every must be at least 1"),
+            (
+                math.isfinite(self.stop_tolerance) and 0 <= self.stop_tolerance < 1,
+                f"stop tolerance must be a fraction from 0 (off) to below 1, got {self.stop_tolerance}",
+            ),
+            (self.stop_window >= 1, f"stop window must be at least 1 iteration, got {self.stop_window}"),
             (
                 self.memory_budget is None or (math.isfinite(self.memory_budget) and self.memory_budget > 0),
                 f"memory budget must be a number of GiB above 0, got {self.memory_budget}",
@@ -213,9 +233,11 @@ MIN_TILE = 64
 # The default `StyleConfig.temporal_weight` of each method, measured on noisy synthetic clips
 # (benchmarks/video_consistency.py, docs/video.md). fast 0.6: the warping error fell to 0.31-0.41x
 # of frame by frame's. gatys: the temporal loss is a mean over [0, 1] pixel values, the VGG terms
-# are in feature units, so up to 1e5 it changed nothing (0.48x, all from the warped start); 1e7
-# gave 0.30-0.38x, 1e8 0.13-0.19x with the style loss within 1 %.
-TEMPORAL_WEIGHTS: dict[str, float] = {"fast": 0.6, "gatys": 1e8}
+# were then in raw feature units, so up to 1e5 it changed nothing (0.48x, all from the warped start);
+# 1e7 gave 0.30-0.38x, 1e8 0.13-0.19x with the style loss within 1 %. In ratio units the VGG terms
+# of a finished picture are 4-8 million times smaller than they were in raw units (measured on two
+# pairs at 192 px), so the raw 1e8 became 20; not measured again on the clips.
+TEMPORAL_WEIGHTS: dict[str, float] = {"fast": 0.6, "gatys": 20.0}
 
 BUILTIN_STYLES = 26  # styles of the multistyle26 network
 
@@ -401,6 +423,8 @@ PRESETS: dict[str, dict[str, object]] = {
     # jcjohnson/neural-style defaults: L-BFGS, content 5, style 100, TV 1e-3 on 0..255 pixels with
     # 1/2 sum of squares (= 1e-3 * 255^2 / 2 in our units), random init, max pooling, 1000 iterations.
     "neural-style": {
+        "loss_units": "raw",
+        "stop_tolerance": 0.0,
         "optimizer": "lbfgs",
         "iterations": 1000,
         "content_weight": 5.0,
@@ -416,6 +440,8 @@ PRESETS: dict[str, dict[str, object]] = {
     # The TensorFlow "Neural style transfer" tutorial: Adam(0.02, 0.99, eps 0.1), style 1e-2,
     # content 1e4, TV 30 (tf.image.total_variation = L1 sum), content init, content block5_conv2.
     "tf-tutorial": {
+        "loss_units": "raw",
+        "stop_tolerance": 0.0,
         "optimizer": "adam",
         "iterations": 1000,
         "learning_rate": 0.02,

@@ -71,7 +71,12 @@ def content_loss(features: jax.Array, target: jax.Array) -> jax.Array:
 
 def style_loss(features: jax.Array, target_gram: jax.Array) -> jax.Array:
     """Mean squared difference between the Gram matrix of (H, W, C) features and a (C, C) target."""
-    return jnp.mean(jnp.square(gram_matrix(features) - target_gram))
+    return style_loss_of_grams(gram_matrix(features), target_gram)
+
+
+def style_loss_of_grams(gram: jax.Array, target_gram: jax.Array) -> jax.Array:
+    """`style_loss` of an image whose Gram matrix is already known (computed in windows)."""
+    return jnp.mean(jnp.square(gram - target_gram))
 
 
 def tv_loss(image: jax.Array, kind: TVKind = "l2") -> jax.Array:

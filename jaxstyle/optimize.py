@@ -59,6 +59,7 @@ class LossSpec:
     temporal_weight: float = 0.0  # used where the targets hold a "temporal" reference (video)
     mean_bgr: tuple[float, float, float] = KERAS_MEAN_BGR
     precision: str = "float32"
+    loss_units: str = "ratio"  # "ratio": each layer's loss over its value at the inputs (`input_norms`)
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -81,6 +82,7 @@ class LossSpec:
             temporal_weight=float(config.resolved_temporal_weight),
             mean_bgr=tuple(float(v) for v in mean_bgr),
             precision=config.precision,
+            loss_units=config.loss_units,
         )
 
 
@@ -175,6 +177,15 @@ def style_targets(params, style: jax.Array, spec: LossSpec, shape: tuple[int, in
     return targets
 
 
+def _core_mask(value: jax.Array, name: str, box: jax.Array) -> jax.Array:
+    """(h, w, 1) 1.0 at the positions of a layer's ``value`` inside ``box`` (top, bottom, left,
+    right in window pixels), 0.0 elsewhere."""
+    stride = stride_of(name)
+    rows, cols = jnp.arange(value.shape[0]) * stride, jnp.arange(value.shape[1]) * stride
+    inside = ((rows >= box[0]) & (rows < box[1]))[:, None] & ((cols >= box[2]) & (cols < box[3]))[None, :]
+    return inside[..., None].astype(value.dtype)
+
+
 @functools.partial(jax.jit, static_argnames=("spec",))
 def _window_gram_sums(params, window: jax.Array, box: jax.Array, spec: LossSpec):
     """Per style layer, the unnormalised Gram ``F^T F`` and position count of the core ``box``
@@ -182,12 +193,37 @@ def _window_gram_sums(params, window: jax.Array, box: jax.Array, spec: LossSpec)
     features = _features(_direct(params), window, spec.style_layers, spec)
     sums = {}
     for name, value in features.items():
-        stride = stride_of(name)
-        rows, cols = jnp.arange(value.shape[0]) * stride, jnp.arange(value.shape[1]) * stride
-        inside = ((rows >= box[0]) & (rows < box[1]))[:, None] & ((cols >= box[2]) & (cols < box[3]))[None, :]
-        flat = jnp.where(inside[..., None], value, 0.0).reshape(-1, value.shape[-1])
+        inside = _core_mask(value, name, box)
+        flat = (inside * value).reshape(-1, value.shape[-1])
         sums[name] = (jnp.matmul(flat.T, flat, precision=jax.lax.Precision.HIGHEST), jnp.sum(inside))
     return sums
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def _window_content_sums(params, window: jax.Array, reference: jax.Array, box: jax.Array, spec: LossSpec):
+    """Per content layer, the sum of squared feature differences between two images' windows in
+    the core ``box``, and the number of elements summed."""
+    params = _direct(params)
+    ours, theirs = (_features(params, image, spec.content_layers, spec) for image in (window, reference))
+    sums = {}
+    for name, value in ours.items():
+        inside = _core_mask(value, name, box)
+        sums[name] = (jnp.sum(inside * jnp.square(value - theirs[name])), jnp.sum(inside) * value.shape[-1])
+    return sums
+
+
+def _halo_crops(shape: tuple[int, int], layers: tuple[str, ...], window: int):
+    """``(rows, cols, box)`` of the windows that cover an image of ``shape`` in disjoint cores, with
+    a halo of ``layers``' receptive field (`jaxstyle.tiling.halo_windows`)."""
+    from jaxstyle.tiling import halo_windows
+
+    field, _ = receptive_field(layers)
+    halo = -(-field // 16) * 16
+    core = max(16, max(window - 2 * halo, window // 2) // 16 * 16)
+    for top, bottom, core_top, core_bottom in halo_windows(shape[0], core, halo, fixed=False):
+        for left, right, core_left, core_right in halo_windows(shape[1], core, halo, fixed=False):
+            box = jnp.asarray([core_top - top, core_bottom - top, core_left - left, core_right - left])
+            yield slice(top, bottom), slice(left, right), box
 
 
 def gram_targets_tiled(params, style: np.ndarray, spec: LossSpec, window: int) -> dict[str, jax.Array]:
@@ -201,24 +237,37 @@ def gram_targets_tiled(params, style: np.ndarray, spec: LossSpec, window: int) -
     ``window`` pixels a side (more where that leaves cores under half of it); those near the
     borders are clipped, so there are up to four window sizes per axis (up to 16 compilations).
     """
-    from jaxstyle.tiling import halo_windows
-
     if spec.style_statistic != "gram":
         raise UsageError("print-size tiles need the Gram style statistic; use --set style_statistic=gram")
-    field, _ = receptive_field(spec.style_layers)
-    halo = -(-field // 16) * 16
-    core = max(16, max(window - 2 * halo, window // 2) // 16 * 16)
-    h, w = style.shape[:2]
     totals: dict[str, list] = {}
-    for top, bottom, core_top, core_bottom in halo_windows(h, core, halo, fixed=False):
-        for left, right, core_left, core_right in halo_windows(w, core, halo, fixed=False):
-            box = jnp.asarray([core_top - top, core_bottom - top, core_left - left, core_right - left])
-            crop = jnp.asarray(style[top:bottom, left:right])
-            for name, (gram, count) in _window_gram_sums(params, crop, box, spec).items():
-                total = totals.setdefault(name, [0.0, 0])
-                total[0] = total[0] + np.asarray(gram, np.float64)
-                total[1] += int(count)
+    for rows, cols, box in _halo_crops(style.shape[:2], spec.style_layers, window):
+        for name, (gram, count) in _window_gram_sums(params, jnp.asarray(style[rows, cols]), box, spec).items():
+            total = totals.setdefault(name, [0.0, 0])
+            total[0] = total[0] + np.asarray(gram, np.float64)
+            total[1] += int(count)
     return {name: jnp.asarray(gram / (count * gram.shape[0]), jnp.float32) for name, (gram, count) in totals.items()}
+
+
+def layer_losses_tiled(
+    params, image: np.ndarray, targets: Mapping[str, Any], content: np.ndarray, spec: LossSpec, window: int
+) -> dict[str, Any]:
+    """`layer_losses` of an image too large to run whole, in windows (as `gram_targets_tiled`):
+    the content layers against the features of ``content``, the style layers against the Gram
+    ``targets["style"]``."""
+    grams = gram_targets_tiled(params, image, spec, window)
+    style = {name: losses.style_loss_of_grams(grams[name], targets["style"][name]) for name in spec.style_layers}
+    totals: dict[str, list] = {}
+    for rows, cols, box in _halo_crops(image.shape[:2], spec.content_layers, window):
+        crops = (jnp.asarray(image[rows, cols]), jnp.asarray(content[rows, cols]))
+        for name, (total, count) in _window_content_sums(params, *crops, box, spec).items():
+            running = totals.setdefault(name, [0.0, 0])
+            running[0] += float(total)
+            running[1] += int(count)
+    return {
+        "content": {name: jnp.float32(total / count) for name, (total, count) in totals.items()},
+        "style": style,
+        "tv": losses.tv_loss(jnp.asarray(image), spec.tv_kind),
+    }
 
 
 def blend_style_targets(per_style: list[dict[str, jax.Array]], blend: tuple[float, ...]) -> dict[str, jax.Array]:
@@ -228,27 +277,71 @@ def blend_style_targets(per_style: list[dict[str, jax.Array]], blend: tuple[floa
     return jax.tree.map(lambda *values: sum(w / total * v for w, v in zip(blend, values)), *per_style)
 
 
-def loss_terms(params, image: jax.Array, targets: Mapping[str, Any], spec: LossSpec) -> dict[str, jax.Array]:
-    """Weighted loss terms ``{"content", "style", "tv"}`` of one (H, W, 3) image, and
-    ``"temporal"`` where ``targets`` has a previous frame (``{"image": (H, W, 3), "mask": (H, W, 1)}``)."""
+def layer_losses(params, image: jax.Array, targets: Mapping[str, Any], spec: LossSpec) -> dict[str, Any]:
+    """Unweighted losses of one (H, W, 3) image: ``{"content": {layer: loss}, "style": {layer:
+    loss}, "tv": loss}`` in the units of `jaxstyle.losses`."""
     features = _features(params, image, (*spec.content_layers, *spec.style_layers), spec)
-    content = sum(
-        (losses.content_loss(features[name], targets["content"][name]) for name in spec.content_layers),
-        start=jnp.zeros((), image.dtype),
-    )
-    style = jnp.zeros((), image.dtype)
-    for index, (name, weight) in enumerate(zip(spec.style_layers, spec.style_layer_weights)):
+    style = {}
+    for index, name in enumerate(spec.style_layers):
         target = targets["style"][name]
         if spec.style_statistic == "gram":
-            term = losses.style_loss(features[name], target)
+            style[name] = losses.style_loss(features[name], target)
         else:
-            term = losses.sliced_wasserstein_loss(features[name], _directions(target.shape[-1], index), target)
-        style = style + weight * term
-    terms = {
+            style[name] = losses.sliced_wasserstein_loss(features[name], _directions(target.shape[-1], index), target)
+    return {
+        "content": {
+            name: losses.content_loss(features[name], targets["content"][name]) for name in spec.content_layers
+        },
+        "style": style,
+        "tv": losses.tv_loss(image, spec.tv_kind),
+    }
+
+
+# Where an input already matches the other (the content image as its own style), its loss is 0:
+# the ratio then only has to stay finite.
+NORM_FLOOR = 1e-12
+
+
+def combine(raw: Mapping[str, Any], norm: Mapping[str, Any], spec: LossSpec) -> dict[str, jax.Array]:
+    """Weighted loss terms ``{"content", "style", "tv"}`` from `layer_losses` and `input_norms`,
+    and each term's ratio to the inputs (``"content_ratio"``, ...), whatever the units.
+
+    A ratio is the layers' mean (style: weighted by the layer weights) of each layer's loss over
+    the same loss at the inputs: content against the style image, style against the content
+    image, TV against the style image. 1 is as far as the other input; 0 is a perfect match. In
+    ``"ratio"`` units the weights multiply these ratios, so that the balance does not depend on the
+    image size or on how large a layer's activations are; in ``"raw"`` units (the peers' presets)
+    they multiply the plain sums of `jaxstyle.losses`.
+    """
+    zero = jnp.zeros((), jnp.float32)
+    content_ratio = sum((raw["content"][n] / norm["content"][n] for n in spec.content_layers), start=zero)
+    content_ratio = content_ratio / max(1, len(spec.content_layers))
+    weights = dict(zip(spec.style_layers, spec.style_layer_weights))
+    style_ratio = sum((weights[n] * raw["style"][n] / norm["style"][n] for n in spec.style_layers), start=zero)
+    style_ratio = style_ratio / max(sum(weights.values()), NORM_FLOOR)
+    ratios = {"content_ratio": content_ratio, "style_ratio": style_ratio, "tv_ratio": raw["tv"] / norm["tv"]}
+    if spec.loss_units == "ratio":
+        content, style, tv = content_ratio, style_ratio, ratios["tv_ratio"]
+    else:
+        content = sum(raw["content"].values(), start=zero)
+        style = sum((weights[n] * raw["style"][n] for n in spec.style_layers), start=zero)
+        tv = raw["tv"]
+    return {
         "content": spec.content_weight * content,
         "style": spec.style_weight * style,
-        "tv": spec.tv_weight * losses.tv_loss(image, spec.tv_kind),
+        "tv": spec.tv_weight * tv,
+        **ratios,
     }
+
+
+TERMS = ("content", "style", "tv", "temporal")  # what the total sums; the rest of the terms is reporting
+
+
+def loss_terms(params, image: jax.Array, targets: Mapping[str, Any], spec: LossSpec) -> dict[str, jax.Array]:
+    """`combine`'s weighted terms and ratios of one (H, W, 3) image, and ``"temporal"`` where
+    ``targets`` has a previous frame (``{"image": (H, W, 3), "mask": (H, W, 1)}``). ``targets`` holds
+    the ``"content"`` features, ``"style"`` statistics and the inputs' losses (``"norm"``)."""
+    terms = combine(layer_losses(params, image, targets, spec), targets["norm"], spec)
     if "temporal" in targets:
         previous = targets["temporal"]
         terms["temporal"] = spec.temporal_weight * losses.temporal_loss(image, previous["image"], previous["mask"])
@@ -257,7 +350,49 @@ def loss_terms(params, image: jax.Array, targets: Mapping[str, Any], spec: LossS
 
 def total_loss(params, image, targets, spec: LossSpec):
     terms = loss_terms(params, image, targets, spec)
-    return sum(terms.values()), terms
+    return sum(terms[key] for key in TERMS if key in terms), terms
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def _direct_layer_losses(params, image: jax.Array, targets, spec: LossSpec):
+    return layer_losses(_direct(params), image, {"content": targets["content"], "style": targets["style"]}, spec)
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def score(params, image: jax.Array, targets, spec: LossSpec) -> dict[str, jax.Array]:
+    """`loss_terms` of a finished (H, W, 3) image and its ``"total"``: what a run records."""
+    total, terms = total_loss(_direct(params), image, targets, spec)
+    return {**terms, "total": total}
+
+
+def input_norms(
+    measure: Callable[[Any], Mapping[str, Any]], content, references: list, blend: tuple[float, ...]
+) -> dict[str, Any]:
+    """What `combine` divides by: ``measure`` (`layer_losses` of an image) of the content image for
+    the style layers, and of the style images resized to the content's shape (``references``,
+    mixed by ``blend``) for the content layers and TV.
+
+    Both inputs are at the output's size, so a ratio means the same at 256 px and at 4096 px:
+    how much of the way from one input to the other the result has gone.
+    """
+    at_content = measure(content)
+    at_styles = [measure(reference) for reference in references]
+    total = sum(blend)
+
+    def mixed(key):
+        return jax.tree.map(
+            lambda *values: sum(w / total * v for w, v in zip(blend, values)), *(a[key] for a in at_styles)
+        )
+
+    norms = {"content": mixed("content"), "style": at_content["style"], "tv": mixed("tv")}
+    return jax.tree.map(lambda v: jnp.maximum(jnp.asarray(v, jnp.float32), NORM_FLOOR), norms)
+
+
+def whole_norms(params, content, references, blend, targets, spec: LossSpec) -> dict[str, Any]:
+    """`input_norms` of an image that runs whole; ``targets`` needs its content and style."""
+    return input_norms(
+        lambda image: _direct_layer_losses(params, jnp.asarray(image), targets, spec), content, references, blend
+    )
 
 
 def step_fn(params, image, opt_state, targets, loss_spec: LossSpec, opt_spec: OptimizerSpec):
@@ -305,11 +440,12 @@ def batched(stepper: Stepper, style_axis: int | None = None) -> Stepper:
     """``stepper`` over a leading batch axis of the image, optimiser state and content targets.
 
     Style targets are shared by the batch (``style_axis=None``), or per image (``0``): the
-    colour-preserving modes recolour the style for every content image.
+    colour-preserving modes recolour the style for every content image. The inputs' losses
+    (``"norm"``) are per image.
     """
     return Stepper(
         init=jax.vmap(stepper.init, in_axes=(0, None)),
-        step=jax.vmap(stepper.step, in_axes=(None, 0, 0, {"content": 0, "style": style_axis})),
+        step=jax.vmap(stepper.step, in_axes=(None, 0, 0, {"content": 0, "style": style_axis, "norm": 0})),
     )
 
 
@@ -383,6 +519,21 @@ class StepReport:
     learning_rate: float
     recovered: bool  # a NaN/inf was met and the run stepped back with a lower learning rate
     image: Callable[[], np.ndarray]  # fetches the current image(s) from the device on demand
+    converged: bool = False  # the stopping rule ended the run here (`converged`)
+
+
+def converged(totals: list, config: StyleConfig) -> bool:
+    """The stopping rule: has the best total loss (summed over a batch) improved by less than
+    ``config.stop_tolerance`` of itself over the last ``config.stop_window`` iterations?
+
+    The best so far rather than the last value, because L-BFGS with a fixed step is not monotone.
+    """
+    window = config.stop_window
+    if config.stop_tolerance <= 0 or len(totals) <= window:
+        return False
+    sums = np.array([np.sum(total) for total in totals], np.float64)
+    before, now = np.min(sums[:-window]), np.min(sums)
+    return bool(before - now < config.stop_tolerance * abs(before))
 
 
 class RunResult(NamedTuple):
@@ -408,7 +559,8 @@ def optimise(
     stepper: Stepper | None = None,
     callback: Callable[[StepReport], None] | None = None,
 ) -> RunResult:
-    """Run ``config.iterations`` steps from ``image``; returns the final image and per-term history.
+    """Run ``config.iterations`` steps from ``image``, or fewer where the loss has `converged`;
+    returns the final image and the per-term history.
 
     ``stepper`` is the one-image `make_stepper` of ``loss_spec`` and the config's optimiser by
     default; a batch passes its `batched` stepper (and a leading batch axis on ``image``).
@@ -420,7 +572,8 @@ def optimise(
     # The starting point is a safe place to return to; copied because the step donates its buffers.
     good = _Checkpoint(jnp.copy(image), jax.tree.map(jnp.copy, opt_state), 0)
     done, recoveries, start = 0, 0, time.perf_counter()
-    while done < config.iterations:
+    stop = False
+    while done < config.iterations and not stop:
         # One dispatch per report. `done` is always a multiple of report_every (0, a report, or the
         # good state a recovery went back to): only a run's last dispatch can be shorter, so a shape
         # compiles at most twice.
@@ -446,6 +599,7 @@ def optimise(
             good = _Checkpoint(
                 jnp.copy(image), jax.tree.map(jnp.copy, opt_state), done, {k: list(v) for k, v in history.items()}
             )
+            stop = converged(history["total"], config)
         if callback is not None:
             snapshot = good.image  # a copy: `image` itself is donated to the next step
             callback(
@@ -457,6 +611,7 @@ def optimise(
                     learning_rate=learning_rate,
                     recovered=recovered,
                     image=lambda snapshot=snapshot: np.asarray(jnp.clip(snapshot, 0.0, 1.0)),
+                    converged=stop,
                 )
             )
     return RunResult(jnp.clip(image, 0.0, 1.0), {k: np.asarray(v) for k, v in history.items()})

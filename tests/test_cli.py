@@ -268,9 +268,14 @@ def test_stylize_save_every_and_history(files: dict[str, Path], capsys: pytest.C
     # JPEG keeps the run record as JSON in the EXIF ImageDescription.
     assert json.loads(read_image_metadata(output)["jaxstyle.config"])["max_size"] == 32
     record = json.loads(history.read_text())
-    assert set(record) == STYLE_KEYS
+    assert set(record) == {*STYLE_KEYS, "content_ratio", "style_ratio", "tv_ratio", "final"}
+    # the result's own loss terms and ratios to the inputs, in the history and in the image
+    final = record["final"]
+    assert set(final) == {*STYLE_KEYS, "content_ratio", "style_ratio", "tv_ratio"}
+    assert all(np.isfinite(value) and value > 0 for value in final.values())
+    assert json.loads(read_image_metadata(output)["jaxstyle.losses"]) == pytest.approx(final)
     for key, values in record.items():
-        assert len(values) == 3 and all(np.isfinite(values)), (key, values)
+        assert key == "final" or (len(values) == 3 and all(np.isfinite(values))), (key, values)
     np.testing.assert_allclose(
         np.asarray(record["total"]),
         np.asarray(record["content"]) + np.asarray(record["style"]) + np.asarray(record["tv"]),

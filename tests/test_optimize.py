@@ -17,10 +17,12 @@ import pytest
 import scipy.optimize
 
 import jaxstyle.optimize as opt
-from jaxstyle.config import StyleConfig
+from jaxstyle.config import PRESETS, StyleConfig, preset
 from jaxstyle.errors import NumericalError, UsageError
+from jaxstyle.io.image import resize_to
 from jaxstyle.nets.vgg import prepare_params
 from jaxstyle.optimize import (
+    TERMS,
     LossSpec,
     OptimizerSpec,
     Stepper,
@@ -35,6 +37,7 @@ from jaxstyle.optimize import (
     run_steps,
     set_learning_rate,
     style_targets,
+    whole_norms,
 )
 from jaxstyle.weights import load_weights
 
@@ -212,10 +215,12 @@ def noise_image(h, w, seed=1):
 
 
 def make_targets(params, spec, content, style, shape):
-    return {
+    targets = {
         "content": content_targets(params, jnp.asarray(content), spec),
         "style": style_targets(params, jnp.asarray(style), spec, shape),
     }
+    targets["norm"] = whole_norms(params, content, [resize_to(style, *shape)], (1.0,), targets, spec)
+    return targets
 
 
 # A shallow network keeps compilation short for the tests of the machinery (not of the result).
@@ -245,7 +250,8 @@ def test_optimise_end_to_end_reduces_style_loss(params, weights, optimizer):
     preset's): the returned image's style loss is at least 10x lower than the start's, and its content
     loss is below that of another noise image (the content is kept, not given up for the style)."""
     h = w = 24
-    config = StyleConfig(max_size=24, iterations=60, optimizer=optimizer, report_every=20).validate()
+    raw = {"loss_units": "raw", "content_weight": 5.0, "tv_weight": 30.0}  # the balance this was calibrated on
+    config = StyleConfig(max_size=24, iterations=60, optimizer=optimizer, report_every=20, **raw).validate()
     spec = LossSpec.from_config(config, weights.mean_bgr)
     targets = make_targets(params, spec, structured_content(h, w), structured_style(h, w), (h, w))
     start = jnp.asarray(noise_image(h, w))
@@ -258,9 +264,11 @@ def test_optimise_end_to_end_reduces_style_loss(params, weights, optimizer):
     image = np.asarray(result.image)
     assert image.shape == (h, w, 3) and np.all(np.isfinite(image))
     assert image.min() >= 0.0 and image.max() <= 1.0
-    assert set(result.history) == {"content", "style", "tv", "total"}
+    assert set(result.history) == {"content", "style", "tv", "total", "content_ratio", "style_ratio", "tv_ratio"}
     assert all(len(v) == 60 and np.all(np.isfinite(v)) for v in result.history.values())
-    assert result.history["total"][0] == pytest.approx(float(sum(before.values())), rel=1e-4)
+    assert result.history["total"][0] == pytest.approx(
+        float(sum(before[key] for key in TERMS if key in before)), rel=1e-4
+    )
     after = terms(params, result.image, targets, spec)
     style_ratio = float(before["style"]) / float(after["style"])
     assert style_ratio > 10, (
@@ -353,7 +361,7 @@ def test_batched_steps_equal_single_image_steps(params, weights, optimizer, per_
     styles = [structured_style(h, w), structured_style(h, w)[::-1, ::-1] if per_image_style else structured_style(h, w)]
     singles = [make_targets(params, spec, c, s, (h, w)) for c, s in zip(contents, styles)]
     stack = lambda trees: jax.tree.map(lambda *t: jnp.stack(t), *trees)
-    batched_targets = {"content": stack([t["content"] for t in singles])}
+    batched_targets = {"content": stack([t["content"] for t in singles]), "norm": stack([t["norm"] for t in singles])}
     if per_image_style:
         batched_targets["style"] = stack([t["style"] for t in singles])
     else:
@@ -391,6 +399,7 @@ def test_optimise_batched_history_shapes(params, weights):
     targets = {
         "content": jax.tree.map(lambda *t: jnp.stack(t), *[t["content"] for t in singles]),
         "style": singles[0]["style"],
+        "norm": jax.tree.map(lambda *t: jnp.stack(t), *[t["norm"] for t in singles]),
     }
     stepper = batched(make_stepper(spec, OptimizerSpec.from_config(config)))
     result = optimise(params, jnp.asarray(np.stack([noise_image(h, w, 8)] * 2)), targets, config, spec, stepper=stepper)
@@ -403,7 +412,8 @@ def test_optimise_batched_history_shapes(params, weights):
 
 
 def shallow_setup(params, weights, **changes):
-    config = StyleConfig(**{**SHALLOW, "iterations": 6, "report_every": 2, **changes})
+    # raw units: the NaN cases below are sized in them
+    config = StyleConfig(**{**SHALLOW, "iterations": 6, "report_every": 2, "loss_units": "raw", **changes})
     spec = LossSpec.from_config(config, weights.mean_bgr)
     targets = make_targets(params, spec, structured_content(16, 16), structured_style(16, 16), (16, 16))
     return config, spec, targets
@@ -513,3 +523,87 @@ def test_optimise_never_returns_a_non_finite_image(params, weights, changes):
     image = np.asarray(result.image)
     assert np.isfinite(image).all(), f"optimise returned an image with {np.sum(~np.isfinite(image))} non-finite values"
     assert all(np.all(np.isfinite(v)) for v in result.history.values())
+
+
+# --------------------------------------------------------------------------- ratio units, stopping rule
+
+
+def test_ratios_are_measured_against_the_other_input(params, weights):
+    """At the content image the style ratio is 1 (every layer's loss equals its norm) and the content
+    ratio 0; at the style image resized to the output, the content ratio is 1; in ratio units the
+    weighted terms are the weights times the ratios, and in raw units the plain loss sums."""
+    shape = (16, 16)
+    content, style = structured_content(*shape), structured_style(20, 20)
+    config = StyleConfig(content_weight=2.0, style_weight=3.0, tv_weight=0.5, **SHALLOW)
+    spec = LossSpec.from_config(config, weights.mean_bgr)
+    targets = make_targets(params, spec, content, style, shape)
+    at_content = opt.score(params, jnp.asarray(content), targets, spec)
+    assert float(at_content["style_ratio"]) == pytest.approx(1.0, rel=1e-5)
+    assert float(at_content["content_ratio"]) == pytest.approx(0.0, abs=1e-6)
+    reference = jnp.asarray(resize_to(style, *shape))
+    at_style = opt.score(params, reference, targets, spec)
+    assert float(at_style["content_ratio"]) == pytest.approx(1.0, rel=1e-5)
+    assert float(at_style["tv_ratio"]) == pytest.approx(1.0, rel=1e-5)
+    for name, weight in (("content", 2.0), ("style", 3.0), ("tv", 0.5)):
+        assert float(at_style[name]) == pytest.approx(weight * float(at_style[f"{name}_ratio"]), rel=1e-6)
+    assert float(at_style["total"]) == pytest.approx(sum(float(at_style[k]) for k in ("content", "style", "tv")))
+
+    raw_spec = LossSpec.from_config(config.replace(loss_units="raw"), weights.mean_bgr)
+    raw = opt.score(params, reference, targets, raw_spec)
+    layers = opt.layer_losses(params, reference, targets, raw_spec)
+    assert float(raw["style"]) == pytest.approx(3.0 * sum(float(v) for v in layers["style"].values()), rel=1e-5)
+    assert float(raw["content_ratio"]) == pytest.approx(float(at_style["content_ratio"]), rel=1e-6)
+
+
+def test_style_ratio_is_the_layer_weighted_mean_of_layer_ratios(params, weights):
+    shape = (16, 16)
+    config = StyleConfig(style_layer_weights=(1.0, 3.0), **SHALLOW)
+    spec = LossSpec.from_config(config, weights.mean_bgr)
+    targets = make_targets(params, spec, structured_content(*shape), structured_style(*shape), shape)
+    image = jnp.asarray(noise_image(*shape))
+    layers = opt.layer_losses(params, image, targets, spec)
+    per_layer = [float(layers["style"][n]) / float(targets["norm"]["style"][n]) for n in spec.style_layers]
+    expected = (1.0 * per_layer[0] + 3.0 * per_layer[1]) / 4.0
+    assert float(opt.score(params, image, targets, spec)["style_ratio"]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_stopping_rule():
+    config = StyleConfig(stop_tolerance=0.01, stop_window=3)
+    improving = [10.0, 9.0, 8.0, 7.0, 6.0]
+    flat = [10.0, 5.0, 4.99, 4.98, 4.97]
+    assert not opt.converged(improving, config)
+    assert opt.converged(flat, config)  # 5.0 -> 4.97 over the last 3: 0.6 %
+    assert not opt.converged(flat[:3], config)  # not yet a window to compare with
+    assert not opt.converged(flat, config.replace(stop_tolerance=0.0))  # switched off
+    # non-monotone: a spike does not count as progress, the best so far does
+    assert opt.converged([10.0, 5.0, 9.0, 5.2, 4.99], config)
+    # a batch converges on the sum of its images' totals
+    assert not opt.converged([np.array([5.0, 10.0]), *[np.array([5.0, 10.0 - k]) for k in range(1, 4)]], config)
+
+
+def test_optimise_stops_early_when_converged_and_says_so(params, weights):
+    config, spec, targets = shallow_setup(params, weights, iterations=40, stop_tolerance=0.2, stop_window=4)
+    reports = []
+    result = optimise(params, jnp.asarray(noise_image(16, 16)), targets, config, spec, callback=reports.append)
+    assert len(result.history["total"]) < 40 and reports[-1].converged
+    assert not any(report.converged for report in reports[:-1])
+    everything = optimise(params, jnp.asarray(noise_image(16, 16)), targets, config.replace(stop_tolerance=0.0), spec)
+    assert len(everything.history["total"]) == 40
+
+
+@pytest.mark.parametrize("name", ["neural-style", "tf-tutorial"])
+def test_presets_weigh_the_raw_losses_and_run_every_iteration(params, weights, name):
+    """The peers' presets keep their published settings: raw loss units (their weights times the
+    plain sums of `jaxstyle.losses`), no stopping rule, their own start."""
+    config = preset(name)
+    assert config.loss_units == "raw" and config.stop_tolerance == 0.0 and config.init == PRESETS[name]["init"]
+    spec = LossSpec.from_config(config, weights.mean_bgr)
+    shape = (32, 32)
+    targets = make_targets(params, spec, structured_content(*shape), structured_style(*shape), shape)
+    image = jnp.asarray(noise_image(*shape))
+    terms, layers = opt.score(params, image, targets, spec), opt.layer_losses(params, image, targets, spec)
+    style = sum(w * float(layers["style"][n]) for n, w in zip(spec.style_layers, spec.style_layer_weights))
+    assert float(terms["style"]) == pytest.approx(config.resolved_style_weight * style, rel=1e-5)
+    content = sum(float(v) for v in layers["content"].values())
+    assert float(terms["content"]) == pytest.approx(config.content_weight * content, rel=1e-5)
+    assert float(terms["tv"]) == pytest.approx(config.tv_weight * float(layers["tv"]), rel=1e-5)

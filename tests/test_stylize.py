@@ -102,7 +102,8 @@ def test_multiscale_progress_counts_coarse_and_final_iterations(weights):
     result = stylize(content, style, config, weights=weights, callback=reports.append)
     sizes = scale_sizes(content.shape[:2], config)
     assert len(sizes) == 3
-    assert [(r.scale, r.shape, r.done, r.total) for r in reports] == [
+    assert reports[-1].scores is not None and reports[-1].report is None  # the result's own loss terms
+    assert [(r.scale, r.shape, r.done, r.total) for r in reports[:-1]] == [
         (0, sizes[0], 1, 7), (0, sizes[0], 2, 7),
         (1, sizes[1], 3, 7), (1, sizes[1], 4, 7),
         (2, sizes[2], 5, 7), (2, sizes[2], 6, 7), (2, sizes[2], 7, 7),
@@ -118,7 +119,10 @@ def test_style_blend_weights(weights):
     content, first, second = smooth_image(20, 24, 8), smooth_image(16, 16, 9), smooth_image(24, 18, 10)
     config = StyleConfig(max_size=24, iterations=3)
     alone = stylize(content, first, config, weights=weights)
-    np.testing.assert_array_equal(stylize(content, [first, second], config, style_blend=[1, 0], weights=weights), alone)
+    # (up to float rounding: the fast start mixes the styles' vectors, 1 x a + 0 x b)
+    np.testing.assert_allclose(
+        stylize(content, [first, second], config, style_blend=[1, 0], weights=weights), alone, rtol=0, atol=1e-5
+    )
     mixed = stylize(content, [first, second], config, style_blend=[0.7, 0.3], weights=weights)
     swapped = stylize(content, [second, first], config, style_blend=[0.3, 0.7], weights=weights)
     np.testing.assert_allclose(mixed, swapped, atol=1e-5)

@@ -18,7 +18,14 @@ from jaxstyle.io.parts import PartsFolder
 from jaxstyle.methods.fast import FastRunner, plan_windows
 from jaxstyle.methods.gatys import GatysRunner, plan_scales
 from jaxstyle.nets.vgg import prepare_params, vgg19_features
-from jaxstyle.optimize import LossSpec, gram_targets_tiled, style_targets
+from jaxstyle.optimize import (
+    LossSpec,
+    content_targets,
+    gram_targets_tiled,
+    layer_losses,
+    layer_losses_tiled,
+    style_targets,
+)
 from jaxstyle.tiling import Moments, TilePlan, halo_windows
 from jaxstyle.weights import load_weights
 
@@ -104,6 +111,27 @@ def test_windowed_gram_targets_equal_the_whole_image(vgg):
         np.testing.assert_allclose(np.asarray(tiled[name]), np.asarray(whole[name]), rtol=2e-5, atol=1e-7)
 
 
+def test_windowed_layer_losses_equal_the_whole_image(vgg):
+    """What a tiled scale's ratios are measured with: content and style losses in windows equal the
+    whole image's (`optimize.layer_losses`), TV too."""
+    import dataclasses
+
+    params, spec = vgg
+    spec = dataclasses.replace(spec, content_layers=("relu2_1",))
+    rng = np.random.default_rng(2)
+    image, content, style = (rng.uniform(size=(90, 131, 3)).astype(np.float32) for _ in range(3))
+    targets = {
+        "content": content_targets(params, jnp.asarray(content), spec),
+        "style": style_targets(params, jnp.asarray(style), spec, image.shape[:2]),
+    }
+    whole = layer_losses(params, jnp.asarray(image), targets, spec)
+    tiled = layer_losses_tiled(params, image, {"style": targets["style"]}, content, spec, 48)
+    for kind in ("content", "style"):
+        for name, value in whole[kind].items():
+            assert float(tiled[kind][name]) == pytest.approx(float(value), rel=1e-4), (kind, name)
+    assert float(tiled["tv"]) == pytest.approx(float(whole["tv"]), rel=1e-5)
+
+
 def test_tiled_gram_refuses_sliced_wasserstein(vgg):
     params, spec = vgg
     import dataclasses
@@ -164,7 +192,7 @@ def _tiny_run(parts=None, stop_after=None):
     rng = np.random.default_rng(3)
     content = problem.resize_to(rng.uniform(size=(12, 20, 3)).astype(np.float32), 96, 160)
     style = rng.uniform(size=(64, 64, 3)).astype(np.float32)
-    config = StyleConfig(max_size=160, tile_size=64, iterations=4, report_every=2)
+    config = StyleConfig(max_size=160, tile_size=64, iterations=4, report_every=2, init="content")
     runner = GatysRunner(config, problem.make_style_set(style))
     calls = []
 
@@ -179,9 +207,14 @@ def _tiny_run(parts=None, stop_after=None):
 def test_tiled_optimisation_stopped_in_the_middle_resumes(tmp_path):
     plain, calls = _tiny_run()
     # the whole 64 px scale, then 2 x 3 tiles; tiles 1 and 3 of the top row run as one batch
-    assert calls[-1].done == calls[-1].total == 4 + 6 * 4
-    assert calls[-1].description.endswith("tile 6/6")
-    assert any(np.ndim(values) == 2 and np.shape(values)[1] == 2 for c in calls for values in c.report.losses.values())
+    assert calls[-2].done == calls[-2].total == 4 + 6 * 4
+    assert calls[-2].description.endswith("tile 6/6")
+    reports = [c.report for c in calls[:-1]]
+    assert any(np.ndim(values) == 2 and np.shape(values)[1] == 2 for r in reports for values in r.losses.values())
+    # the last call has the result's scores, measured in windows against the whole image's inputs
+    scores = calls[-1].scores
+    assert calls[-1].report is None and 0 < scores["style_ratio"] < 1 and 0 < scores["content_ratio"] < 1
+    assert scores["total"] == pytest.approx(scores["content"] + scores["style"] + scores["tv"], rel=1e-5)
     folder = tmp_path / "out.png.parts"
     record = {"settings_hash": "abc"}
     with pytest.raises(KeyboardInterrupt):

@@ -26,17 +26,23 @@ from jaxstyle.methods import BucketProgress, Previous, Warp
 from jaxstyle.nets.magenta import MIN_SIDE as magenta_min_side
 from jaxstyle.nets.vgg import prepare_params
 from jaxstyle.optimize import (
+    TERMS,
     LossSpec,
     OptimizerSpec,
     Stepper,
     StepReport,
     batched,
     blend_style_targets,
+    combine,
     content_targets,
     gram_targets_tiled,
+    input_norms,
+    layer_losses_tiled,
     make_stepper,
     optimise,
+    score,
     style_targets,
+    whole_norms,
 )
 from jaxstyle.placement import Placement, memory_budget_bytes
 from jaxstyle.problem import BatchImage, StyleSet
@@ -53,8 +59,10 @@ class Progress:
     shape: tuple[int, int]  # (H, W) at this scale
     done: int  # iterations done over all scales
     total: int  # iterations planned over all scales (a tiled scale counts each tile's)
-    report: StepReport
+    report: StepReport | None  # None in the last report, which has the `scores`
     tiles: tuple[int, int] | None = None  # (tiles finished, tiles) of a tiled scale
+    # The last report's: the result's loss terms and their ratios to the inputs (`optimize.score`).
+    scores: dict[str, float] | None = None
 
     @property
     def description(self) -> str:
@@ -64,6 +72,11 @@ class Progress:
 
     @property
     def status(self) -> str:
+        if self.scores is not None:
+            return (
+                f"done: loss {self.scores['total']:.4g}, content ratio {self.scores['content_ratio']:.3f}, "
+                f"style ratio {self.scores['style_ratio']:.3f}"
+            )
         report = self.report
         last = {key: float(np.ravel(values)[-1]) for key, values in report.losses.items()}
         rate = report.iteration / report.elapsed if report.elapsed > 0 else 0.0
@@ -73,6 +86,8 @@ class Progress:
         )
         if report.recovered:
             text += f" [NaN: retrying at lr {report.learning_rate:.3g}]"
+        if report.converged:
+            text += " [converged]"
         return text
 
 
@@ -254,7 +269,7 @@ class GatysRunner:
             if saved is not None:
                 image = saved
                 continue
-            if index == 0 and config.init == "fast" and previous is None:
+            if index == 0 and config.init == "fast":  # a video frame's too: its newly seen parts
                 init_image = self.fast_start(content, shape)
             if previous is not None:
                 reference = problem.stylized_colours(previous.image, config)
@@ -276,21 +291,40 @@ class GatysRunner:
 
             scale_config = config.replace(iterations=per_scale[index])
             styles = problem.styles_for(self.styles, resized, shape, config)
+            last = index == len(plans) - 1
             if plan.tiled:
-                image = self._optimise_tiles(plan, start, stylized, styles, scale_config, report, parts, index)
+                image, scores = self._optimise_tiles(
+                    plan,
+                    start,
+                    stylized,
+                    styles,
+                    scale_config,
+                    report,
+                    parts,
+                    index,
+                    scores=last and callback is not None,
+                )
             else:
                 targets = {
                     "content": content_targets(self.params, jnp.asarray(stylized), self.spec),
                     "style": self.style_targets(styles, shape),
                 }
+                targets["norm"] = whole_norms(
+                    self.params, stylized, _references(styles, shape), self.styles.weights, targets, self.spec
+                )
                 if previous is not None:
                     targets["temporal"] = {"image": jnp.asarray(reference), "mask": jnp.asarray(mask)}
                 result = optimise(
                     self.params, jnp.asarray(start, jnp.float32), targets, scale_config, self.spec, callback=report
                 )
                 image = np.asarray(result.image)
+                if last and callback is not None:
+                    scores = score(self.params, jnp.asarray(image), targets, self.spec)
             if parts is not None and index < len(plans) - 1:
                 parts.save_array(f"scale{index}.npy", image)
+        if callback is not None:
+            final = {key: float(value) for key, value in scores.items()}
+            callback(Progress(len(plans) - 1, len(plans), plans[-1].shape, total, total, None, scores=final))
         return problem.finish(image, resized, config)
 
     def fast_start(self, content: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -307,12 +341,15 @@ class GatysRunner:
             )
             self._fast = FastRunner(fast, self.styles)
         # The network needs 32 px a side; a smaller coarse scale gets a larger picture, resized.
-        side = max(max(shape), math.ceil(max(shape) * magenta_min_side / max(1, min(shape))))
+        # (From the content's own aspect: the scale's sides are rounded.)
+        long, short = max(content.shape[:2]), max(1, min(content.shape[:2]))
+        side = max(max(shape), math.ceil(long * magenta_min_side / short))
         self._fast.config = self._fast.config.replace(max_size=side)
         return self._fast.stylize(content)
 
-    def _optimise_tiles(self, plan, start, stylized, styles, config, report, parts, scale) -> np.ndarray:
-        """One scale in overlapping tiles under the whole style image's statistics.
+    def _optimise_tiles(self, plan, start, stylized, styles, config, report, parts, scale, scores=False):
+        """One scale in overlapping tiles under the whole style image's statistics: the image, and
+        with ``scores`` its `optimize.score` (computed in windows; else None).
 
         Each tile optimises the *whole-image* loss with the rest of the image held fixed. Its
         content term is its own, weighted by its share ``s`` of the image (the content loss is a
@@ -329,7 +366,8 @@ class GatysRunner:
         The tiles run in `TilePlan.groups`: a group's tiles do not overlap and run as vmapped
         batches; each tile starts from the tiles finished before it where they overlap it (faded
         in by their blending weights), and the blend of all (`TilePlan.weights`, summing to 1) is
-        the result. Finished tiles go to ``parts``.
+        the result. Finished tiles go to ``parts``. The inputs' losses, which every term is measured
+        against, are the whole image's, computed in windows (`optimize.layer_losses_tiled`).
         """
         tiles = plan.tiles()
         th, tw = tiles.tile
@@ -342,6 +380,11 @@ class GatysRunner:
         style = blend_style_targets(
             [gram_targets_tiled(self.params, image, spec, gram_window) for image in styles], self.styles.weights
         )
+
+        def measure(image):
+            return layer_losses_tiled(self.params, np.asarray(image), {"style": style}, stylized, spec, gram_window)
+
+        norm = input_norms(measure, stylized, _references(styles, plan.shape), self.styles.weights)
         blended = np.zeros((*plan.shape, 3), np.float32)
         covered = np.zeros((*plan.shape, 1), np.float32)
         finished = 0
@@ -374,6 +417,7 @@ class GatysRunner:
                 targets = {
                     "content": _batch_content_targets(self.params, contents, spec),
                     "style": jax.tree.map(lambda r, *g: jnp.stack([gram + r for gram in g]), residual, *own),
+                    "norm": jax.tree.map(lambda *v: jnp.stack(v), *[norm] * len(chunk)),
                 }
 
                 def tile_report(step, chunk=chunk, finished=finished):
@@ -398,7 +442,10 @@ class GatysRunner:
                 top, left = window.top, window.left
                 blended[top : top + th, left : left + tw] += weights * results[window.index]
                 covered[top : top + th, left : left + tw] += weights
-        return blended
+        if not scores:
+            return blended, None
+        terms = combine(measure(blended), norm, self.spec)
+        return blended, {**terms, "total": sum(terms[key] for key in TERMS if key in terms)}
 
     def stylize_frames(
         self,
@@ -450,7 +497,8 @@ class GatysRunner:
         start = np.stack(
             [problem.pad_to(problem.initial_image(i.stylized, config, f), shape) for i, f in zip(padded, fast)]
         )
-        contents = placement.put(np.stack([problem.pad_to(i.stylized, shape) for i in padded]), split=True)
+        stacked = np.stack([problem.pad_to(i.stylized, shape) for i in padded])
+        contents = placement.put(stacked, split=True)
         targets = {"content": _batch_content_targets(self.params, contents, self.spec)}
         if images[0].styles is not None:
             per_image = [self.style_targets(i.styles, shape) for i in padded]
@@ -459,6 +507,15 @@ class GatysRunner:
         else:
             targets["style"] = self._bucket_style(images[0].size, shape)
             style_axis = None
+        norms = []
+        for index, image in enumerate(padded):  # each image against its own inputs, at the bucket's shape
+            pick = functools.partial(jax.tree.map, lambda t, index=index: t[index])
+            own = {"content": pick(targets["content"])}
+            own["style"] = pick(targets["style"]) if style_axis == 0 else targets["style"]
+            styles = image.styles or problem.styles_for(self.styles, None, image.size, config)
+            references = _references(styles, shape)
+            norms.append(whole_norms(self.params, stacked[index], references, self.styles.weights, own, self.spec))
+        targets["norm"] = placement.put(jax.tree.map(lambda *v: jnp.stack(v), *norms), split=True)
         return placement.put(start, split=True), targets, batched(self.stepper, style_axis)
 
     def stylize_bucket(
@@ -478,6 +535,12 @@ class GatysRunner:
 
         result = optimise(self.params, start, targets, self.config, self.spec, stepper=stepper, callback=report)
         return problem.finish_batch(np.asarray(result.image), images, self.config)
+
+
+def _references(styles: Sequence[np.ndarray], shape: tuple[int, int]) -> list[np.ndarray]:
+    """The style images resized to the output's ``shape``: what the content ratio is measured
+    against (`optimize.input_norms`)."""
+    return [resize_to(image, *shape) for image in styles]
 
 
 def setup(config: StyleConfig, styles: StyleSet, *, weights=None, devices=None) -> GatysRunner:
