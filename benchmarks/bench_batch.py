@@ -92,7 +92,8 @@ def worker(kind: str, size: int, batch: int, steps: int) -> dict:
 
     def on_step(event) -> None:
         report = getattr(event, "report", event)  # BatchStep and Progress both carry the StepReport
-        elapsed.append(report.elapsed)
+        if report is not None:  # (not the last Progress, which has the result's scores)
+            elapsed.append(report.elapsed)
 
     if kind == "batch":
 

@@ -41,6 +41,8 @@ def run(config: StyleConfig, content, style, weights, target: float | None = Non
 
     def on_progress(progress) -> None:
         now = time.perf_counter() - start
+        if progress.report is None:  # the last report: the result's scores
+            return
         losses = np.asarray(progress.report.losses["total"])
         if progress.scale == progress.num_scales - 1:
             curve.append((now, progress.done, float(losses[-1])))

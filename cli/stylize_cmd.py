@@ -152,12 +152,14 @@ def run_stylize(
         def on_progress(progress) -> None:
             # Any method's report has done/total/description/status; an optimisation's also has
             # the loss terms and the current image.
+            if getattr(progress, "scores", None) is not None:  # the last report: the result's own terms
+                final.update(progress.scores)
+                bar.update(task, status=progress.status)
+                return
             fetch = getattr(progress.report, "image", None)
             if getattr(progress, "tiles", None) is not None:
                 fetch = None  # a tile, not the picture: the finished tiles are kept in the parts folder
             snapshot.fetch, snapshot.done = fetch, progress.done
-            if getattr(progress, "scores", None) is not None:
-                final.update(progress.scores)
             for key, values in getattr(progress.report, "losses", {}).items():
                 history.setdefault(key, []).extend(float(v) for v in np.ravel(values))
             bar.update(

@@ -135,6 +135,8 @@ class StyleConfig:
     def resolved_temporal_weight(self) -> float:
         if self.temporal_weight is not None:
             return self.temporal_weight
+        if self.method == "gatys" and self.loss_units == "raw":
+            return RAW_TEMPORAL_WEIGHT
         return TEMPORAL_WEIGHTS[self.method]
 
     @property
@@ -234,10 +236,11 @@ MIN_TILE = 64
 # (benchmarks/video_consistency.py, docs/video.md). fast 0.6: the warping error fell to 0.31-0.41x
 # of frame by frame's. gatys: the temporal loss is a mean over [0, 1] pixel values, the VGG terms
 # were then in raw feature units, so up to 1e5 it changed nothing (0.48x, all from the warped start);
-# 1e7 gave 0.30-0.38x, 1e8 0.13-0.19x with the style loss within 1 %. In ratio units the VGG terms
-# of a finished picture are 4-8 million times smaller than they were in raw units (measured on two
-# pairs at 192 px), so the raw 1e8 became 20; not measured again on the clips.
-TEMPORAL_WEIGHTS: dict[str, float] = {"fast": 0.6, "gatys": 20.0}
+# 1e7 gave 0.30-0.38x, 1e8 0.13-0.19x with the style loss within 1 %. In ratio units (the default),
+# on the "pan" clip: 20 gave 0.16x (style loss +0.1 %), 200 0.07x (+0.9 %), 2000 0.05x (+2.4 %);
+# 200 is the strongest within 1 % (benchmarks/results/video_consistency_gatys_ratio_units.json).
+TEMPORAL_WEIGHTS: dict[str, float] = {"fast": 0.6, "gatys": 200.0}
+RAW_TEMPORAL_WEIGHT = 1e8  # "gatys" with loss_units="raw" (the presets): as measured in raw units
 
 BUILTIN_STYLES = 26  # styles of the multistyle26 network
 

@@ -257,7 +257,8 @@ def layer_losses_tiled(
     grams = gram_targets_tiled(params, image, spec, window)
     style = {name: losses.style_loss_of_grams(grams[name], targets["style"][name]) for name in spec.style_layers}
     totals: dict[str, list] = {}
-    for rows, cols, box in _halo_crops(image.shape[:2], spec.content_layers, window):
+    content_windows = _halo_crops(image.shape[:2], spec.content_layers, window) if spec.content_layers else ()
+    for rows, cols, box in content_windows:
         crops = (jnp.asarray(image[rows, cols]), jnp.asarray(content[rows, cols]))
         for name, (total, count) in _window_content_sums(params, *crops, box, spec).items():
             running = totals.setdefault(name, [0.0, 0])
@@ -523,17 +524,19 @@ class StepReport:
 
 
 def converged(totals: list, config: StyleConfig) -> bool:
-    """The stopping rule: has the best total loss (summed over a batch) improved by less than
-    ``config.stop_tolerance`` of itself over the last ``config.stop_window`` iterations?
+    """The stopping rule: has the best total loss improved by less than ``config.stop_tolerance``
+    of itself over the last ``config.stop_window`` iterations? A batch (each entry of ``totals``
+    an array) stops once every image has: an image may then run longer than it would alone, never
+    shorter.
 
     The best so far rather than the last value, because L-BFGS with a fixed step is not monotone.
     """
     window = config.stop_window
     if config.stop_tolerance <= 0 or len(totals) <= window:
         return False
-    sums = np.array([np.sum(total) for total in totals], np.float64)
-    before, now = np.min(sums[:-window]), np.min(sums)
-    return bool(before - now < config.stop_tolerance * abs(before))
+    values = np.array([np.ravel(total) for total in totals], np.float64)  # (iterations, images)
+    before, now = np.min(values[:-window], axis=0), np.min(values, axis=0)
+    return bool(np.all(before - now < config.stop_tolerance * np.abs(before)))
 
 
 class RunResult(NamedTuple):

@@ -195,13 +195,13 @@ def settings_record(
     **extra: object,
 ) -> dict:
     """Everything that changes the pieces a resumable run keeps (`jaxstyle.io.parts`): the input
-    files' contents, the settings (not how often progress is reported), the style blend, the
-    weights, and ``extra``; with its ``settings_hash``."""
+    files' contents, the settings, the style blend, the weights, and ``extra``; with its
+    ``settings_hash``."""
     from jaxstyle.batch.manifest import params_hash
     from jaxstyle.io.files import file_sha256
 
+    # All of the settings: report_every too, since the stopping rule is checked at each report.
     settings = dataclasses.asdict(config)
-    settings.pop("report_every", None)
     record = {
         "inputs": [file_sha256(path) for path in files],
         "style_weights": list(style_weights) if style_weights is not None else None,

@@ -16,7 +16,7 @@ import pytest
 from jaxstyle.cli.app import main
 
 from jaxstyle.config import preset
-from jaxstyle.optimize import LossSpec, content_targets, style_targets, total_loss
+from jaxstyle.optimize import LossSpec, content_targets, style_targets, total_loss, whole_norms
 from jaxstyle.peers import PEERS, PeerUnavailable, check_peer, run_peer
 from jaxstyle.weights import load_weights
 
@@ -61,6 +61,7 @@ def test_peer_step_does_the_same_work(peer, params):
         "content": content_targets(params, jnp.asarray(content), spec),
         "style": style_targets(params, jnp.asarray(style), spec, (40, 56)),
     }
+    targets["norm"] = whole_norms(params, content, [style], (1.0,), targets, spec)  # ratios only: raw units
     ours = float(total_loss(params, jnp.asarray(content), targets, spec)[0])
     result = run_peer(peer, params, content, style, steps=2, warmup=1)
     assert (result.peer, result.height, result.width) == (peer, 40, 56)

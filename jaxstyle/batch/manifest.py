@@ -110,9 +110,10 @@ def params_record(
     bucket_multiple: int,
     jpeg_quality: int,
 ) -> dict[str, Any]:
-    """Everything that changes a result (batch size and reporting do not)."""
+    """Everything that changes a result. The batch size does not, but for the stopping rule, which
+    runs a batch until each of its images has converged (an image may get a few more iterations
+    in one batch than in another). Reporting does: the rule is checked at each report."""
     settings = dataclasses.asdict(config)
-    settings.pop("report_every", None)
     return {
         "config": settings,
         "styles": list(style_digests),

@@ -100,7 +100,8 @@ class Runner(Protocol):
         """One (H, W, 3) content image -> its stylization at the config's size, colours finished.
 
         ``callback`` gets progress reports with ``done``, ``total``, ``description`` and ``status``
-        (and, for an optimisation, ``report.losses`` and ``report.image()``). ``parts``: where a
+        (and, for an optimisation, ``report.losses`` and ``report.image()``; its last report has
+        ``report=None`` and the result's loss terms and ratios in ``scores``). ``parts``: where a
         tiled run keeps what it finished, to resume from after a stop (methods with nothing worth
         keeping ignore it). ``plans``: the `plan` to run (by default computed again: the free memory
         may have changed, so a caller that records the plan for a resume passes it in)."""

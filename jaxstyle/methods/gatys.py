@@ -261,7 +261,7 @@ class GatysRunner:
         per_scale = [coarse] * (len(plans) - 1) + [config.iterations]
         total = sum(n * plan.count for n, plan in zip(per_scale, plans))
 
-        image = resized = None
+        image = resized = scores = None
         for index, plan in enumerate(plans):
             shape, before = plan.shape, sum(n * p.count for n, p in zip(per_scale[:index], plans))
             resized, stylized = problem.content_at(content, shape, config)
@@ -322,7 +322,7 @@ class GatysRunner:
                     scores = score(self.params, jnp.asarray(image), targets, self.spec)
             if parts is not None and index < len(plans) - 1:
                 parts.save_array(f"scale{index}.npy", image)
-        if callback is not None:
+        if callback is not None and scores is not None:
             final = {key: float(value) for key, value in scores.items()}
             callback(Progress(len(plans) - 1, len(plans), plans[-1].shape, total, total, None, scores=final))
         return problem.finish(image, resized, config)
