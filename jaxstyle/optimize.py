@@ -377,15 +377,8 @@ def input_norms(
     how much of the way from one input to the other the result has gone.
     """
     at_content = measure(content)
-    at_styles = [measure(reference) for reference in references]
-    total = sum(blend)
-
-    def mixed(key):
-        return jax.tree.map(
-            lambda *values: sum(w / total * v for w, v in zip(blend, values)), *(a[key] for a in at_styles)
-        )
-
-    norms = {"content": mixed("content"), "style": at_content["style"], "tv": mixed("tv")}
+    at_styles = blend_style_targets([measure(reference) for reference in references], blend)
+    norms = {"content": at_styles["content"], "style": at_content["style"], "tv": at_styles["tv"]}
     return jax.tree.map(lambda v: jnp.maximum(jnp.asarray(v, jnp.float32), NORM_FLOOR), norms)
 
 
