@@ -169,7 +169,7 @@ def plan_scales(content_shape: tuple[int, int], config: StyleConfig, budget: int
     if tiled(sizes[-1]) and config.style_statistic != "gram":
         raise UsageError(
             f"{sizes[-1][1]}x{sizes[-1][0]} px needs tiles, and tiles need --style-statistic gram "
-            "(sliced Wasserstein compares every position at once); use gram or a smaller --max-size"
+            "(the windows add up Gram matrices); use gram or a smaller --max-size"
         )
     if tiled(sizes[0]):
         side = min(tile_side(sizes[-1]), config.max_size // 2)
