@@ -24,7 +24,7 @@ from jaxstyle.nets.vgg_layers import canonical_layer
 MethodName = Literal["gatys", "fast"]
 Optimizer = Literal["lbfgs", "adam"]
 Init = Literal["content", "noise", "blend", "gray", "image", "fast"]
-StyleStatistic = Literal["gram", "sliced_wasserstein", "wasserstein2"]
+StyleStatistic = Literal["gram", "sliced_wasserstein"]
 PreserveColor = Literal["none", "luminance", "histogram", "knn"]
 Pooling = Literal["max", "avg"]
 Precision = Literal["float32", "bfloat16"]

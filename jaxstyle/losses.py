@@ -102,61 +102,6 @@ def temporal_loss(image: jax.Array, previous: jax.Array, mask: jax.Array) -> jax
     return jnp.mean(mask * jnp.square(image - previous))
 
 
-def feature_moments(features: jax.Array) -> dict[str, jax.Array]:
-    """The target of `wasserstein2_loss`: the mean (C,) and second raw moment (C, C) of (H, W, C)
-    features. Raw moments, not the covariance, so that several styles' targets mix by a weighted
-    mean into the moments of the mixture of their features, as Gram matrices do."""
-    h, w, c = features.shape
-    flat = features.reshape(h * w, c)
-    return {"mean": jnp.mean(flat, axis=0), "moment": _gram(flat) / (h * w)}
-
-
-def _symmetric_eigh(matrix: jax.Array) -> tuple[jax.Array, jax.Array]:
-    return jnp.linalg.eigh((matrix + matrix.T) / 2)
-
-
-def _psd_sqrt(matrix: jax.Array) -> jax.Array:
-    values, vectors = _symmetric_eigh(matrix)
-    return (vectors * jnp.sqrt(jnp.maximum(values, 0.0))[None, :]) @ vectors.T
-
-
-@jax.custom_jvp
-def _trace_sqrt(matrix: jax.Array) -> jax.Array:
-    """tr(M^(1/2)) of a symmetric positive semi-definite matrix: the sum of its eigenvalues' roots."""
-    return jnp.sum(jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh((matrix + matrix.T) / 2), 0.0)))
-
-
-@_trace_sqrt.defjvp
-def _trace_sqrt_jvp(primals, tangents):
-    # d tr(M^(1/2)) = tr(M^(-1/2) dM) / 2. Autodiff through `eigh` would also differentiate the
-    # eigenvectors, dividing by eigenvalue gaps that are 0 for a rank-deficient covariance (a
-    # ReLU layer has dead channels); this needs only the eigenvalues, floored relative to the largest.
-    (matrix,), (tangent,) = primals, tangents
-    values, vectors = _symmetric_eigh(matrix)
-    roots = jnp.sqrt(jnp.maximum(values, 0.0))
-    floored = jnp.sqrt(jnp.maximum(values, 1e-6 * jnp.max(values) + 1e-30))
-    inverse_root = (vectors / floored[None, :]) @ vectors.T
-    return jnp.sum(roots), jnp.sum(inverse_root * tangent) / 2
-
-
-def wasserstein2_loss(features: jax.Array, target: dict[str, jax.Array]) -> jax.Array:
-    """Squared Wasserstein-2 distance between Gaussians with the mean and covariance of (H, W, C)
-    features and of a style's (`feature_moments`), over C like the Gram convention.
-
-    ``|m - m_s|^2 + tr(S) + tr(S_s) - 2 tr((S_s^(1/2) S S_s^(1/2))^(1/2))``: the statistic of
-    crowsonkb/style-transfer-pytorch. Unlike a Gram matrix it separates the mean from the spread.
-    """
-    c = features.shape[-1]
-    moments = feature_moments(features)
-    mean, target_mean = moments["mean"], target["mean"]
-    cov = moments["moment"] - jnp.outer(mean, mean)
-    target_cov = jax.lax.stop_gradient(target["moment"] - jnp.outer(target_mean, target_mean))
-    root = _psd_sqrt(target_cov)
-    cross = _trace_sqrt(jnp.matmul(jnp.matmul(root, cov, precision=_HIGHEST), root, precision=_HIGHEST))
-    distance = jnp.sum(jnp.square(mean - target_mean)) + jnp.trace(cov) + jnp.trace(target_cov) - 2 * cross
-    return distance / c
-
-
 def sorted_projections(features: jax.Array, directions: jax.Array, length: int) -> jax.Array:
     """Sorted 1-D projections of (H, W, C) features on (C, K) directions, resampled to ``length`` quantiles.
 

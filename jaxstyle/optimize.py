@@ -169,8 +169,6 @@ def style_targets(params, style: jax.Array, spec: LossSpec, shape: tuple[int, in
     features = _features(params, style, spec.style_layers, spec)
     if spec.style_statistic == "gram":
         return {name: losses.gram_matrix(value) for name, value in features.items()}
-    if spec.style_statistic == "wasserstein2":
-        return {name: losses.feature_moments(value) for name, value in features.items()}
     out_shapes = jax.eval_shape(lambda: _features(params, jnp.zeros((*shape, 3), style.dtype), spec.style_layers, spec))
     targets = {}
     for index, (name, value) in enumerate(features.items()):
@@ -274,9 +272,8 @@ def layer_losses_tiled(
 
 
 def blend_style_targets(per_style: list[dict[str, jax.Array]], blend: tuple[float, ...]) -> dict[str, jax.Array]:
-    """Weighted mean of several styles' statistics (Grams and raw moments: those of the mixture of
-    the styles' features; for sliced Wasserstein, the quantile functions, whose weighted mean is
-    the 1-D Wasserstein barycentre along each slice)."""
+    """Weighted mean of several styles' statistics (Grams; for sliced Wasserstein, the quantile
+    functions, whose weighted mean is the 1-D Wasserstein barycentre along each slice)."""
     total = sum(blend)
     return jax.tree.map(lambda *values: sum(w / total * v for w, v in zip(blend, values)), *per_style)
 
@@ -290,8 +287,6 @@ def layer_losses(params, image: jax.Array, targets: Mapping[str, Any], spec: Los
         target = targets["style"][name]
         if spec.style_statistic == "gram":
             style[name] = losses.style_loss(features[name], target)
-        elif spec.style_statistic == "wasserstein2":
-            style[name] = losses.wasserstein2_loss(features[name], target)
         else:
             style[name] = losses.sliced_wasserstein_loss(features[name], _directions(target.shape[-1], index), target)
     return {

@@ -177,48 +177,6 @@ def test_sliced_wasserstein_matches_numpy_and_vanishes_on_itself():
     ) == pytest.approx(got, rel=1e-6)
 
 
-def np_wasserstein2(features, style):
-    """W2 between Gaussians fitted to two feature sets, with SciPy's general matrix square root."""
-    from scipy.linalg import sqrtm
-
-    f, s = (x.reshape(-1, x.shape[-1]).astype(np.float64) for x in (features, style))
-    cov_f, cov_s = np.cov(f.T, bias=True), np.cov(s.T, bias=True)
-    root = sqrtm(cov_s).real
-    cross = np.trace(sqrtm(root @ cov_f @ root)).real
-    return (np.sum((f.mean(0) - s.mean(0)) ** 2) + np.trace(cov_f) + np.trace(cov_s) - 2 * cross) / f.shape[1]
-
-
-def test_wasserstein2_matches_scipy_and_vanishes_on_itself():
-    rng = np.random.default_rng(5)
-    f, s = np.maximum(rand(rng, 5, 6, 4), 0) * 3, np.maximum(rand(rng, 7, 3, 4) + 0.5, 0)
-    target = losses.feature_moments(jnp.asarray(s))
-    got = float(losses.wasserstein2_loss(jnp.asarray(f), target))
-    assert got == pytest.approx(np_wasserstein2(f, s), rel=1e-5)
-    own = losses.feature_moments(jnp.asarray(f))
-    assert abs(float(losses.wasserstein2_loss(jnp.asarray(f), own))) < 1e-5 * got
-    # Unlike a Gram matrix, it tells a shift of the mean from a change of spread: equal second raw
-    # moments, different distributions.
-    shifted = f + 1.0
-    # |(1, 1, 1, 1)|^2 over C = 4 channels
-    assert float(losses.wasserstein2_loss(jnp.asarray(shifted), own)) == pytest.approx(1.0, rel=1e-4)
-
-
-def test_feature_moments_of_a_mixture_are_the_weighted_mean():
-    """Why the targets are raw moments: blending styles' targets (`blend_style_targets`) gives the
-    moments of their features pooled together."""
-    rng = np.random.default_rng(6)
-    a, b = rand(rng, 4, 6, 3), rand(rng, 4, 2, 3)  # 24 and 8 positions: weights 0.75 and 0.25
-    pooled = np.concatenate([a.reshape(-1, 3), b.reshape(-1, 3)])[None]
-    mixed = {
-        k: 0.75 * np.asarray(va) + 0.25 * np.asarray(vb)
-        for (k, va), vb in zip(
-            losses.feature_moments(jnp.asarray(a)).items(), losses.feature_moments(jnp.asarray(b)).values()
-        )
-    }
-    for key, value in losses.feature_moments(jnp.asarray(pooled)).items():
-        np.testing.assert_allclose(mixed[key], np.asarray(value), rtol=1e-5, atol=1e-6)
-
-
 # --------------------------------------------------------------------------- gradients (float64)
 
 
@@ -245,8 +203,6 @@ def test_gradients_match_finite_differences(x64):
     d = jnp.asarray(rng.normal(size=(5, 4)))
     target = jnp.asarray(np_sorted_projections(rng.normal(size=(2, 3, 5)), np.asarray(d), 12))
     proj_probe = jnp.asarray(rng.normal(size=(9, 4)))
-    moments = losses.feature_moments(jnp.asarray(rng.normal(size=(4, 3, 5))))
-    dead = losses.feature_moments(jnp.asarray(rng.normal(size=(4, 3, 5)) * np.array([1, 1, 1, 1, 0])))
     assert losses.gram_matrix(f).dtype == jnp.float64
     checks = {
         "gram": (lambda x: jnp.sum(probe * losses.gram_matrix(x)), f),
@@ -257,9 +213,6 @@ def test_gradients_match_finite_differences(x64):
         "tv_l2": (lambda x: losses.tv_loss(x, "l2"), image),
         "sorted_projections": (lambda x: jnp.sum(proj_probe * losses.sorted_projections(x, d, 9)), f),
         "sliced_wasserstein": (lambda x: losses.sliced_wasserstein_loss(x, d, target), f),
-        "wasserstein2": (lambda x: losses.wasserstein2_loss(x, moments), f),
-        # A dead channel: the style's covariance is singular, and so is the product under the root.
-        "wasserstein2_rank_deficient": (lambda x: losses.wasserstein2_loss(x, dead), f),
     }
     for name, (fun, x) in checks.items():
         try:
