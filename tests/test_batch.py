@@ -39,7 +39,7 @@ from jaxstyle.batch import (
 )
 from jaxstyle.config import StyleConfig
 from jaxstyle.errors import NumericalError, OutputError, UsageError
-from jaxstyle.io.image import load_image
+from jaxstyle.io.image import load_image, read_image_metadata
 from jaxstyle.problem import fit_long_side
 from jaxstyle.stylization import stylize
 from jaxstyle.weights import load_weights
@@ -132,12 +132,17 @@ def test_batch_equals_single(weights, optimizer, colour, iterations):
     contents = [random_image((40, 60), 1), random_image((40, 60), 2), random_image((60, 40), 3)]
     style = random_image((50, 50), 4)
     config = FAST.replace(optimizer=optimizer, preserve_color=colour, init="blend", seed=7, iterations=iterations)
-    batch = stylize_batch(contents, style, config, weights=weights, batch_size=2)
-    for content, result in zip(contents, batch):
-        single = stylize(content, style, config, weights=weights)
+    scores = {}  # each image's own loss terms and ratios, from the last report of its batch
+    collect = lambda event: scores.update(event.scores or ())
+    batch = stylize_batch(contents, style, config, weights=weights, batch_size=2, callback=collect)
+    assert sorted(scores) == [0, 1, 2]
+    for index, (content, result) in enumerate(zip(contents, batch)):
+        reports = []
+        single = stylize(content, style, config, weights=weights, callback=reports.append)
         assert result.shape == single.shape == (*fit_long_side(content.shape[:2], 32), 3)
         np.testing.assert_allclose(result, single, atol=1e-4)
         assert np.abs(result - content_resized(content)).max() > 1e-2  # it did stylize
+        assert scores[index] == pytest.approx(reports[-1].scores, rel=1e-3)
 
 
 def content_resized(content):
@@ -474,6 +479,14 @@ def test_cli_runs_reports_failures_and_resumes(folder, tmp_path, fast_cli):
     assert first.exit_code == 8, first.output
     assert "4 done, 1 failed of 5" in first.output
     assert "failed: broken.jpg:" in first.output and "Traceback" not in first.output
+    # each result's own loss terms and ratios, in the manifest and in the image
+    done = [record for record in records(output) if record["status"] == "done"]
+    assert len(done) == 4
+    for record in done:
+        assert {"total", "content_ratio", "style_ratio", "tv_ratio"} <= set(record["losses"])
+        assert all(np.isfinite(value) for value in record["losses"].values())
+        stored = json.loads(read_image_metadata(output / record["output"])["jaxstyle.losses"])
+        assert stored == pytest.approx(record["losses"])
     second = fast_cli(*args)
     assert second.exit_code == 8 and "0 done, 4 already done (skipped), 1 failed of 5" in second.output
     (photos / "broken.jpg").unlink()

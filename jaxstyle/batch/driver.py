@@ -9,6 +9,7 @@ through a callback.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -57,8 +58,11 @@ class _Ledger:
             for t in tasks
         )
 
-    def finish(self, task: _Task, error: str | None = None, *, seconds: float | None = None, size=None) -> None:
-        """Record ``task`` as done (no ``error``) or failed, then report it."""
+    def finish(
+        self, task: _Task, error: str | None = None, *, seconds: float | None = None, size=None, losses=None
+    ) -> None:
+        """Record ``task`` as done (no ``error``) or failed, then report it; ``losses``: the
+        result's own loss terms and ratios (`BucketProgress.scores`), where the method has them."""
         status: Status = "failed" if error is not None else "done"
         output = task.item.output if error is None else None
         if error is None:
@@ -76,6 +80,7 @@ class _Ledger:
                     "params_hash": self.digest,
                     "seconds": None if seconds is None else round(seconds, 3),
                     "size": list(size) if size is not None else None,
+                    "losses": losses,
                     "time": time.time(),
                 }
             ]
@@ -194,7 +199,14 @@ def run_batch(
                 continue
             ledger.started_batch(task for task, _, _ in loaded)
             started = time.perf_counter()
-            results = engine.run_isolating_failures(shape, [image for _, image, _ in loaded], emit)
+            scores: dict[int, dict[str, float]] = {}  # id(task) -> the result's own loss terms and ratios
+
+            def collect(event, scores=scores) -> None:
+                for task, own in getattr(event, "scores", None) or ():
+                    scores[id(task)] = own
+                emit(event)
+
+            results = engine.run_isolating_failures(shape, [image for _, image, _ in loaded], collect)
             seconds = (time.perf_counter() - started) / len(loaded)
             for (task, _, alpha), result in zip(loaded, results):
                 if isinstance(result, str):
@@ -202,16 +214,18 @@ def run_batch(
                     continue
                 if alpha is not None:
                     alpha = resize_to(alpha, *result.shape[:2])
+                own = scores.get(id(task))
+                losses = {} if own is None else {"jaxstyle.losses": json.dumps(own, sort_keys=True)}
                 save_image(
                     output_dir / task.item.output,
                     result,
                     alpha=alpha,
                     overwrite=task.overwrite,
                     inputs=[task.item.path, *style_paths],
-                    metadata=metadata(task.item.rel),
+                    metadata=metadata(task.item.rel) | losses,
                     jpeg_quality=jpeg_quality,
                 )
-                ledger.finish(task, seconds=seconds, size=result.shape[:2])
+                ledger.finish(task, seconds=seconds, size=result.shape[:2], losses=own)
     return BatchSummary(
         total=len(items),
         skipped=skipped,

@@ -110,7 +110,8 @@ def stylize_batch(
       batch_size: images per compiled step (rounded up to a multiple of the device count).
       bucket_multiple: round bucket sides up to this many px (reflect-pad, then crop back).
       devices: devices to shard each batch over; all local devices by default.
-      callback: gets a `BatchStep` every ``config.report_every`` iterations of each batch.
+      callback: gets a `BatchStep` every ``config.report_every`` iterations of each batch; the
+        last one of a batch has each image's index and scores (`BucketProgress.scores`).
 
     Returns:
       One (h, w, 3) float32 result per content image, in order, with the long side

@@ -39,6 +39,10 @@ class BucketProgress:
     iteration: int
     iterations: int
     report: object  # the method's own report (`optimize.StepReport` for "gatys"), or None
+    # The last report of an optimisation (``report`` None): per real image, its key
+    # (`BatchImage.key`) and the result's loss terms and ratios to its inputs (`optimize.score`),
+    # at the bucket's shape.
+    scores: tuple[tuple[object, dict[str, float]], ...] | None = None
 
     # What every progress report has, so that the CLI draws any method's progress alike.
     @property

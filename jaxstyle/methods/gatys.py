@@ -526,7 +526,7 @@ class GatysRunner:
         callback: Callable[[BucketProgress], None] | None = None,
     ) -> list[np.ndarray]:
         """Optimise ``images`` (all of bucket ``shape``) as one batch of ``size`` (`device_batch`);
-        the results of the padding copies are dropped."""
+        the results of the padding copies are dropped. The last report has each image's scores."""
         start, targets, stepper = self.device_batch(shape, images, size)
 
         def report(step: StepReport) -> None:
@@ -534,7 +534,23 @@ class GatysRunner:
                 callback(BucketProgress(shape, len(images), size, step.iteration, step.iterations, step))
 
         result = optimise(self.params, start, targets, self.config, self.spec, stepper=stepper, callback=report)
+        if callback is not None:
+            style_axis = 0 if images[0].styles is not None else None
+            batch_scores = _batch_scores(self.params, result.image, targets, self.spec, style_axis)
+            per_image = tuple(
+                (image.key, {key: float(values[index]) for key, values in batch_scores.items()})
+                for index, image in enumerate(images)
+            )
+            done = len(result.history["total"])
+            callback(BucketProgress(shape, len(images), size, done, done, None, scores=per_image))
         return problem.finish_batch(np.asarray(result.image), images, self.config)
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "style_axis"))
+def _batch_scores(params, images: jax.Array, targets, spec: LossSpec, style_axis: int | None):
+    """`optimize.score` of each image of a batch against its own targets (`device_batch`)."""
+    axes = {"content": 0, "style": style_axis, "norm": 0}
+    return jax.vmap(functools.partial(score, spec=spec), in_axes=(None, 0, axes))(params, images, targets)
 
 
 def _references(styles: Sequence[np.ndarray], shape: tuple[int, int]) -> list[np.ndarray]:
