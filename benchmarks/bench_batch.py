@@ -107,7 +107,7 @@ def worker(kind: str, size: int, batch: int, steps: int) -> dict:
             return [stylize(content, style, cfg, weights=weights, callback=callback) for content in contents]
 
     start = time.perf_counter()
-    run(1)  # compiles every jitted function for this shape and batch size
+    run(1, lambda event: None)  # compiles every jitted function for this shape and batch size, scoring too
     compile_s = time.perf_counter() - start
     start = time.perf_counter()
     results = run(steps, on_step)

@@ -35,7 +35,7 @@ def run(content: np.ndarray, style: np.ndarray, size: int, iterations: int, vgg)
 
     def callback(progress) -> None:
         nonlocal seen
-        if progress.report is None:
+        if progress.report is None or progress.report.recovered:  # a recovery repeats the last good image
             return
         image = progress.report.image().astype(np.float64)
         seen += 1
@@ -66,7 +66,9 @@ def main() -> None:
     for name, content_path, style_path in PAIRS:
         if name not in args.pairs.split(",") or name in done:
             continue
-        reference = next(r for r in grid if r["pair"] == name and r["size"] == args.size)
+        reference = next((r for r in grid if r["pair"] == name and r["size"] == args.size), None)
+        if reference is None:
+            sys.exit(f"no {args.size} px run of {name} in quality_defaults.json to take the iterations from")
         content, style = (load_image(args.images / p).rgb for p in (content_path, style_path))
         outcome = run(content, style, args.size, reference["iterations"], vgg)
         outcome |= {"pair": name, "grid": {k: reference[k] for k in ("style_ratio", "content_ratio")}}

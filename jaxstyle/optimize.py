@@ -349,9 +349,14 @@ def loss_terms(params, image: jax.Array, targets: Mapping[str, Any], spec: LossS
     return terms
 
 
+def total_of(terms: Mapping[str, Any]):
+    """What the optimisation minimises: the sum of the `TERMS` present in `loss_terms`."""
+    return sum(terms[key] for key in TERMS if key in terms)
+
+
 def total_loss(params, image, targets, spec: LossSpec):
     terms = loss_terms(params, image, targets, spec)
-    return sum(terms[key] for key in TERMS if key in terms), terms
+    return total_of(terms), terms
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
@@ -364,6 +369,29 @@ def score(params, image: jax.Array, targets, spec: LossSpec) -> dict[str, jax.Ar
     """`loss_terms` of a finished (H, W, 3) image and its ``"total"``: what a run records."""
     total, terms = total_loss(_direct(params), image, targets, spec)
     return {**terms, "total": total}
+
+
+def image_targets(targets: Mapping[str, Any], index: int, style_axis: int | None) -> dict[str, Any]:
+    """Image ``index``'s own entries of a batch's ``targets`` (laid out as `batched` maps them):
+    everything but shared style targets (``style_axis=None``) has a leading batch axis."""
+    return {
+        key: value if key == "style" and style_axis is None else jax.tree.map(lambda t: t[index], value)
+        for key, value in targets.items()
+    }
+
+
+def score_each(params, images: jax.Array, targets, spec: LossSpec, style_axis: int | None) -> list[dict[str, float]]:
+    """`score` of each image of a (B, H, W, 3) batch against its own inputs (``targets`` as the
+    `batched` stepper takes them), on the host. One image at a time, through the single-image loss
+    program that `whole_norms` has already compiled for this shape, instead of a new vmapped
+    program for every batch size."""
+    images = np.asarray(images)
+    scores = []
+    for index in range(images.shape[0]):
+        own = image_targets(targets, index, style_axis)
+        terms = combine(_direct_layer_losses(params, jnp.asarray(images[index]), own, spec), own["norm"], spec)
+        scores.append({key: float(value) for key, value in {**terms, "total": total_of(terms)}.items()})
+    return scores
 
 
 def input_norms(

@@ -145,6 +145,26 @@ def test_batch_equals_single(weights, optimizer, colour, iterations):
         assert scores[index] == pytest.approx(reports[-1].scores, rel=1e-3)
 
 
+def test_scores_of_a_padded_batch_are_each_images_own(weights):
+    """Three images in a batch of four (one padding copy) score as each alone in a batch of one."""
+    contents = [random_image((40, 60), seed) for seed in (5, 6, 7)]
+    style = random_image((50, 50), 8)
+    scores = {size: {} for size in (4, 1)}
+    for size, collected in scores.items():
+        stylize_batch(
+            contents,
+            style,
+            FAST,
+            weights=weights,
+            batch_size=size,
+            callback=lambda e, c=collected: c.update(e.scores or ()),
+        )
+    assert sorted(scores[4]) == [0, 1, 2]
+    assert len({round(own["style_ratio"], 6) for own in scores[4].values()}) == 3  # three different images
+    for index in range(3):
+        assert scores[4][index] == pytest.approx(scores[1][index], rel=1e-3)
+
+
 def content_resized(content):
     from jaxstyle.io.image import resize_to
 
@@ -487,6 +507,16 @@ def test_cli_runs_reports_failures_and_resumes(folder, tmp_path, fast_cli):
         assert all(np.isfinite(value) for value in record["losses"].values())
         stored = json.loads(read_image_metadata(output / record["output"])["jaxstyle.losses"])
         assert stored == pytest.approx(record["losses"])
+    # ... and they are that image's, as the library's batch scores them (p0, p1 and p3 share a
+    # bucket: p0 and p1 run as a batch of two, p3 alone)
+    names = sorted(record["input"] for record in done)
+    expected = {}
+    contents = [load_image(photos / name).rgb for name in names]
+    collect = lambda event: expected.update(event.scores or ())
+    stylize_batch(contents, load_image(style).rgb, FAST, batch_size=2, callback=collect)
+    for index, name in enumerate(names):
+        losses = next(record["losses"] for record in done if record["input"] == name)
+        assert losses == pytest.approx(expected[index], rel=1e-4), name
     second = fast_cli(*args)
     assert second.exit_code == 8 and "0 done, 4 already done (skipped), 1 failed of 5" in second.output
     (photos / "broken.jpg").unlink()

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from jaxstyle.batch.engine import BucketEngine
-from jaxstyle.batch.events import BatchEvent, BatchStarted, BatchSummary, ImageFinished, Status
+from jaxstyle.batch.events import BatchEvent, BatchStarted, BatchStep, BatchSummary, ImageFinished, Status
 from jaxstyle.batch.inputs import InputItem, discover_inputs, probe_size, select_shard
 from jaxstyle.batch.manifest import Manifest, manifest_name, params_hash, params_record, read_manifests
 from jaxstyle.config import JPEG_QUALITY, BatchConfig, StyleConfig
@@ -201,8 +201,8 @@ def run_batch(
             started = time.perf_counter()
             scores: dict[int, dict[str, float]] = {}  # id(task) -> the result's own loss terms and ratios
 
-            def collect(event, scores=scores) -> None:
-                for task, own in getattr(event, "scores", None) or ():
+            def collect(event: BatchStep, scores=scores) -> None:
+                for task, own in event.scores or ():  # the tasks are the batch images' keys
                     scores[id(task)] = own
                 emit(event)
 

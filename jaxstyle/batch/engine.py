@@ -111,7 +111,8 @@ def stylize_batch(
       bucket_multiple: round bucket sides up to this many px (reflect-pad, then crop back).
       devices: devices to shard each batch over; all local devices by default.
       callback: gets a `BatchStep` every ``config.report_every`` iterations of each batch; the
-        last one of a batch has each image's index and scores (`BucketProgress.scores`).
+        last one of an optimised batch has each image's index and the result's loss terms and
+        ratios (`BucketProgress.scores`; the fast method has none).
 
     Returns:
       One (h, w, 3) float32 result per content image, in order, with the long side

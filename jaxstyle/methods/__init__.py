@@ -115,7 +115,8 @@ class Runner(Protocol):
         self, shape: tuple[int, int], images: Sequence[BatchImage], size: int, callback: Callable | None = None
     ) -> list[np.ndarray]:
         """Images of one bucket ``shape`` (H, W), as one compiled batch of ``size`` (padded with
-        copies); results at each image's own size, colours finished."""
+        copies); results at each image's own size, colours finished. An optimisation's last
+        report to ``callback`` has ``scores``: each image's key and its result's loss terms."""
         ...
 
     def stylize_frames(

@@ -26,7 +26,6 @@ from jaxstyle.methods import BucketProgress, Previous, Warp
 from jaxstyle.nets.magenta import MIN_SIDE as magenta_min_side
 from jaxstyle.nets.vgg import prepare_params
 from jaxstyle.optimize import (
-    TERMS,
     LossSpec,
     OptimizerSpec,
     Stepper,
@@ -36,12 +35,15 @@ from jaxstyle.optimize import (
     combine,
     content_targets,
     gram_targets_tiled,
+    image_targets,
     input_norms,
     layer_losses_tiled,
     make_stepper,
     optimise,
     score,
+    score_each,
     style_targets,
+    total_of,
     whole_norms,
 )
 from jaxstyle.placement import Placement, memory_budget_bytes
@@ -445,7 +447,7 @@ class GatysRunner:
         if not scores:
             return blended, None
         terms = combine(measure(blended), norm, self.spec)
-        return blended, {**terms, "total": sum(terms[key] for key in TERMS if key in terms)}
+        return blended, {**terms, "total": total_of(terms)}
 
     def stylize_frames(
         self,
@@ -500,18 +502,15 @@ class GatysRunner:
         stacked = np.stack([problem.pad_to(i.stylized, shape) for i in padded])
         contents = placement.put(stacked, split=True)
         targets = {"content": _batch_content_targets(self.params, contents, self.spec)}
-        if images[0].styles is not None:
+        style_axis = _style_axis(images)
+        if style_axis == 0:
             per_image = [self.style_targets(i.styles, shape) for i in padded]
             targets["style"] = placement.put(jax.tree.map(lambda *v: jnp.stack(v), *per_image), split=True)
-            style_axis = 0
         else:
             targets["style"] = self._bucket_style(images[0].size, shape)
-            style_axis = None
         norms = []
         for index, image in enumerate(padded):  # each image against its own inputs, at the bucket's shape
-            pick = functools.partial(jax.tree.map, lambda t, index=index: t[index])
-            own = {"content": pick(targets["content"])}
-            own["style"] = pick(targets["style"]) if style_axis == 0 else targets["style"]
+            own = image_targets(targets, index, style_axis)
             styles = image.styles or problem.styles_for(self.styles, None, image.size, config)
             references = _references(styles, shape)
             norms.append(whole_norms(self.params, stacked[index], references, self.styles.weights, own, self.spec))
@@ -534,23 +533,19 @@ class GatysRunner:
                 callback(BucketProgress(shape, len(images), size, step.iteration, step.iterations, step))
 
         result = optimise(self.params, start, targets, self.config, self.spec, stepper=stepper, callback=report)
+        stylized = np.asarray(result.image)
         if callback is not None:
-            style_axis = 0 if images[0].styles is not None else None
-            batch_scores = _batch_scores(self.params, result.image, targets, self.spec, style_axis)
-            per_image = tuple(
-                (image.key, {key: float(values[index]) for key, values in batch_scores.items()})
-                for index, image in enumerate(images)
-            )
+            scores = score_each(self.params, stylized[: len(images)], targets, self.spec, _style_axis(images))
             done = len(result.history["total"])
-            callback(BucketProgress(shape, len(images), size, done, done, None, scores=per_image))
-        return problem.finish_batch(np.asarray(result.image), images, self.config)
+            keyed = tuple((image.key, own) for image, own in zip(images, scores))
+            callback(BucketProgress(shape, len(images), size, done, done, None, scores=keyed))
+        return problem.finish_batch(stylized, images, self.config)
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "style_axis"))
-def _batch_scores(params, images: jax.Array, targets, spec: LossSpec, style_axis: int | None):
-    """`optimize.score` of each image of a batch against its own targets (`device_batch`)."""
-    axes = {"content": 0, "style": style_axis, "norm": 0}
-    return jax.vmap(functools.partial(score, spec=spec), in_axes=(None, 0, axes))(params, images, targets)
+def _style_axis(images: Sequence[BatchImage]) -> int | None:
+    """The batch axis of a batch's style targets: 0 where each image has its own recoloured
+    styles (the colour-preserving modes), None where the batch shares them."""
+    return 0 if images[0].styles is not None else None
 
 
 def _references(styles: Sequence[np.ndarray], shape: tuple[int, int]) -> list[np.ndarray]:
