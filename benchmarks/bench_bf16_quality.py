@@ -13,12 +13,11 @@ import json
 from pathlib import Path
 
 import jax.numpy as jnp
-import numpy as np
 from jaxstyle.stylize import fit_long_side, stylize
 
 from jaxstyle.config import StyleConfig
 from jaxstyle.io.image import load_image, resize_to
-from jaxstyle.optimize import TERMS, LossSpec, content_targets, loss_terms, style_targets, whole_norms
+from jaxstyle.optimize import LossSpec, content_targets, loss_terms, style_targets, total_of, whole_norms
 from jaxstyle.weights import load_weights
 
 ASSETS = Path(__file__).resolve().parents[1] / "jaxstyle" / "assets" / "images"
@@ -48,7 +47,7 @@ def main() -> None:
         image = stylize(content, [style], base.replace(precision=precision), weights=weights)
         terms = loss_terms(params, jnp.asarray(image), targets, spec)
         results[precision] = {name: float(value) for name, value in terms.items()}
-        results[precision]["total"] = float(sum(np.asarray(terms[k]) for k in TERMS if k in terms))
+        results[precision]["total"] = float(total_of(terms))
     results["bf16_over_f32_total"] = results["bfloat16"]["total"] / results["float32"]["total"]
     args.out.write_text(json.dumps({"size": args.size, "iterations": args.iterations, **results}, indent=2))
     print(json.dumps(results, indent=2))
