@@ -13,11 +13,12 @@ import json
 from pathlib import Path
 
 import jax.numpy as jnp
-from jaxstyle.stylize import fit_long_side, stylize
 
 from jaxstyle.config import StyleConfig
 from jaxstyle.io.image import load_image, resize_to
 from jaxstyle.optimize import LossSpec, content_targets, loss_terms, style_targets, total_of, whole_norms
+from jaxstyle.problem import fit_long_side
+from jaxstyle.stylization import stylize
 from jaxstyle.weights import load_weights
 
 ASSETS = Path(__file__).resolve().parents[1] / "jaxstyle" / "assets" / "images"
