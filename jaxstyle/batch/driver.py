@@ -12,10 +12,12 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import socket
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from jaxstyle.config import JPEG_QUALITY, BatchConfig, StyleConfig
 from jaxstyle.errors import JaxstyleError, OutputError, UsageError, one_line
 from jaxstyle.io.files import file_sha256, temporaries_of
 from jaxstyle.io.image import load_image, resize_to, save_image
-from jaxstyle.problem import BatchImage, make_style_set, run_metadata
+from jaxstyle.problem import make_style_set, run_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -191,41 +193,34 @@ def run_batch(
         )
         for task, error in unreadable:
             ledger.finish(task, error)
+        engine.runner.warm_up(list(buckets))  # compiles start while the first images decode
 
-        while buckets:
-            shape = next(iter(buckets))
-            loaded = _load_batch(engine, buckets, shape, engine.full_batch, ledger)
-            if not loaded:
-                continue
-            ledger.started_batch(task for task, _, _ in loaded)
-            started = time.perf_counter()
-            scores: dict[int, dict[str, float]] = {}  # id(task) -> the result's own loss terms and ratios
+        def save(task: _Task, result: np.ndarray, alpha, own, seconds: float) -> None:
+            """Encode one result atomically, then record it as done (on the writer thread)."""
+            if alpha is not None:
+                alpha = resize_to(alpha, *result.shape[:2])
+            losses = {} if own is None else {"jaxstyle.losses": json.dumps(own, sort_keys=True)}
+            save_image(
+                output_dir / task.item.output,
+                result,
+                alpha=alpha,
+                overwrite=task.overwrite,
+                inputs=[task.item.path, *style_paths],
+                metadata=metadata(task.item.rel) | losses,
+                jpeg_quality=jpeg_quality,
+            )
+            ledger.finish(task, seconds=seconds, size=result.shape[:2], losses=own)
 
-            def collect(event: BatchStep, scores=scores) -> None:
-                for task, own in event.scores or ():  # the tasks are the batch images' keys
-                    scores[id(task)] = own
-                emit(event)
-
-            results = engine.run_isolating_failures(shape, [image for _, image, _ in loaded], collect)
-            seconds = (time.perf_counter() - started) / len(loaded)
-            for (task, _, alpha), result in zip(loaded, results):
-                if isinstance(result, str):
-                    ledger.finish(task, result)
-                    continue
-                if alpha is not None:
-                    alpha = resize_to(alpha, *result.shape[:2])
-                own = scores.get(id(task))
-                losses = {} if own is None else {"jaxstyle.losses": json.dumps(own, sort_keys=True)}
-                save_image(
-                    output_dir / task.item.output,
-                    result,
-                    alpha=alpha,
-                    overwrite=task.overwrite,
-                    inputs=[task.item.path, *style_paths],
-                    metadata=metadata(task.item.rel) | losses,
-                    jpeg_quality=jpeg_quality,
-                )
-                ledger.finish(task, seconds=seconds, size=result.shape[:2], losses=own)
+        with _Pipeline(engine, ledger) as pipeline:
+            batches = list(_batches(buckets, engine.full_batch))
+            for index, (shape, chunk) in enumerate(batches):
+                pipeline.prefetch(chunk)
+                for _, ahead in batches[index + 1 : index + 1 + _Pipeline.LOOKAHEAD]:
+                    pipeline.prefetch(ahead)
+                loaded, strays = pipeline.loaded(shape, chunk)
+                for group_shape, group in [(shape, loaded), *((actual, [item]) for actual, item in strays)]:
+                    if group:
+                        _run_group(engine, pipeline, ledger, group_shape, group, emit, save)
     return BatchSummary(
         total=len(items),
         skipped=skipped,
@@ -237,33 +232,114 @@ def run_batch(
     )
 
 
-def _load_batch(
-    engine: BucketEngine,
-    buckets: OrderedDict[tuple[int, int], deque[_Task]],
-    shape: tuple[int, int],
-    size: int,
-    ledger: _Ledger,
-) -> list[tuple[_Task, BatchImage, np.ndarray | None]]:
-    """Decode and prepare up to ``size`` images of bucket ``shape``; unreadable ones are recorded
-    as failed (and replaced by the next ones). Returns (task, prepared, alpha) triples."""
-    queue = buckets[shape]
-    loaded = []
-    while queue and len(loaded) < size:
-        task = queue.popleft()
-        try:
-            image = load_image(task.item.path)
-            actual, prepared = engine.prepare(task, image.rgb)
-        except (JaxstyleError, OSError, ValueError) as error:
-            ledger.finish(task, one_line(error))
-            continue
-        if actual != shape:  # the header said otherwise (odd EXIF): move it to its real bucket
-            logger.info("'%s' belongs to bucket %s, not %s", task.item.rel, actual, shape)
-            buckets.setdefault(actual, deque()).append(task)
-            continue
-        loaded.append((task, prepared, image.alpha))
-    if not queue:
-        del buckets[shape]
-    return loaded
+def _run_group(engine, pipeline, ledger, shape, loaded, emit, save) -> None:
+    """One compiled batch: record it as started, stylize, hand the results to the writer."""
+    pipeline.record(ledger.started_batch, [task for task, _, _ in loaded])
+    started = time.perf_counter()
+    scores: dict[int, dict[str, float]] = {}  # id(task) -> the result's own loss terms and ratios
+
+    def collect(event: BatchStep) -> None:
+        for task, own in event.scores or ():  # the tasks are the batch images' keys
+            scores[id(task)] = own
+        emit(event)
+
+    results = engine.run_isolating_failures(shape, [image for _, image, _ in loaded], collect)
+    seconds = (time.perf_counter() - started) / len(loaded)
+    for (task, _, alpha), result in zip(loaded, results):
+        if isinstance(result, str):
+            pipeline.record(ledger.finish, task, result)
+        else:
+            pipeline.write(save, task, result, alpha, scores.get(id(task)), seconds)
+
+
+def _batches(buckets: OrderedDict[tuple[int, int], deque[_Task]], size: int):
+    """(bucket, up to ``size`` tasks) in the order they run: bucket by bucket."""
+    for shape, queue in buckets.items():
+        tasks = list(queue)
+        for begin in range(0, len(tasks), size):
+            yield shape, tasks[begin : begin + size]
+
+
+class _Pipeline:
+    """Decoding ahead and encoding behind the method, on one thread each, so that the cores stay
+    busy with the network: the next batches' files are read and prepared while this one runs,
+    and the last one's results are written (then recorded, in order) while the next one runs.
+
+    Both queues are bounded (`LOOKAHEAD` batches ahead, as many behind), so memory does not grow
+    with the folder. Every manifest record goes through the writer thread, in order; the reports
+    it makes reach the callback on the caller's thread (`drain`). On any exit, Ctrl-C included,
+    the results already handed to the writer are written and recorded first.
+    """
+
+    LOOKAHEAD = 2
+
+    def __init__(self, engine: BucketEngine, ledger: _Ledger) -> None:
+        self.engine, self.ledger = engine, ledger
+        self.reader = ThreadPoolExecutor(1, thread_name_prefix="jaxstyle-read")
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="jaxstyle-write")
+        self.reads: dict[int, Future] = {}
+        self.writes: deque[Future] = deque()
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.emit, ledger.emit = ledger.emit, self.events.put
+
+    def __enter__(self) -> _Pipeline:  # noqa: PYI034
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.reader.shutdown(wait=True, cancel_futures=True)
+        self.writer.shutdown(wait=True)
+        self.ledger.emit = self.emit
+        if exc[0] is None:
+            while self.writes:
+                self.writes.popleft().result()  # a failed write stops the run with its error
+            self.drain()
+
+    def drain(self) -> None:
+        """Hand the writer's reports to the callback, on this thread."""
+        while not self.events.empty():
+            self.emit(self.events.get())
+
+    def _read(self, task: _Task):
+        image = load_image(task.item.path)
+        actual, prepared = self.engine.prepare(task, image.rgb)
+        return actual, prepared, image.alpha
+
+    def prefetch(self, tasks: Iterable[_Task]) -> None:
+        for task in tasks:
+            if id(task) not in self.reads:
+                self.reads[id(task)] = self.reader.submit(self._read, task)
+
+    def loaded(self, shape: tuple[int, int], tasks: list[_Task]):
+        """This batch's (task, prepared, alpha) triples, decoded ahead, and the (bucket, triple)
+        of images whose header misled their bucket (odd EXIF), to run alone in their own;
+        unreadable files are recorded as failed."""
+        self.drain()
+        self.prefetch(tasks)
+        loaded, strays = [], []
+        for task in tasks:
+            try:
+                actual, prepared, alpha = self.reads.pop(id(task)).result()
+            except (JaxstyleError, OSError, ValueError) as error:
+                self.record(self.ledger.finish, task, one_line(error))
+                continue
+            if actual != shape:
+                logger.info("'%s' belongs to bucket %s, not %s", task.item.rel, actual, shape)
+                strays.append((actual, (task, prepared, alpha)))
+                continue
+            loaded.append((task, prepared, alpha))
+        return loaded, strays
+
+    def record(self, function, *args, **kwargs) -> None:
+        """A manifest record, in order after the writes before it."""
+        self.writes.append(self.writer.submit(function, *args, **kwargs))
+
+    def write(self, function, *args) -> None:
+        """A result to encode and record behind the method; waits only when too many are pending."""
+        self.writes.append(self.writer.submit(function, *args))
+        while self.writes and self.writes[0].done():
+            self.writes.popleft().result()
+        while len(self.writes) > self.LOOKAHEAD * self.engine.full_batch + 1:
+            self.writes.popleft().result()  # bounded: wait for the oldest
 
 
 def _plan(items: Sequence[InputItem], output_dir: Path, digest: str, overwrite: bool) -> tuple[list[_Task], int]:

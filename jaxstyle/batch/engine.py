@@ -58,12 +58,17 @@ class BucketEngine:
 
     def bucket_of(self, size: tuple[int, int]) -> tuple[int, int]:
         """Bucket of an image of original (H, W) ``size``."""
-        return bucket_shape(problem.fit_long_side(size, self.config.max_size), self.batch_config.bucket_multiple)
+        return self._bucket(problem.fit_long_side(size, self.config.max_size))
+
+    def _bucket(self, own: tuple[int, int]) -> tuple[int, int]:
+        """The method's compiled shape for an image of own size ``own`` (`Runner.bucket`), after
+        ``bucket_multiple``."""
+        return self.runner.bucket(bucket_shape(own, self.batch_config.bucket_multiple))
 
     def prepare(self, key: object, content: np.ndarray) -> tuple[tuple[int, int], BatchImage]:
         """Check, resize and colour-handle one content image; returns (its bucket, the image)."""
         image = problem.prepare_batch_image(key, content, self.styles, self.config)
-        return bucket_shape(image.size, self.batch_config.bucket_multiple), image
+        return self._bucket(image.size), image
 
     def run(
         self, shape: tuple[int, int], images: Sequence[BatchImage], callback: Callable[[BatchStep], None] | None = None

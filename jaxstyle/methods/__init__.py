@@ -87,6 +87,15 @@ class Runner(Protocol):
     # resumed run picks up; a method that has nothing worth keeping ignores ``parts``.
     keeps_parts: bool
 
+    def bucket(self, shape: tuple[int, int]) -> tuple[int, int]:
+        """The compiled (H, W) `stylize_bucket` runs an image of own size ``shape`` (h, w) in, its
+        result unchanged by it: ``shape`` itself, or a larger shape shared by many sizes."""
+        ...
+
+    def warm_up(self, shapes: Sequence[tuple[int, int]]) -> None:
+        """Get ready for images of these own sizes (compile ahead, in the background), or nothing."""
+        ...
+
     def plan(self, content_shape: tuple[int, int]) -> list[ScalePlan]:
         """How `stylize` will run content of ``content_shape`` (H, W): its scales, each whole or in
         tiles that fit the config's memory budget (docs/highres.md)."""

@@ -9,6 +9,12 @@ batch is one call of the transformer over the stacked images: no iterations, no 
 Departure from the TF-Hub and TF Lite pipelines: they stylize a 384x384 square (the content is
 padded or squashed to it); here the content keeps its size and aspect ratio, padded only to a
 multiple of 4 by reflection, with the instance-norm statistics taken over the image alone.
+
+Compiled shapes: an image runs in a *bucket* (`bucket_of`), its sides rounded up to a quarter of
+the long side, so a folder of any mix of sizes compiles a handful of programs (at 512 px at most
+seven, typically three), each result equal to the image's own-size run (`magenta.transform` with
+``sizes``). On a CPU the programs a folder needs are compiled side by side before the first
+batch (`FastRunner.warm_up`), and loaded from JAX's persistent cache by later runs.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import jax
@@ -50,6 +57,19 @@ def params_digest(params) -> str:
 def _style_vectors(predictor, images: jax.Array) -> jax.Array:
     """(K, 256, 256, 3) -> (K, 100)."""
     return magenta.style_vector(predictor, images)
+
+
+# One program per style image shape: eagerly, the resize dispatched a dozen small programs.
+_resize_style_image = jax.jit(magenta.resize_style_image)
+
+
+def bucket_of(shape: tuple[int, int], max_size: int) -> tuple[int, int]:
+    """The compiled (H, W) an image of own (h, w) ``shape`` runs in: each side rounded up to a
+    multiple of a quarter of ``max_size`` (itself a multiple of 4, at least 32). At most 12.5 %
+    of a side is padding for images at the full long side, and a folder at one size needs at most
+    seven shapes; the result does not depend on the bucket (`magenta.transform` with ``sizes``)."""
+    quantum = max(magenta.MIN_SIDE, -(-max_size // 16) * 4)
+    return tuple(max(quantum, -(-side // quantum) * quantum) for side in shape)
 
 
 def blend_previous(result: np.ndarray, previous: Previous, weight: float) -> np.ndarray:
@@ -155,13 +175,60 @@ class FastRunner:
         single_cpu_device = self.placement is None or (self.placement.count == 1 and self.placement.all_cpu)
         on_cpu = jax.default_backend() == "cpu" and single_cpu_device
         self._threads = ThreadPoolExecutor(cpus) if on_cpu and cpus > 1 else None
+        # Compiles run on their own threads, so that a call waiting for its program never holds
+        # the thread its compile needs; XLA compiles outside the GIL, two at once on two cores.
+        self._compiler = ThreadPoolExecutor(max(cpus, 1)) if self.placement is None else None
+        self._programs: dict[tuple[tuple[int, int], int], Future] = {}
+        self._lock = threading.Lock()
 
-    def _one(self, network, params, content, vector) -> np.ndarray:
-        return np.asarray(network(params, content, vector, compute_dtype=self.dtype))
+    @property
+    def _network(self):
+        if self.builtin is not None:
+            return magenta.multistyle_transform, self.multistyle, self.builtin.shape[0]
+        return magenta.transform, self.transformer, magenta.STYLE_DIM
+
+    def bucket(self, shape: tuple[int, int]) -> tuple[int, int]:
+        """The compiled shape of an image of own size ``shape`` (`bucket_of`)."""
+        return bucket_of(shape, self.config.max_size)
+
+    def _program(self, bucket: tuple[int, int], count: int) -> Future:
+        """The network compiled for ``count`` images in ``bucket`` (a future; compiled once)."""
+        with self._lock:
+            future = self._programs.get((bucket, count))
+            if future is None:
+                future = self._compiler.submit(self._compile, bucket, count)
+                self._programs[(bucket, count)] = future
+            return future
+
+    def _compile(self, bucket: tuple[int, int], count: int):
+        network, params, width = self._network
+        specs = (
+            jax.ShapeDtypeStruct((count, *bucket, 3), jnp.float32),
+            jax.ShapeDtypeStruct((count, width), jnp.float32),
+            jax.ShapeDtypeStruct((count, 2), jnp.int32),
+        )
+        return network.lower(params, *specs, compute_dtype=self.dtype).compile()
+
+    def warm_up(self, shapes: Sequence[tuple[int, int]]) -> None:
+        """Start compiling the programs for images of these own sizes, side by side, while the
+        caller goes on (decoding the first images); a later call waits only for what it needs."""
+        if self._compiler is None:
+            return
+        count = 1 if self._threads is not None else None
+        for bucket in dict.fromkeys(self.bucket(shape) for shape in shapes):
+            if count is not None:
+                self._program(bucket, count)
+
+    def _one(self, bucket, content, vector, size) -> np.ndarray:
+        """One image through its bucket's program (the CPU path: one call per core)."""
+        _, params, _ = self._network
+        program = self._program(bucket, 1).result()
+        sizes = np.asarray([size], np.int32)
+        return np.asarray(program(params, content[None], vector[None], sizes))[0]
 
     def style_vector(self, images: Sequence[np.ndarray]) -> jax.Array:
         """The blended (100,) vector of style images (each resized to the predictor's 256x256)."""
-        stacked = jnp.stack([magenta.resize_style_image(image) for image in images])
+        stacked = jnp.stack([_resize_style_image(image) for image in images])
         return magenta.blend_vectors(_style_vectors(self.predictor, stacked), self.styles.weights)
 
     def _vectors(self, images: Sequence[BatchImage]) -> jax.Array:
@@ -175,7 +242,7 @@ class FastRunner:
         strength = self.config.style_strength
         if strength == 1.0:
             return style
-        own = jnp.stack([magenta.resize_style_image(image.content) for image in images])
+        own = jnp.stack([_resize_style_image(image.content) for image in images])
         return magenta.with_strength(style, _style_vectors(self.predictor, own), strength)
 
     def plan(self, content_shape: tuple[int, int]) -> list[ScalePlan]:
@@ -198,7 +265,7 @@ class FastRunner:
         image = problem.prepare_batch_image(0, content, self.styles, self.config)
         plan = (plans or self.plan(content.shape[:2]))[0]
         if not plan.tiled:
-            return self.stylize_bucket(image.size, [image], 1, callback)[0]
+            return self.stylize_bucket(self.bucket(image.size), [image], 1, callback)[0]
         if self.builtin is not None:
             kind, params, style = "multistyle", self.multistyle, self.builtin[None]
         else:
@@ -220,26 +287,28 @@ class FastRunner:
         size: int,
         callback: Callable[[BucketProgress], None] | None = None,
     ) -> list[np.ndarray]:
-        """The transformer over ``images`` stacked at bucket ``shape``, padded with copies to ``size``."""
+        """The transformer over ``images`` (each of its own size) in bucket ``shape``, padded with
+        copies to ``size``; each result equals the image's own-size run (`bucket_of`)."""
         padded = [*images, *[images[-1]] * (size - len(images))]
-        contents = np.stack([problem.pad_to(image.stylized, shape) for image in padded])
+        contents = np.stack([magenta.pad_into_bucket(image.stylized, shape) for image in padded])
+        sizes = np.asarray([image.size for image in padded], np.int32)
+        _, params, width = self._network
         if self.builtin is not None:
-            vectors = jnp.broadcast_to(self.builtin, (size, self.builtin.shape[0]))
-            network, params = magenta.multistyle_transform, self.multistyle
+            vectors = jnp.broadcast_to(self.builtin, (size, width))
         else:
             vectors = self._vectors(padded)
-            network, params = magenta.transform, self.transformer
         if self._threads is not None:
             # One call per real image, two (or more) at once: see `_threads`.
+            vectors = np.asarray(vectors)
             calls = [
-                self._threads.submit(self._one, network, params, contents[i : i + 1], vectors[i : i + 1])
-                for i in range(len(images))
+                self._threads.submit(self._one, shape, contents[i], vectors[i], sizes[i]) for i in range(len(images))
             ]
-            result = np.concatenate([call.result() for call in calls])
+            result = np.stack([call.result() for call in calls])
         else:
+            network = self._network[0]
             if self.placement is not None:
-                contents, vectors = self.placement.put((contents, vectors), split=True)
-            result = np.asarray(network(params, contents, vectors, compute_dtype=self.dtype))
+                contents, vectors, sizes = self.placement.put((contents, vectors, sizes), split=True)
+            result = np.asarray(network(params, contents, vectors, sizes, compute_dtype=self.dtype))
         if callback is not None:
             callback(BucketProgress(shape, len(images), size, 1, 1, None))
         return problem.finish_batch(result, images, self.config)
@@ -252,7 +321,7 @@ class FastRunner:
         callback: Callable[[BucketProgress], None] | None = None,
     ) -> list[np.ndarray]:
         """The frames as one bucket, then each blended with its predecessor (`blend_previous`)."""
-        results = self.stylize_bucket(frames[0].size, frames, len(frames), callback)
+        results = self.stylize_bucket(self.bucket(frames[0].size), frames, len(frames), callback)
         weight = self.config.resolved_temporal_weight
         for index, result in enumerate(results):
             if last is not None and weight > 0:

@@ -230,6 +230,13 @@ class GatysRunner:
         per_style = [style_targets(self.params, jnp.asarray(image), self.spec, shape) for image in images]
         return blend_style_targets(per_style, self.styles.weights)
 
+    def bucket(self, shape: tuple[int, int]) -> tuple[int, int]:
+        """Every own size is its own compiled shape: padding would change what VGG sees."""
+        return shape
+
+    def warm_up(self, shapes: Sequence[tuple[int, int]]) -> None:
+        """Nothing ahead of time: each scale compiles its step when it starts."""
+
     def plan(self, content_shape: tuple[int, int]) -> list[ScalePlan]:
         """The scales `stylize` runs for content of ``content_shape``, whole or tiled (`plan_scales`)."""
         return plan_scales(content_shape, self.config, memory_budget_bytes(self.config))

@@ -289,7 +289,9 @@ def _load(path: str | Path | None, kind: str, format_name: str, expected: Mappin
         raise WeightsError(f"{source}: format_version {metadata.get('format_version')!r}, expected {FORMAT_VERSION!r}")
     flat = dequantise(flat, source)
     check_shapes(flat, expected, source)
-    return jax.tree_util.tree_map(jnp.asarray, unflatten({name: flat[name] for name in expected}))
+    # One transfer for the whole tree: jnp.asarray leaf by leaf dispatched a small program per
+    # distinct shape and took 0.6 s of a one-photo run's start.
+    return jax.device_put(unflatten({name: flat[name] for name in expected}))
 
 
 def load_arbitrary(path: str | Path | None = None) -> Params:
@@ -341,12 +343,15 @@ def instance_norm(x, gamma, beta, valid: tuple[int, int] | None = None, epsilon:
 
     ``x`` is (N, H, W, C), ``gamma`` and ``beta`` are (N, C). Mean and (population) variance are
     taken over H and W in float32 (two passes, as the reference graphs do), restricted to the
-    top-left ``valid = (h, w)`` block if given.
+    top-left ``valid = (h, w)`` block if given, or to each image's own block if ``valid`` is an
+    (N, 2) array (a bucket of several sizes: `_Frame`).
 
     The sums run over ``x`` viewed as (N, H, W*C) rows: XLA's CPU reductions over H and W with a
     minor axis of only 3 or 8 channels are several times slower than over W*C-long rows.
     """
     n, h, w, c = x.shape
+    if valid is not None and not isinstance(valid, tuple):
+        return _instance_norm_masked(x, gamma, beta, valid, epsilon)
     vh, vw = (h, w) if valid is None else valid
     rows = x.astype(jnp.float32).reshape(n, h, w * c)
     stats = rows[:, :vh, : vw * c]
@@ -360,6 +365,30 @@ def instance_norm(x, gamma, beta, valid: tuple[int, int] | None = None, epsilon:
 
     mean = channel_sum(stats) / count
     var = channel_sum(jnp.square(stats - per_column(mean)[:, :, : vw * c])) / count
+    scale = gamma * lax.rsqrt(var + epsilon)
+    shift = beta - mean * scale
+    return (rows * per_column(scale) + per_column(shift)).reshape(n, h, w, c).astype(x.dtype)
+
+
+def _instance_norm_masked(x, gamma, beta, blocks, epsilon):
+    """`instance_norm` with statistics over each image's top-left ``blocks[i] = (h, w)`` (traced)."""
+    n, h, w, c = x.shape
+    rows = x.astype(jnp.float32).reshape(n, h, w * c)
+    in_rows = (jnp.arange(h)[None, :] < blocks[:, :1]).astype(jnp.float32)  # (N, H)
+    in_cols = (jnp.arange(w * c)[None, :] // c < blocks[:, 1:]).astype(jnp.float32)  # (N, W*C)
+    count = (blocks[:, 0] * blocks[:, 1]).astype(jnp.float32)[:, None]  # (N, 1)
+
+    def channel_sum(a):  # (N, H, W*C) -> (N, C), over the block
+        # The row mask as a matrix product: XLA's CPU reduction of a masked product over H ran
+        # 3x slower than the whole network's static statistics.
+        by_column = jnp.einsum("nh,nhk->nk", in_rows, a, precision=lax.Precision.HIGHEST)
+        return (by_column * in_cols).reshape(n, w, c).sum(axis=1)
+
+    def per_column(v):  # (N, C) -> (N, 1, W*C)
+        return jnp.tile(v, (1, w)).reshape(n, 1, w * c)
+
+    mean = channel_sum(rows) / count
+    var = channel_sum(jnp.square(rows - per_column(mean))) / count
     scale = gamma * lax.rsqrt(var + epsilon)
     shift = beta - mean * scale
     return (rows * per_column(scale) + per_column(shift)).reshape(n, h, w, c).astype(x.dtype)
@@ -380,11 +409,15 @@ def _subpixel_kernel(kernel):
     return k.reshape(3, 3, kernel.shape[2], 4 * kernel.shape[3])
 
 
-def upsample_conv(x, kernel):
-    """``conv(reflect_pad(upsample_nearest(x, 2), 1), kernel)`` without building the upsampled tensor."""
+def upsample_conv(x, kernel, frame=None):
+    """``conv(reflect_pad(upsample_nearest(x, 2), 1), kernel)`` without building the upsampled tensor
+    (``frame``: a bucket's `_Frame`, whose images are edge-padded at their own borders)."""
     n, h, w, _ = x.shape
     cout = kernel.shape[-1]
-    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    if frame is None:
+        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    else:
+        padded = frame.pad(x, 1, mode="edge")
     subpixel = _subpixel_kernel(kernel)
     # Winograd pays off from 32 input channels on (measured); below, XLA's convolution is as fast.
     y = conv3x3_winograd(padded, subpixel) if x.shape[-1] >= 32 else conv2d(padded, subpixel)  # (N, h, w, 4*O)
@@ -588,59 +621,176 @@ def _affine(vector, layer):
     return vector @ kernel + layer["bias"].reshape(1, -1)
 
 
-def _frame(content, compute_dtype):
-    """Pad (N, h, w, 3) to multiples of 4 by reflection; returns padded input and valid sizes per level."""
+class _Frame:
+    """Where the images of a call lie in the tensors, and how each layer pads them.
+
+    Static (``sizes`` None): every image fills the frame, its own (h, w) padded to multiples of 4
+    by reflection, and the statistics are taken over its own block (``own``). A *bucket*
+    (``sizes`` (N, 2) int32, traced): one compiled shape for images of many sizes. Image ``i``
+    lies in the top-left corner of its slot, reflect-padded to its own frame ``ceil4(sizes[i])``
+    (`pad_into_bucket`); every layer pads at that image's own frame border (a gather of rows and
+    columns) instead of the bucket's, and takes its statistics over the image's own block (masks).
+    So every pixel of the image's frame is computed from the values its own-size run computes, and
+    nothing beyond the frame's padding is ever read by them.
+    """
+
+    def __init__(self, height: int, own: tuple[int, int] | None = None, sizes=None) -> None:
+        self.height, self.own, self.sizes = height, own, sizes
+
+    def _divisor(self, y) -> int:
+        return self.height // y.shape[1]
+
+    def pad(self, y, pad: int, mode: str = "reflect"):
+        """``y`` padded by ``pad`` on every side as its own-size run pads it ("reflect" or "edge")."""
+        if self.sizes is None:
+            return self._static_pad(y, pad, mode)
+        # The bucket's own padding is right at the top and left, where every frame starts; past
+        # each image's frame, its ``pad`` rows and columns are written again from the frame
+        # (small dynamic slices; a gather of every row and column was 3x slower on a CPU).
+        frames = (self.sizes + 3) // 4 * 4 // self._divisor(y)  # (N, 2) at y's resolution
+        z = self._static_pad(y, pad, mode)
+        for axis in (1, 2):
+            for b in range(y.shape[0]):
+                n = frames[b, axis - 1]
+                start = [b, 0, 0, 0]
+                start[axis] = n - 1 if mode == "reflect" else n - 1 + pad
+                size = list(z.shape)
+                size[0], size[axis] = 1, pad if mode == "reflect" else 1
+                strip = lax.dynamic_slice(z, start, size)
+                strip = jnp.flip(strip, axis) if mode == "reflect" else jnp.repeat(strip, pad, axis)
+                start[axis] = n + pad
+                z = lax.dynamic_update_slice(z, strip, start)
+        return z
+
+    @staticmethod
+    def _static_pad(y, pad: int, mode: str):
+        if mode == "reflect":
+            return reflect_pad(y, pad)
+        return jnp.pad(y, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+
+    def stats_block(self, y):
+        """The block `instance_norm` takes its statistics over: static (h, w), or (N, 2) per image."""
+        s = self._divisor(y)
+        if self.sizes is None:
+            return None if self.own is None else (_ceil_div(self.own[0], s), _ceil_div(self.own[1], s))
+        return (self.sizes + s - 1) // s
+
+
+def _frame(content, compute_dtype, sizes=None):
+    """The network's input, its `_Frame`, and the (H, W) to crop the output to.
+
+    Without ``sizes``, (N, h, w, 3) is padded to multiples of 4 by reflection. With ``sizes``
+    (N, 2): the content is a bucket (N, H, W, 3), H and W multiples of 4, each image already in its
+    top-left corner (`pad_into_bucket`); the output keeps the bucket's shape."""
     x = jnp.asarray(content)
     if x.ndim != 4 or x.shape[-1] != 3:
         raise UsageError(f"content must be (N, H, W, 3), got {x.shape}")
     _, h, w, _ = x.shape
     if min(h, w) < MIN_SIDE:
         raise UsageError(f"content is {w}x{h}; both sides need at least {MIN_SIDE} pixels")
+    if sizes is not None:
+        if h % 4 or w % 4:
+            raise UsageError(f"a bucket's sides must be multiples of 4, got {w}x{h}")
+        sizes = jnp.asarray(sizes, jnp.int32).reshape(x.shape[0], 2)
+        return x.astype(compute_dtype), _Frame(h, sizes=sizes), (h, w)
     x = reflect_pad(x.astype(jnp.float32), (0, (-h) % 4, 0, (-w) % 4)).astype(compute_dtype)
-    valid = {s: (_ceil_div(h, s), _ceil_div(w, s)) for s in (1, 2, 4)}
-    return x, valid, (h, w)
+    return x, _Frame(x.shape[1], own=(h, w)), (h, w)
 
 
-def _conv(layers, name, y, pad, stride=1):
-    padded = reflect_pad(y, pad)
+def pad_into_bucket(image: np.ndarray, bucket: tuple[int, int]) -> np.ndarray:
+    """One (h, w, 3) image in the top-left corner of a (H, W, 3) bucket for `transform` with
+    ``sizes``: reflect-padded to its own frame (multiples of 4), as its own-size run pads it, then
+    edge-padded to the bucket (pixels that the image's own never read)."""
+    h, w = image.shape[:2]
+    framed = np.pad(image, ((0, (-h) % 4), (0, (-w) % 4), (0, 0)), mode="reflect")
+    rest = ((0, bucket[0] - framed.shape[0]), (0, bucket[1] - framed.shape[1]), (0, 0))
+    if rest[0][1] < 0 or rest[1][1] < 0:
+        raise ValueError(f"a {w}x{h} image does not fit a {bucket[1]}x{bucket[0]} bucket")
+    return np.pad(framed, rest, mode="edge") if rest[0][1] or rest[1][1] else framed
+
+
+def _conv(layers, name, y, pad, frame, stride=1):
+    return _conv_with(layers[name], y, pad, frame, stride)
+
+
+def _conv_with(kernel, y, pad, frame, stride=1):
+    padded = frame.pad(y, pad)
     if pad == 4:
-        return conv9(padded, layers[name])
+        return conv9(padded, kernel)
     if stride == 1:
-        return conv3x3_winograd(padded, layers[name])
-    return conv2d(padded, layers[name], stride=stride)
+        return conv3x3_winograd(padded, kernel)
+    return conv2d(padded, kernel, stride=stride)
 
 
 # The network in three stages, so that the windowed path (`transform_tiled`) can keep the 1/4
 # resolution activations between them. ``norm(name, y, valid)`` applies the layer's CIN (or bias).
 
 
-def _contract(x, valid, layers, norm, compute_dtype):
+def _contract(x, frame, layers, norm, compute_dtype):
     relu = jax.nn.relu
-    x = relu(norm("contract1", _conv(layers, "contract1", x, 4), valid[1])).astype(compute_dtype)
-    x = relu(norm("contract2", _conv(layers, "contract2", x, 1, 2), valid[2])).astype(compute_dtype)
-    return relu(norm("contract3", _conv(layers, "contract3", x, 1, 2), valid[4])).astype(compute_dtype)
+    x = relu(norm("contract1", _conv(layers, "contract1", x, 4, frame), frame)).astype(compute_dtype)
+    x = relu(norm("contract2", _conv(layers, "contract2", x, 1, frame, 2), frame)).astype(compute_dtype)
+    return relu(norm("contract3", _conv(layers, "contract3", x, 1, frame, 2), frame)).astype(compute_dtype)
 
 
-def _residual(x, k, valid, layers, norm, compute_dtype):
-    name = f"residual{k}"
-    y = jax.nn.relu(norm(f"{name}/conv1", _conv(layers, f"{name}/conv1", x, 1), valid[4])).astype(compute_dtype)
-    y = norm(f"{name}/conv2", _conv(layers, f"{name}/conv2", y, 1), valid[4])
+def _residual(x, k, frame, layers, norm, compute_dtype):
+    first, second = f"residual{k}/conv1", f"residual{k}/conv2"
+    return _residual_block(
+        x,
+        (layers[first], layers[second]),
+        (lambda y: norm(first, y, frame), lambda y: norm(second, y, frame)),
+        frame,
+        compute_dtype,
+    )
+
+
+def _residual_block(x, kernels, norms, frame, compute_dtype):
+    y = jax.nn.relu(norms[0](_conv_with(kernels[0], x, 1, frame))).astype(compute_dtype)
+    y = norms[1](_conv_with(kernels[1], y, 1, frame))
     return (x.astype(jnp.float32) + y).astype(compute_dtype)
 
 
-def _expand(x, valid, layers, norm, compute_dtype):
+def _expand(x, frame, layers, norm, compute_dtype):
     relu = jax.nn.relu
-    x = relu(norm("expand1", upsample_conv(x, layers["expand1"]), valid[2])).astype(compute_dtype)
-    x = relu(norm("expand2", upsample_conv(x, layers["expand2"]), valid[1])).astype(compute_dtype)
-    return jax.nn.sigmoid(norm("expand3", _conv(layers, "expand3", x, 4), valid[1]))
+    x = relu(norm("expand1", upsample_conv(x, layers["expand1"], frame), frame)).astype(compute_dtype)
+    x = relu(norm("expand2", upsample_conv(x, layers["expand2"], frame), frame)).astype(compute_dtype)
+    return jax.nn.sigmoid(norm("expand3", _conv(layers, "expand3", x, 4, frame), frame))
 
 
-def _network(x, valid, layers, norm, compute_dtype, num_residual):
-    """The shared contract / residual / expand body; ``layers[name]`` is the conv kernel."""
-    x = _contract(x, valid, layers, norm, compute_dtype)
-    for k in range(1, num_residual + 1):
-        x = _residual(x, k, valid, layers, norm, compute_dtype)
-    return _expand(x, valid, layers, norm, compute_dtype)
+def _network(x, frame, layers, norms, compute_dtype, num_residual):
+    """The shared contract / residual / expand body; ``layers[name]`` is the conv kernel and
+    ``norms[name]`` the layer's CIN (``("cin", gamma, beta)``) or bias (``("bias", b)``).
+
+    The residual blocks, all of one shape, run as one `lax.scan` over their stacked weights: XLA
+    compiles the block once instead of five (or six) times, which takes about a third off the
+    compile (measured, docs/performance.md) and nothing off the speed.
+    """
+
+    def norm(name, y, frame):
+        return _apply_norm(norms[name], y, frame)
+
+    x = _contract(x, frame, layers, norm, compute_dtype)
+    names = [(f"residual{k}/conv1", f"residual{k}/conv2") for k in range(1, num_residual + 1)]
+    kernels = tuple(jnp.stack([layers[pair[i]] for pair in names]) for i in (0, 1))
+    scales = tuple(jnp.stack([norms[pair[i]][1] for pair in names]) for i in (0, 1))
+    shifts = tuple(jnp.stack([norms[pair[i]][2] for pair in names]) for i in (0, 1))
+
+    def block(x, weights):
+        kernel, scale, shift = weights
+        block_norms = tuple(
+            functools.partial(lambda y, g, b: _apply_norm(("cin", g, b), y, frame), g=scale[i], b=shift[i])
+            for i in (0, 1)
+        )
+        return _residual_block(x, kernel, block_norms, frame, compute_dtype), None
+
+    x, _ = lax.scan(block, x, (kernels, scales, shifts))
+    return _expand(x, frame, layers, norm, compute_dtype)
+
+
+def _apply_norm(entry, y, frame):
+    if entry[0] == "bias":
+        return y + entry[1]
+    return instance_norm(y, entry[1], entry[2], frame.stats_block(y))
 
 
 def _layers_and_norms(kind: str, params: Params, style) -> tuple[dict, dict, int]:
@@ -668,40 +818,38 @@ def _layers_and_norms(kind: str, params: Params, style) -> tuple[dict, dict, int
     return layers, norms, residual
 
 
-def _stylise(kind: str, params: Params, content, style, compute_dtype) -> jax.Array:
-    x, valid, (h, w) = _frame(content, compute_dtype)
+def _stylise(kind: str, params: Params, content, style, compute_dtype, sizes=None) -> jax.Array:
+    x, frame, (h, w) = _frame(content, compute_dtype, sizes)
     layers, norms, residual = _layers_and_norms(kind, params, style)
-
-    def norm(name, y, valid_hw):
-        entry = norms[name]
-        if entry[0] == "bias":
-            return y + entry[1]
-        return instance_norm(y, entry[1], entry[2], valid_hw)
-
-    out = _network(x, valid, layers, norm, compute_dtype, num_residual=residual)
+    out = _network(x, frame, layers, norms, compute_dtype, num_residual=residual)
     return out[:, :h, :w, :].astype(jnp.float32)
 
 
 @functools.partial(jax.jit, static_argnames=("compute_dtype",))
-def transform(transformer: Params, content, vector, compute_dtype=jnp.float32) -> jax.Array:
+def transform(transformer: Params, content, vector, sizes=None, compute_dtype=jnp.float32) -> jax.Array:
     """Stylise content (N, H, W, 3) RGB [0, 1] with style vectors (N, 100) -> (N, H, W, 3) in [0, 1].
 
     Any H, W >= 32 at native size and aspect ratio: reflect-padded to multiples of 4 at the bottom
     and right, statistics over the valid region only (see the module docstring), cropped back.
+    With ``sizes`` (N, 2) int32, ``content`` is a *bucket*: images of those (h, w) each in the
+    top-left corner of its (H, W) slot (`pad_into_bucket`), one compiled program for all of them,
+    each result equal to the image's own run in the top-left (h, w) of its slot (`_Frame`).
     ``compute_dtype=jnp.bfloat16`` stores activations in bfloat16 (see the module docstring).
     """
-    return _stylise("arbitrary", transformer, content, vector, compute_dtype)
+    return _stylise("arbitrary", transformer, content, vector, compute_dtype, sizes)
 
 
 @functools.partial(jax.jit, static_argnames=("compute_dtype",))
-def multistyle_transform(multistyle: Params, content, style_weights, compute_dtype=jnp.float32) -> jax.Array:
+def multistyle_transform(
+    multistyle: Params, content, style_weights, sizes=None, compute_dtype=jnp.float32
+) -> jax.Array:
     """Stylise content (N, H, W, 3) [0, 1] with the 26 built-in styles mixed by ``style_weights`` (N, 26).
 
     Each CIN uses ``gamma = style_weights @ gamma_table`` and likewise beta, exactly as the ONNX
-    graph does; weights are used as given (rows that sum to 1 blend styles convexly). Sizes and
-    statistics are handled as in `transform`.
+    graph does; weights are used as given (rows that sum to 1 blend styles convexly). Sizes,
+    statistics and buckets (``sizes``) are handled as in `transform`.
     """
-    return _stylise("multistyle", multistyle, content, style_weights, compute_dtype)
+    return _stylise("multistyle", multistyle, content, style_weights, compute_dtype, sizes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -730,7 +878,7 @@ def _stage_cores(kind, params, style, window, box, limit, stats, stage, upto, sc
     layers, norms, _ = _layers_and_norms(kind, params, style)
     captured = {}
 
-    def norm(name, y, _valid):
+    def norm(name, y, _frame):
         entry = norms[name]
         if entry[0] == "bias":
             return y + entry[1]
@@ -743,14 +891,14 @@ def _stage_cores(kind, params, style, window, box, limit, stats, stage, upto, sc
         shift = entry[2] - mean * scale_
         return (y.astype(jnp.float32) * scale_[:, None, None, :] + shift[:, None, None, :]).astype(y.dtype)
 
-    valid = {1: None, 2: None, 4: None}
+    frame = _Frame(window.shape[1] * scale)  # the window itself is the frame: plain padding
     x = window.astype(compute_dtype)
     if stage == "contract":
-        out = _contract(x, valid, layers, norm, compute_dtype)
+        out = _contract(x, frame, layers, norm, compute_dtype)
     elif stage == "expand":
-        out = _expand(x, valid, layers, norm, compute_dtype)
+        out = _expand(x, frame, layers, norm, compute_dtype)
     else:
-        out = _residual(x, int(stage.removeprefix("residual")), valid, layers, norm, compute_dtype)
+        out = _residual(x, int(stage.removeprefix("residual")), frame, layers, norm, compute_dtype)
     if upto is None:
         return out.astype(jnp.float32)
     y = captured["y"][0].astype(jnp.float32)
