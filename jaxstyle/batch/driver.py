@@ -254,8 +254,8 @@ def _run_group(engine, pipeline, ledger, shape, loaded, emit, save) -> None:
 
 def _batches(buckets: OrderedDict[tuple[int, int], deque[_Task]], size: int):
     """(bucket, up to ``size`` tasks) in the order they run: bucket by bucket."""
-    for shape, queue in buckets.items():
-        tasks = list(queue)
+    for shape, waiting in buckets.items():
+        tasks = list(waiting)
         for begin in range(0, len(tasks), size):
             yield shape, tasks[begin : begin + size]
 
