@@ -166,3 +166,39 @@ def test_cli_builtin_style_and_contact_sheet(tmp_path: Path, capsys):
     assert main(["builtin-styles", str(content), "-o", str(sheet), "--max-size", "64", "--columns", "7"]) == 0
     with Image.open(sheet) as written:
         assert written.size == (7 * 64, 4 * 48)  # 26 tiles of 64x48, 4 rows of 7
+
+
+def test_fast_buckets_bound_the_compiled_shapes():
+    """Every own size at 512 px (either orientation) falls in one of at most seven buckets, none
+    padding a side by more than a quarter of the long side."""
+    from jaxstyle.methods.fast import bucket_of
+
+    sizes = [(h, 512) for h in range(32, 513)] + [(512, w) for w in range(32, 513)]
+    buckets = {bucket_of(size, 512) for size in sizes}
+    assert len(buckets) == 7
+    for size in sizes:
+        bucket = bucket_of(size, 512)
+        assert all(0 <= b - s < 128 for b, s in zip(bucket, size))
+
+
+def test_fast_folder_of_many_sizes_compiles_a_few_programs(images, params):
+    """Six sizes, three buckets: three programs, compiled ahead side by side; results equal the
+    images' own single-image runs (checked for one image of each bucket)."""
+    from jaxstyle.batch import BucketEngine
+
+    content, style = images
+    config = StyleConfig(method="fast", max_size=128)
+    crops = [content[:, :w] for w in (300, 330, 360, 400, 451)] + [content[:, :160]]  # 5 landscape, 1 portrait
+    engine = BucketEngine(config, problem.make_style_set(style, None, config), weights=params)
+    prepared = [engine.prepare(index, crop) for index, crop in enumerate(crops)]
+    buckets = sorted({shape for shape, _ in prepared})
+    assert len({image.size for _, image in prepared}) == 6 and len(buckets) == 3
+    engine.runner.warm_up(buckets)
+    for shape in buckets:
+        batch = [image for bucket, image in prepared if bucket == shape]
+        results = engine.run(shape, batch)
+        assert [result.shape[:2] for result in results] == [image.size for image in batch]
+        single = stylize(crops[batch[-1].key], style, config, weights=params)
+        np.testing.assert_allclose(results[-1], single, atol=2e-5)
+    if engine.runner.compiled:  # the CPU path (two or more cores): programs compiled ahead
+        assert {key[0] for key in engine.runner.compiled if not key[2]} == set(buckets)

@@ -19,6 +19,7 @@ batch (`FastRunner.warm_up`), and loaded from JAX's persistent cache by later ru
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -166,7 +167,7 @@ class FastRunner:
             params = weights if weights is not None else magenta.load_arbitrary()
             self.predictor, self.transformer = put(params["predictor"]), put(params["transformer"])
             self.builtin = None
-        self.weights_id = params_digest(params)
+        self._params = params
         # On a CPU, XLA runs most of this small network on one core, and a vmapped batch is no
         # faster per image than one image at a time; independent calls from several threads do
         # run in parallel (4 images at 384x512 on 2 cores: 192 ms one after another, 245 ms as
@@ -177,9 +178,15 @@ class FastRunner:
         self._threads = ThreadPoolExecutor(cpus) if on_cpu and cpus > 1 else None
         # Compiles run on their own threads, so that a call waiting for its program never holds
         # the thread its compile needs; XLA compiles outside the GIL, two at once on two cores.
-        self._compiler = ThreadPoolExecutor(max(cpus, 1)) if self.placement is None else None
+        self._compiler = ThreadPoolExecutor(cpus) if self._threads is not None else None
         self._programs: dict[tuple[tuple[int, int], int], Future] = {}
         self._lock = threading.Lock()
+
+    @functools.cached_property
+    def weights_id(self) -> str:
+        """A short hash of the weights, computed when first asked for (batch manifests): it reads
+        every tensor back from the device, a tenth of a second a one-photo run need not spend."""
+        return params_digest(self._params)
 
     @property
     def _network(self):
@@ -191,40 +198,46 @@ class FastRunner:
         """The compiled shape of an image of own size ``shape`` (`bucket_of`)."""
         return bucket_of(shape, self.config.max_size)
 
-    def _program(self, bucket: tuple[int, int], count: int) -> Future:
-        """The network compiled for ``count`` images in ``bucket`` (a future; compiled once)."""
+    def _program(self, bucket: tuple[int, int], count: int, exact: bool = False) -> Future:
+        """The network compiled for ``count`` images in ``bucket`` (a future; compiled once);
+        ``exact``: for images of exactly that size (the reference network, no ``sizes``)."""
         with self._lock:
-            future = self._programs.get((bucket, count))
+            future = self._programs.get((bucket, count, exact))
             if future is None:
-                future = self._compiler.submit(self._compile, bucket, count)
-                self._programs[(bucket, count)] = future
+                future = self._compiler.submit(self._compile, bucket, count, exact)
+                self._programs[(bucket, count, exact)] = future
             return future
 
-    def _compile(self, bucket: tuple[int, int], count: int):
+    def _compile(self, bucket: tuple[int, int], count: int, exact: bool):
         network, params, width = self._network
-        specs = (
+        specs = [
             jax.ShapeDtypeStruct((count, *bucket, 3), jnp.float32),
             jax.ShapeDtypeStruct((count, width), jnp.float32),
-            jax.ShapeDtypeStruct((count, 2), jnp.int32),
-        )
+        ]
+        if not exact:
+            specs.append(jax.ShapeDtypeStruct((count, 2), jnp.int32))
         return network.lower(params, *specs, compute_dtype=self.dtype).compile()
 
     def warm_up(self, shapes: Sequence[tuple[int, int]]) -> None:
         """Start compiling the programs for images of these own sizes, side by side, while the
         caller goes on (decoding the first images); a later call waits only for what it needs."""
-        if self._compiler is None:
+        if self._compiler is None:  # accelerators: each bucket compiles at its first call
             return
-        count = 1 if self._threads is not None else None
         for bucket in dict.fromkeys(self.bucket(shape) for shape in shapes):
-            if count is not None:
-                self._program(bucket, count)
+            self._program(bucket, 1)
+
+    @property
+    def compiled(self) -> list[tuple[tuple[int, int], int, bool]]:
+        """The (bucket, batch size, exact) programs compiled so far (the CPU path)."""
+        return list(self._programs)
 
     def _one(self, bucket, content, vector, size) -> np.ndarray:
         """One image through its bucket's program (the CPU path: one call per core)."""
         _, params, _ = self._network
-        program = self._program(bucket, 1).result()
+        if size is None:
+            return np.asarray(self._program(bucket, 1, exact=True).result()(params, content[None], vector[None]))[0]
         sizes = np.asarray([size], np.int32)
-        return np.asarray(program(params, content[None], vector[None], sizes))[0]
+        return np.asarray(self._program(bucket, 1).result()(params, content[None], vector[None], sizes))[0]
 
     def style_vector(self, images: Sequence[np.ndarray]) -> jax.Array:
         """The blended (100,) vector of style images (each resized to the predictor's 256x256)."""
@@ -265,7 +278,8 @@ class FastRunner:
         image = problem.prepare_batch_image(0, content, self.styles, self.config)
         plan = (plans or self.plan(content.shape[:2]))[0]
         if not plan.tiled:
-            return self.stylize_bucket(self.bucket(image.size), [image], 1, callback)[0]
+            # its own shape: a single image is computed exactly as the reference network computes it
+            return self.stylize_bucket(image.size, [image], 1, callback)[0]
         if self.builtin is not None:
             kind, params, style = "multistyle", self.multistyle, self.builtin[None]
         else:
@@ -288,10 +302,14 @@ class FastRunner:
         callback: Callable[[BucketProgress], None] | None = None,
     ) -> list[np.ndarray]:
         """The transformer over ``images`` (each of its own size) in bucket ``shape``, padded with
-        copies to ``size``; each result equals the image's own-size run (`bucket_of`)."""
+        copies to ``size``; each result equals the image's own-size run (`bucket_of`): to float
+        rounding (about 1e-5), or exactly where every image is of size ``shape``."""
         padded = [*images, *[images[-1]] * (size - len(images))]
-        contents = np.stack([magenta.pad_into_bucket(image.stylized, shape) for image in padded])
-        sizes = np.asarray([image.size for image in padded], np.int32)
+        if all(image.size == tuple(shape) for image in padded):  # the reference network itself
+            contents, sizes = np.stack([image.stylized for image in padded]), None
+        else:
+            contents = np.stack([magenta.pad_into_bucket(image.stylized, shape) for image in padded])
+            sizes = np.asarray([image.size for image in padded], np.int32)
         _, params, width = self._network
         if self.builtin is not None:
             vectors = jnp.broadcast_to(self.builtin, (size, width))
@@ -301,7 +319,8 @@ class FastRunner:
             # One call per real image, two (or more) at once: see `_threads`.
             vectors = np.asarray(vectors)
             calls = [
-                self._threads.submit(self._one, shape, contents[i], vectors[i], sizes[i]) for i in range(len(images))
+                self._threads.submit(self._one, shape, contents[i], vectors[i], None if sizes is None else sizes[i])
+                for i in range(len(images))
             ]
             result = np.stack([call.result() for call in calls])
         else:
@@ -321,7 +340,7 @@ class FastRunner:
         callback: Callable[[BucketProgress], None] | None = None,
     ) -> list[np.ndarray]:
         """The frames as one bucket, then each blended with its predecessor (`blend_previous`)."""
-        results = self.stylize_bucket(self.bucket(frames[0].size), frames, len(frames), callback)
+        results = self.stylize_bucket(frames[0].size, frames, len(frames), callback)
         weight = self.config.resolved_temporal_weight
         for index, result in enumerate(results):
             if last is not None and weight > 0:
