@@ -223,10 +223,14 @@ class BatchImage:
     styles: tuple[np.ndarray, ...] | None  # its own `styles_for` in per-image colour modes, else None
 
 
-def prepare_batch_image(key: object, content: np.ndarray, styles: StyleSet, config: StyleConfig) -> BatchImage:
-    """Check, resize and colour-handle one content image of a batch (as `stylize` would)."""
+def prepare_batch_image(
+    key: object, content: np.ndarray, styles: StyleSet, config: StyleConfig, size: tuple[int, int] | None = None
+) -> BatchImage:
+    """Check, resize and colour-handle one content image of a batch (as `stylize` would).
+    ``size``: the output size, if the caller knows it better than this array's shape does (a
+    file decoded at a reduced scale: `fit_long_side` of its full size)."""
     content = as_rgb(content, "content image")
-    size = fit_long_side(content.shape[:2], config.max_size)
+    size = size or fit_long_side(content.shape[:2], config.max_size)
     resized, stylized = content_at(content, size, config)
     own_styles = None
     if config.preserve_color in PER_IMAGE_STYLE_MODES:

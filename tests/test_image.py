@@ -198,6 +198,26 @@ def test_exif_orientation_is_applied(tmp_path):
     assert np.allclose(loaded.rgb[2, -3], (1, 0, 0), atol=0.05)
 
 
+def test_shrink_to_decodes_a_large_jpeg_at_a_reduced_scale(tmp_path):
+    """libjpeg's DCT scaling: the smallest of 1/2, 1/4, 1/8 that keeps the long side asked for,
+    after which the caller's resize gives nearly the same picture as from the full decode; the
+    EXIF rotation is still applied; PNGs and small JPEGs decode whole."""
+    yy, xx = np.mgrid[0:240, 0:320]
+    smooth = np.stack([xx / 320, yy / 240, (xx + yy) / 560], axis=2)
+    pixels = (smooth * 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = _write(tmp_path / "big.jpg", Image.fromarray(pixels), quality=95, exif=exif)
+    full = load_image(path)
+    small = load_image(path, shrink_to=70)
+    assert full.size == (320, 240) and small.size == (80, 60)  # 1/4 keeps 80 >= 70; 1/8 (40) would not
+    difference = np.abs(resize_to(small.rgb, 70, 52) - resize_to(full.rgb, 70, 52))
+    assert difference.mean() < 1 / 255
+    assert load_image(path, shrink_to=400).size == (320, 240)  # already small enough: whole
+    png = _write(tmp_path / "big.png", Image.fromarray(pixels))
+    assert load_image(png, shrink_to=70).size == (240, 320)
+
+
 def test_corrupt_exif_does_not_prevent_loading(tmp_path):
     data = _encode(Image.fromarray(_blocks()), "JPEG", exif=b"Exif\x00\x00MM\x00*garbage")
     loaded = decode_image_bytes(data)

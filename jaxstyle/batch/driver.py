@@ -300,8 +300,9 @@ class _Pipeline:
             self.emit(self.events.get())
 
     def _read(self, task: _Task):
-        image = load_image(task.item.path)
-        actual, prepared = self.engine.prepare(task, image.rgb)
+        # A large JPEG decodes at a reduced scale; the output keeps the size its header gives.
+        image = load_image(task.item.path, shrink_to=self.engine.config.max_size)
+        actual, prepared = self.engine.prepare(task, image.rgb, original=task.size)
         return actual, prepared, image.alpha
 
     def prefetch(self, tasks: Iterable[_Task]) -> None:

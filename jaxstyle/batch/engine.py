@@ -65,9 +65,13 @@ class BucketEngine:
         ``bucket_multiple``."""
         return self.runner.bucket(bucket_shape(own, self.batch_config.bucket_multiple))
 
-    def prepare(self, key: object, content: np.ndarray) -> tuple[tuple[int, int], BatchImage]:
-        """Check, resize and colour-handle one content image; returns (its bucket, the image)."""
-        image = problem.prepare_batch_image(key, content, self.styles, self.config)
+    def prepare(
+        self, key: object, content: np.ndarray, original: tuple[int, int] | None = None
+    ) -> tuple[tuple[int, int], BatchImage]:
+        """Check, resize and colour-handle one content image; returns (its bucket, the image).
+        ``original``: the file's full (H, W) where ``content`` was decoded at a reduced scale."""
+        size = None if original is None else problem.fit_long_side(original, self.config.max_size)
+        image = problem.prepare_batch_image(key, content, self.styles, self.config, size)
         return self._bucket(image.size), image
 
     def run(

@@ -278,7 +278,11 @@ class FastRunner:
         image = problem.prepare_batch_image(0, content, self.styles, self.config)
         plan = (plans or self.plan(content.shape[:2]))[0]
         if not plan.tiled:
-            # its own shape: a single image is computed exactly as the reference network computes it
+            # Its own shape: a single image is computed exactly as the reference network computes
+            # it. The transformer compiles (or loads from the cache) while the style vector is
+            # computed on this thread.
+            if self._compiler is not None:
+                self._program(image.size, 1, exact=True)
             return self.stylize_bucket(image.size, [image], 1, callback)[0]
         if self.builtin is not None:
             kind, params, style = "multistyle", self.multistyle, self.builtin[None]
