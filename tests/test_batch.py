@@ -339,7 +339,7 @@ def test_a_diverging_batch_is_retried_image_by_image():
     assert results == ["ok a", "the loss became NaN/inf", "ok c"]
 
 
-# With "stall", the worker stops for a minute at its first finished image (reported when the second
+# With "stall", the worker stops for a minute at its first finished image (reported when the next
 # batch is about to start): the test SIGKILLs it there, then runs it again to completion.
 KILL_SCRIPT = textwrap.dedent(
     """
@@ -375,11 +375,11 @@ def test_kill_minus_9_loses_at_most_the_batch_in_flight(tmp_path):
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
     done_before = done_counts(output)
-    # killed while the first batch's results were being written (or just after): what is lost is
-    # at most that batch, and nothing of a later batch was started
-    assert 1 <= len(done_before) <= 2
+    # killed once the first result was written: what is lost is at most the batches in flight,
+    # the one being written and the one in the network (two of two images), nothing after them
+    assert len(done_before) >= 1
     started = {r["input"] for r in records(output) if r["status"] == "started"}
-    assert started <= {"k0.png", "k1.png"}
+    assert started <= {"k0.png", "k1.png", "k2.png", "k3.png"}
     lost = min({f"k{i}.png" for i in range(6)} - set(done_before))
     (output / f".{lost}.abc123.tmp").write_bytes(b"half an image")  # as a kill in save_image leaves
 
