@@ -162,7 +162,7 @@ class FastRunner:
             # The 26-style network: a style is a weight vector over its built-in styles.
             params = weights if weights is not None else magenta.load_multistyle()
             self.multistyle = put(params["multistyle"])
-            self.builtin = jnp.asarray(builtin_style_weights(self.config.builtin_style), jnp.float32)
+            self.builtin = np.asarray(builtin_style_weights(self.config.builtin_style), np.float32)
         else:
             params = weights if weights is not None else magenta.load_arbitrary()
             self.predictor, self.transformer = put(params["predictor"]), put(params["transformer"])
@@ -176,9 +176,11 @@ class FastRunner:
         single_cpu_device = self.placement is None or (self.placement.count == 1 and self.placement.all_cpu)
         on_cpu = jax.default_backend() == "cpu" and single_cpu_device
         self._threads = ThreadPoolExecutor(cpus) if on_cpu and cpus > 1 else None
-        # Compiles run on their own threads, so that a call waiting for its program never holds
-        # the thread its compile needs; XLA compiles outside the GIL, two at once on two cores.
-        self._compiler = ThreadPoolExecutor(cpus) if self._threads is not None else None
+        # Compiles run on a thread of their own, behind the caller's decoding, so that a call
+        # waiting for its program never holds the thread its compile needs. One at a time: XLA's
+        # compiler is itself parallel, and two compiles at once on two cores took longer than one
+        # after the other (a 3.3 s and a 1.6 s compile at once, 2.2 s and 0.45 s alone).
+        self._compiler = ThreadPoolExecutor(1) if self._threads is not None else None
         self._programs: dict[tuple[tuple[int, int], int], Future] = {}
         self._lock = threading.Lock()
 
@@ -195,7 +197,12 @@ class FastRunner:
         return magenta.transform, self.transformer, magenta.STYLE_DIM
 
     def bucket(self, shape: tuple[int, int]) -> tuple[int, int]:
-        """The compiled shape of an image of own size ``shape`` (`bucket_of`)."""
+        """The compiled shape of an image of own size ``shape`` (`bucket_of`). On the CPU path a
+        portrait image shares the landscape bucket of its transpose (`_one`); on an accelerator a
+        bucket is one vmapped call, of one orientation."""
+        h, w = shape
+        if self._threads is not None and h > w:
+            return bucket_of((w, h), self.config.max_size)
         return bucket_of(shape, self.config.max_size)
 
     def _program(self, bucket: tuple[int, int], count: int, exact: bool = False) -> Future:
@@ -223,6 +230,10 @@ class FastRunner:
         caller goes on (decoding the first images); a later call waits only for what it needs."""
         if self._compiler is None:  # accelerators: each bucket compiles at its first call
             return
+        if self.builtin is None and self.config.preserve_color not in problem.PER_IMAGE_STYLE_MODES:
+            with self._lock:  # the shared style vector first: the first batch needs it too
+                if self._shared_vector is None:
+                    self._shared_vector = self._compiler.submit(self.style_vector, self.styles.images)
         for bucket in dict.fromkeys(self.bucket(shape) for shape in shapes):
             self._program(bucket, 1)
 
@@ -231,32 +242,62 @@ class FastRunner:
         """The (bucket, batch size, exact) programs compiled so far (the CPU path)."""
         return list(self._programs)
 
-    def _one(self, bucket, content, vector, size) -> np.ndarray:
-        """One image through its bucket's program (the CPU path: one call per core)."""
-        _, params, _ = self._network
-        if size is None:
-            return np.asarray(self._program(bucket, 1, exact=True).result()(params, content[None], vector[None]))[0]
-        sizes = np.asarray([size], np.int32)
-        return np.asarray(self._program(bucket, 1).result()(params, content[None], vector[None], sizes))[0]
+    def _one(self, bucket: tuple[int, int], image: BatchImage, vector: np.ndarray, exact: bool) -> np.ndarray:
+        """One image through its bucket's program (the CPU path: one call per core); (h, w, 3).
 
-    def style_vector(self, images: Sequence[np.ndarray]) -> jax.Array:
-        """The blended (100,) vector of style images (each resized to the predictor's 256x256)."""
-        stacked = jnp.stack([_resize_style_image(image) for image in images])
-        return magenta.blend_vectors(_style_vectors(self.predictor, stacked), self.styles.weights)
-
-    def _vectors(self, images: Sequence[BatchImage]) -> jax.Array:
-        """(N, 100): each image's style vector, at the config's style strength."""
-        if images[0].styles is not None:  # recoloured for each content image
-            style = jnp.stack([self.style_vector(image.styles) for image in images])
+        A portrait image in a landscape bucket runs transposed, through the same program with
+        every kernel transposed (`_transposed`): the network commutes with transposing its input
+        and kernels, so the result is the image's own to float rounding, and a folder compiles
+        the landscape buckets only."""
+        h, w = image.size
+        transposed = h > bucket[0] or w > bucket[1]
+        params = self._transposed if transposed else self._network[1]
+        content, own = (image.stylized.swapaxes(0, 1), (w, h)) if transposed else (image.stylized, (h, w))
+        if exact and own == tuple(bucket):
+            result = self._program(bucket, 1, exact=True).result()(params, content[None], vector[None])
         else:
-            if self._shared_vector is None:
-                self._shared_vector = self.style_vector(self.styles.images)
-            style = jnp.broadcast_to(self._shared_vector, (len(images), magenta.STYLE_DIM))
+            content = magenta.pad_into_bucket(content, bucket)
+            sizes = np.asarray([own], np.int32)
+            result = self._program(bucket, 1).result()(params, content[None], vector[None], sizes)
+        result = np.asarray(result)[0, : own[0], : own[1]]
+        return np.ascontiguousarray(result.swapaxes(0, 1)) if transposed else result
+
+    @functools.cached_property
+    def _transposed(self):
+        """The network's parameters with every convolution kernel's height and width swapped."""
+        swapped = jax.tree.map(lambda a: np.swapaxes(np.asarray(a), 0, 1) if a.ndim == 4 else a, self._network[1])
+        return jax.device_put(swapped)  # on the host: eagerly, each kernel shape compiled a program
+
+    def _predict(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """(K, 100) style vectors of (H, W, 3) images, each resized to the predictor's 256x256.
+
+        The small steps between the two programs run on the host: eagerly on the device, each
+        (a stack, a blend) was a program of its own to compile, or to load from the cache."""
+        resized = np.stack([np.asarray(_resize_style_image(image)) for image in images])
+        return np.asarray(_style_vectors(self.predictor, resized))
+
+    def style_vector(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """The blended (100,) vector of style images (`magenta.blend_vectors`, on the host)."""
+        vectors = self._predict(images)
+        weights = np.ones(len(images)) if self.styles.weights is None else np.asarray(self.styles.weights, np.float64)
+        return ((weights / weights.sum()) @ vectors).astype(np.float32)
+
+    def _vectors(self, images: Sequence[BatchImage]) -> np.ndarray:
+        """(N, 100): each image's style vector, at the config's style strength (`magenta.with_strength`)."""
+        if images[0].styles is not None:  # recoloured for each content image
+            style = np.stack([self.style_vector(image.styles) for image in images])
+        else:
+            with self._lock:
+                if self._shared_vector is None:
+                    self._shared_vector = self.style_vector(self.styles.images)
+                if isinstance(self._shared_vector, Future):  # computed ahead (`warm_up`)
+                    self._shared_vector = self._shared_vector.result()
+            style = np.broadcast_to(self._shared_vector, (len(images), magenta.STYLE_DIM))
         strength = self.config.style_strength
         if strength == 1.0:
             return style
-        own = jnp.stack([_resize_style_image(image.content) for image in images])
-        return magenta.with_strength(style, _style_vectors(self.predictor, own), strength)
+        own = self._predict([image.content for image in images])
+        return (strength * style + (1.0 - strength) * own).astype(np.float32)
 
     def plan(self, content_shape: tuple[int, int]) -> list[ScalePlan]:
         """One scale, whole or in windows (`plan_windows`)."""
@@ -278,12 +319,8 @@ class FastRunner:
         image = problem.prepare_batch_image(0, content, self.styles, self.config)
         plan = (plans or self.plan(content.shape[:2]))[0]
         if not plan.tiled:
-            # Its own shape: a single image is computed exactly as the reference network computes
-            # it. The transformer compiles (or loads from the cache) while the style vector is
-            # computed on this thread.
-            if self._compiler is not None:
-                self._program(image.size, 1, exact=True)
-            return self.stylize_bucket(image.size, [image], 1, callback)[0]
+            # its own shape: a single image is computed exactly as the reference network computes it
+            return self._run(image.size, [image], 1, callback, exact=True)[0]
         if self.builtin is not None:
             kind, params, style = "multistyle", self.multistyle, self.builtin[None]
         else:
@@ -306,35 +343,36 @@ class FastRunner:
         callback: Callable[[BucketProgress], None] | None = None,
     ) -> list[np.ndarray]:
         """The transformer over ``images`` (each of its own size) in bucket ``shape``, padded with
-        copies to ``size``; each result equals the image's own-size run (`bucket_of`): to float
-        rounding (about 1e-5), or exactly where every image is of size ``shape``."""
+        copies to ``size``; each result equals the image's own-size run (`bucket_of`) to float
+        rounding (about 1e-5). One program per bucket, whatever sizes it holds."""
+        return self._run(shape, images, size, callback, exact=False)
+
+    def _run(self, shape, images, size, callback, *, exact: bool) -> list[np.ndarray]:
+        """`stylize_bucket`; ``exact``: images of exactly ``shape`` run through the reference
+        network itself, bit for bit (one image, a video's frames), not the bucket program."""
         padded = [*images, *[images[-1]] * (size - len(images))]
-        if all(image.size == tuple(shape) for image in padded):  # the reference network itself
-            contents, sizes = np.stack([image.stylized for image in padded]), None
-        else:
-            contents = np.stack([magenta.pad_into_bucket(image.stylized, shape) for image in padded])
-            sizes = np.asarray([image.size for image in padded], np.int32)
         _, params, width = self._network
         if self.builtin is not None:
-            vectors = jnp.broadcast_to(self.builtin, (size, width))
+            vectors = np.broadcast_to(self.builtin, (size, width))
         else:
             vectors = self._vectors(padded)
         if self._threads is not None:
             # One call per real image, two (or more) at once: see `_threads`.
             vectors = np.asarray(vectors)
-            calls = [
-                self._threads.submit(self._one, shape, contents[i], vectors[i], None if sizes is None else sizes[i])
-                for i in range(len(images))
-            ]
-            result = np.stack([call.result() for call in calls])
+            calls = [self._threads.submit(self._one, shape, image, vectors[i], exact) for i, image in enumerate(images)]
+            results = [call.result() for call in calls]
         else:
-            network = self._network[0]
+            if exact and all(image.size == tuple(shape) for image in padded):  # the reference network itself
+                contents, sizes = np.stack([image.stylized for image in padded]), None
+            else:
+                contents = np.stack([magenta.pad_into_bucket(image.stylized, shape) for image in padded])
+                sizes = np.asarray([image.size for image in padded], np.int32)
             if self.placement is not None:
                 contents, vectors, sizes = self.placement.put((contents, vectors, sizes), split=True)
-            result = np.asarray(network(params, contents, vectors, sizes, compute_dtype=self.dtype))
+            results = np.asarray(self._network[0](params, contents, vectors, sizes, compute_dtype=self.dtype))
         if callback is not None:
             callback(BucketProgress(shape, len(images), size, 1, 1, None))
-        return problem.finish_batch(result, images, self.config)
+        return problem.finish_batch(results, images, self.config)
 
     def stylize_frames(
         self,
@@ -344,7 +382,7 @@ class FastRunner:
         callback: Callable[[BucketProgress], None] | None = None,
     ) -> list[np.ndarray]:
         """The frames as one bucket, then each blended with its predecessor (`blend_previous`)."""
-        results = self.stylize_bucket(frames[0].size, frames, len(frames), callback)
+        results = self._run(frames[0].size, frames, len(frames), callback, exact=True)
         weight = self.config.resolved_temporal_weight
         for index, result in enumerate(results):
             if last is not None and weight > 0:

@@ -18,8 +18,12 @@ Silent: it reports through a callback (`VideoStarted`, `FrameDone`, the method's
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +31,7 @@ import numpy as np
 
 from jaxstyle import methods, problem
 from jaxstyle.config import BatchConfig, StyleConfig
-from jaxstyle.errors import ImageError
+from jaxstyle.errors import ImageError, OutputError
 from jaxstyle.io.files import check_output_path
 from jaxstyle.io.image import load_image, resize_to, save_image, to_8bit
 from jaxstyle.io.parts import PartsFolder, parts_folder
@@ -94,13 +98,135 @@ def _quantised(image: np.ndarray) -> np.ndarray:
     return to_8bit(image).astype(np.float32) / 255.0
 
 
+@dataclass(frozen=True)
+class FrameLink:
+    """What carries a result from one input frame onto the next: it depends on the inputs only,
+    so it is computed ahead, while the network works on the frames before (`run_video`)."""
+
+    backward: np.ndarray  # (H, W, 2): the flow from the current input frame to the previous one
+    mask: np.ndarray  # (H, W): where the warp can be trusted (`flow.consistency_mask`)
+
+
+def frame_link(current: np.ndarray, previous: np.ndarray) -> FrameLink:
+    """The flows both ways between two input frames (at the result's size) and the occlusion mask."""
+    backward = flow.estimate_flow(current, previous)
+    forward = flow.estimate_flow(previous, current)
+    return FrameLink(backward, flow.consistency_mask(backward, forward))
+
+
+def follow_link(link: FrameLink, result: np.ndarray) -> Previous:
+    """The previous frame's ``result`` warped onto the current frame along ``link``."""
+    warped, _ = flow.warp(_quantised(result), link.backward)
+    return Previous(warped, link.mask)
+
+
 def link_frames(current: np.ndarray, previous: np.ndarray, result: np.ndarray) -> Previous:
     """The previous frame's ``result`` warped onto the ``current`` input frame (both inputs at the
     result's size), with the mask of the pixels the warp can be trusted at."""
-    backward = flow.estimate_flow(current, previous)
-    forward = flow.estimate_flow(previous, current)
-    warped, _ = flow.warp(_quantised(result), backward)
-    return Previous(warped, flow.consistency_mask(backward, forward))
+    return follow_link(frame_link(current, previous), result)
+
+
+class _Pipeline:
+    """The host work around the method, on two threads of its own: the optical flow of the next
+    frames while the network (or the optimisation) works on these, and the finished frames'
+    PNGs written behind it. Measured on the 512x288 clip, these were most of the time per frame
+    (docs/performance.md). At most `AHEAD` frames' flows and as many writes are in flight; on any
+    exit, Ctrl-C included, the frames handed to the writer are written first."""
+
+    AHEAD = 8
+
+    def __init__(self, parts: _Parts) -> None:
+        self.parts = parts
+        # Two frames' flows at once: they were the longest chain of work (DIS both ways and the
+        # occlusion mask, about 60 ms a frame on one core against 40 ms of network).
+        self.flows = ThreadPoolExecutor(2, thread_name_prefix="jaxstyle-flow")
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="jaxstyle-write")
+        self.links: dict[int, Future] = {}
+        self.writes: deque[Future] = deque()
+
+    def __enter__(self) -> _Pipeline:  # noqa: PYI034
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.flows.shutdown(wait=True, cancel_futures=True)
+        self.writer.shutdown(wait=True)
+        if exc[0] is None:
+            while self.writes:
+                self.writes.popleft().result()
+
+    def link_ahead(self, index: int, current: np.ndarray, previous: np.ndarray) -> None:
+        self.links[index] = self.flows.submit(frame_link, current, previous)
+
+    def link(self, index: int, current: np.ndarray, previous: np.ndarray) -> FrameLink:
+        future = self.links.pop(index, None)
+        return future.result() if future is not None else frame_link(current, previous)
+
+    def save(self, index: int, result: np.ndarray) -> None:
+        self.writes.append(self.writer.submit(self.parts.save, index, result))
+        while self.writes and (self.writes[0].done() or len(self.writes) > self.AHEAD):
+            self.writes.popleft().result()  # a failed write stops the run with its error
+
+
+class _Abort(Exception):
+    """Stops the live encoder: the temporary output is removed (`write_frames` is atomic)."""
+
+
+class _LiveEncoder:
+    """The output encoded on a thread of its own while the frames are stylized, in order: each
+    finished frame as it comes (8-bit, as its PNG part holds it), each frame an earlier run
+    finished read back from the parts folder. The output appears only when `finish` has every
+    frame; `abort` leaves nothing. At most `QUEUE` frames wait for the encoder."""
+
+    QUEUE = 16
+
+    def __init__(self, output: Path, info: VideoInfo, parts: _Parts, *, overwrite: bool, inputs) -> None:
+        self.info, self.parts = info, parts
+        self.queue: queue.Queue = queue.Queue(self.QUEUE)
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="jaxstyle-encode")
+        self.done = self.thread.submit(write_frames, output, self._frames(), info, overwrite=overwrite, inputs=inputs)
+
+    def _frames(self) -> Iterator[Frame]:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if isinstance(item, _Abort):
+                raise item
+            index, (start, duration), result = item
+            rgb = load_image(self.parts.frame(index)).rgb if result is None else _quantised(result)
+            if rgb.shape[:2] != tuple(self.info.size):
+                rgb = resize_to(rgb, *self.info.size)
+            yield Frame(index, to_8bit(rgb), start, duration)
+
+    def _put(self, item) -> None:
+        while True:
+            if self.done.done():  # the encoder stopped early: its error, not a hang
+                self.done.result()
+                raise OutputError("the video encoder stopped before the last frame")
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def put(self, index: int, timing: tuple[float, float], result: np.ndarray | None) -> None:
+        """Frame ``index`` (None: read it from the parts folder)."""
+        self._put((index, timing, result))
+
+    def finish(self) -> None:
+        self._put(None)
+        self.done.result()
+        self.thread.shutdown()
+
+    def abort(self) -> None:
+        with contextlib.suppress(queue.Empty):
+            while True:  # make room, then tell it to stop
+                self.queue.get_nowait()
+        with contextlib.suppress(queue.Empty, queue.Full):
+            self.queue.put_nowait(_Abort())
+        with contextlib.suppress(_Abort, Exception):
+            self.done.result()
+        self.thread.shutdown()
 
 
 def run_video(
@@ -153,22 +279,33 @@ def run_video(
     last: np.ndarray | None = None  # its result
     stylized, started = 0, time.perf_counter()
 
-    def flush() -> None:
+    def flush(keep: int = 0) -> None:
+        """Stylize the pending frames, a chunk at a time, until at most ``keep`` are left (decoded
+        ahead, their flows in flight while the network works on the chunk before)."""
         nonlocal before, last, stylized
-        if not pending:
-            return
-        contents = [before.content if before is not None else None, *(image.content for image in pending)]
+        while len(pending) > keep:
+            chunk = pending[:chunk_size]
+            del pending[:chunk_size]
+            contents = [before.content if before is not None else None, *(image.content for image in chunk)]
+            keys = [image.key for image in chunk]
 
-        def warp(index: int, result: np.ndarray) -> Previous:
-            return link_frames(contents[index + 1], contents[index], result)
+            def warp(index: int, result: np.ndarray, contents=contents, keys=keys) -> Previous:
+                return follow_link(pipeline.link(keys[index], contents[index + 1], contents[index]), result)
 
-        results = runner.stylize_frames(pending, last if before is not None else None, warp, emit)
-        for image, result in zip(pending, results):
-            parts.save(image.key, result)
-            stylized += 1
-            report(image.key)
-        before, last = pending[-1], _quantised(results[-1])
-        pending.clear()
+            results = runner.stylize_frames(chunk, last if before is not None else None, warp, emit)
+            for image, result in zip(chunk, results):
+                pipeline.save(image.key, result)
+                encoder.put(image.key, timing[image.key], result)
+                stylized += 1
+                report(image.key)
+            before, last = chunk[-1], _quantised(results[-1])
+
+    def add(image: problem.BatchImage) -> None:
+        """A frame to stylize; its link to the frame before is computed from here on."""
+        previous = pending[-1] if pending else before
+        if previous is not None:
+            pipeline.link_ahead(image.key, image.content, previous.content)
+        pending.append(image)
 
     def report(index: int) -> None:
         elapsed = time.perf_counter() - started
@@ -179,46 +316,44 @@ def run_video(
         emit(FrameDone(index, finished, info.frames, stylized, elapsed, fps, eta))
 
     skipped: Frame | None = None  # the last frame an earlier run finished, prepared only if needed
+    encoder = _LiveEncoder(output, info, parts, overwrite=overwrite, inputs=inputs)
     try:
-        for frame in read_frames(info):
-            timing.append((frame.time, frame.duration))
-            if frame.index in done:
+        with _Pipeline(parts) as pipeline:
+            try:
+                for frame in read_frames(info):
+                    timing.append((frame.time, frame.duration))
+                    if frame.index in done:
+                        flush()
+                        encoder.put(frame.index, timing[frame.index], None)
+                        skipped = frame
+                        report(frame.index)
+                        continue
+                    if skipped is not None:  # carry on from a frame an earlier run finished
+                        before = problem.prepare_batch_image(skipped.index, skipped.rgb, style_set, config)
+                        last, skipped = load_image(parts.frame(skipped.index)).rgb, None
+                    add(problem.prepare_batch_image(frame.index, frame.rgb, style_set, config))
+                    if len(pending) == 2 * chunk_size:
+                        flush(keep=chunk_size)
+            except ImageError as error:  # the stream broke: keep what it gave
                 flush()
-                skipped = frame
-                report(frame.index)
-                continue
-            if skipped is not None:  # carry on from a frame an earlier run finished
-                before = problem.prepare_batch_image(skipped.index, skipped.rgb, style_set, config)
-                last, skipped = load_image(parts.frame(skipped.index)).rgb, None
-            pending.append(problem.prepare_batch_image(frame.index, frame.rgb, style_set, config))
-            if len(pending) == chunk_size:
-                flush()
-    except ImageError as error:  # the stream broke: keep what it gave
-        flush()
-        kept = f"; the stylized frames are kept in '{parts.folder}'" if parts.folder.is_dir() else ""
-        raise ImageError(f"{error}{kept}, and no video is written") from None
-    flush()
+                kept = f"; the stylized frames are kept in '{parts.folder}'" if parts.folder.is_dir() else ""
+                raise ImageError(f"{error}{kept}, and no video is written") from None
+            flush()
 
-    count = len(timing)
-    if count == 0:
-        raise ImageError(f"'{input_path}' has no frames")
-    # An MP4's edit list can hide a frame or two that its header still counts; more missing
-    # frames than that mean the file ends early.
-    if info.frames and info.frames - count > max(2, info.frames // 100):
-        raise ImageError(
-            f"'{input_path}' ends after {count} of its {info.frames} frames: the file is truncated or broken; "
-            f"the stylized frames are kept in '{parts.folder}', and no video is written"
-        )
-    emit(Encoding(count, output))
-    write_frames(output, _finished_frames(parts, timing, info.size), info, overwrite=overwrite, inputs=inputs)
+        count = len(timing)
+        if count == 0:
+            raise ImageError(f"'{input_path}' has no frames")
+        # An MP4's edit list can hide a frame or two that its header still counts; more missing
+        # frames than that mean the file ends early.
+        if info.frames and info.frames - count > max(2, info.frames // 100):
+            raise ImageError(
+                f"'{input_path}' ends after {count} of its {info.frames} frames: the file is truncated or broken; "
+                f"the stylized frames are kept in '{parts.folder}', and no video is written"
+            )
+        emit(Encoding(count, output))
+        encoder.finish()
+    except BaseException:
+        encoder.abort()
+        raise
     parts.remove()
     return VideoSummary(output, count, stylized, time.perf_counter() - started)
-
-
-def _finished_frames(parts: _Parts, timing: Sequence[tuple[float, float]], size: tuple[int, int]) -> Iterator[Frame]:
-    """The kept frames, back at the input's size, one at a time."""
-    for index, (start, duration) in enumerate(timing):
-        rgb = load_image(parts.frame(index)).rgb
-        if rgb.shape[:2] != tuple(size):
-            rgb = resize_to(rgb, *size)
-        yield Frame(index, to_8bit(rgb), start, duration)

@@ -15,6 +15,8 @@ of blending, so the warp is bicubic. Plain numpy and OpenCV: no JAX.
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -39,9 +41,16 @@ def estimate_flow(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return dis.calc(_gray_u8(source), _gray_u8(target), None).astype(np.float32)
 
 
-def _sample_grid(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    h, w = flow.shape[:2]
+@functools.lru_cache(maxsize=4)
+def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ys, xs) of every pixel, float32, made once per frame size (a video warps twice a frame)."""
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    ys.flags.writeable = xs.flags.writeable = False
+    return ys, xs
+
+
+def _sample_grid(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ys, xs = _pixel_grid(*flow.shape[:2])
     return xs + flow[..., 0], ys + flow[..., 1]
 
 
