@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fast_e2e import STYLE, cpu_model, timed  # noqa: E402
+from fast_e2e import STYLE, cpu_model, timed
 
 FRAMES = 96
 
@@ -40,7 +40,9 @@ def main() -> None:
     try:
         clip = work / "clip.mp4"
         maker = Path(__file__).with_name("make_video_clip.py")
-        subprocess.run([sys.executable, str(maker), str(clip), "--size", args.size, "--frames", str(FRAMES)], check=True)
+        subprocess.run(
+            [sys.executable, str(maker), str(clip), "--size", args.size, "--frames", str(FRAMES)], check=True
+        )
         long_side = str(max(int(side) for side in args.size.split("x")))
         runs: dict[str, list[dict]] = {"a": [], "b": []}
         for round_ in range(args.rounds + 1):
