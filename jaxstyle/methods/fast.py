@@ -36,7 +36,7 @@ from jaxstyle import problem
 from jaxstyle.config import BUILTIN_STYLES, MIN_TILE, StyleConfig, builtin_style_weights
 from jaxstyle.errors import UsageError
 from jaxstyle.methods import BucketProgress, Previous, Warp
-from jaxstyle.nets import magenta
+from jaxstyle.nets import magenta, programs
 from jaxstyle.placement import Placement, memory_budget_bytes
 from jaxstyle.problem import BatchImage, StyleSet
 from jaxstyle.tiling import ScalePlan
@@ -182,7 +182,9 @@ class FastRunner:
         # after the other (a 3.3 s and a 1.6 s compile at once, 2.2 s and 0.45 s alone).
         self._compiler = ThreadPoolExecutor(1) if self._threads is not None else None
         self._programs: dict[tuple[tuple[int, int], int], Future] = {}
+        self._predictors: dict[int, object] = {}
         self._lock = threading.Lock()
+        self._predictor_lock = threading.Lock()
 
     @functools.cached_property
     def weights_id(self) -> str:
@@ -223,17 +225,16 @@ class FastRunner:
         ]
         if not exact:
             specs.append(jax.ShapeDtypeStruct((count, 2), jnp.int32))
-        return network.lower(params, *specs, compute_dtype=self.dtype).compile()
+        return programs.compile_kept(network, params, *specs, compute_dtype=self.dtype)
 
     def warm_up(self, shapes: Sequence[tuple[int, int]]) -> None:
         """Start compiling the programs for images of these own sizes, side by side, while the
         caller goes on (decoding the first images); a later call waits only for what it needs."""
         if self._compiler is None:  # accelerators: each bucket compiles at its first call
             return
-        if self.builtin is None and self.config.preserve_color not in problem.PER_IMAGE_STYLE_MODES:
-            with self._lock:  # the shared style vector first: the first batch needs it too
-                if self._shared_vector is None:
-                    self._shared_vector = self._compiler.submit(self.style_vector, self.styles.images)
+        shared = self.builtin is None and self.config.preserve_color not in problem.PER_IMAGE_STYLE_MODES
+        if shared and self._shared_vector is None:  # the shared style vector first: the first batch needs it
+            self._shared_vector = self._compiler.submit(self.style_vector, self.styles.images)
         for bucket in dict.fromkeys(self.bucket(shape) for shape in shapes):
             self._program(bucket, 1)
 
@@ -274,7 +275,16 @@ class FastRunner:
         The small steps between the two programs run on the host: eagerly on the device, each
         (a stack, a blend) was a program of its own to compile, or to load from the cache."""
         resized = np.stack([np.asarray(_resize_style_image(image)) for image in images])
-        return np.asarray(_style_vectors(self.predictor, resized))
+        if self._compiler is None:
+            return np.asarray(_style_vectors(self.predictor, resized))
+        with self._predictor_lock:  # the CPU path: a program kept between runs (`nets.programs`)
+            program = self._predictors.get(len(images))
+            if program is None:
+                program = programs.compile_kept(
+                    _style_vectors, self.predictor, jax.ShapeDtypeStruct(resized.shape, jnp.float32)
+                )
+                self._predictors[len(images)] = program
+        return np.asarray(program(self.predictor, resized))
 
     def style_vector(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """The blended (100,) vector of style images (`magenta.blend_vectors`, on the host)."""
@@ -287,11 +297,11 @@ class FastRunner:
         if images[0].styles is not None:  # recoloured for each content image
             style = np.stack([self.style_vector(image.styles) for image in images])
         else:
-            with self._lock:
-                if self._shared_vector is None:
-                    self._shared_vector = self.style_vector(self.styles.images)
-                if isinstance(self._shared_vector, Future):  # computed ahead (`warm_up`)
-                    self._shared_vector = self._shared_vector.result()
+            # (the caller's thread only: `warm_up` may have started it on the compile thread)
+            if self._shared_vector is None:
+                self._shared_vector = self.style_vector(self.styles.images)
+            elif isinstance(self._shared_vector, Future):
+                self._shared_vector = self._shared_vector.result()
             style = np.broadcast_to(self._shared_vector, (len(images), magenta.STYLE_DIM))
         strength = self.config.style_strength
         if strength == 1.0:
