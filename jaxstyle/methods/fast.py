@@ -12,9 +12,10 @@ multiple of 4 by reflection, with the instance-norm statistics taken over the im
 
 Compiled shapes: an image runs in a *bucket* (`bucket_of`), its sides rounded up to a quarter of
 the long side, so a folder of any mix of sizes compiles a handful of programs (at 512 px at most
-seven, typically three), each result equal to the image's own-size run (`magenta.transform` with
-``sizes``). On a CPU the programs a folder needs are compiled side by side before the first
-batch (`FastRunner.warm_up`), and loaded from JAX's persistent cache by later runs.
+four, with portrait photos transposed into landscape buckets on a CPU), each result equal to the
+image's own-size run (`magenta.transform` with ``sizes``). On a CPU the programs a folder needs
+are compiled one after the other behind the first batch's decoding (`FastRunner.warm_up`), and
+later runs load them (`nets.programs`, JAX's persistent cache).
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ class FastRunner:
         # compiler is itself parallel, and two compiles at once on two cores took longer than one
         # after the other (a 3.3 s and a 1.6 s compile at once, 2.2 s and 0.45 s alone).
         self._compiler = ThreadPoolExecutor(1) if self._threads is not None else None
-        self._programs: dict[tuple[tuple[int, int], int], Future] = {}
+        self._programs: dict[tuple[tuple[int, int], int, bool], Future] = {}
         self._predictors: dict[int, object] = {}
         self._lock = threading.Lock()
         self._predictor_lock = threading.Lock()
@@ -228,8 +229,9 @@ class FastRunner:
         return programs.compile_kept(network, params, *specs, compute_dtype=self.dtype)
 
     def warm_up(self, shapes: Sequence[tuple[int, int]]) -> None:
-        """Start compiling the programs for images of these own sizes, side by side, while the
-        caller goes on (decoding the first images); a later call waits only for what it needs."""
+        """Start compiling the programs for images of these own sizes (and the shared style
+        vector first), one after the other on the compile thread, while the caller goes on
+        (decoding the first images); a later call waits only for what it needs."""
         if self._compiler is None:  # accelerators: each bucket compiles at its first call
             return
         shared = self.builtin is None and self.config.preserve_color not in problem.PER_IMAGE_STYLE_MODES
