@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from jaxstyle import problem
 from jaxstyle.batch import (
     BatchStarted,
     BatchStep,
@@ -164,6 +165,37 @@ def test_scores_of_a_padded_batch_are_each_images_own(weights):
     assert len({round(own["style_ratio"], 6) for own in scores[4].values()}) == 3  # three different images
     for index in range(3):
         assert scores[4][index] == pytest.approx(scores[1][index], rel=1e-3)
+
+
+def test_batch_scores_match_values_derived_by_hand(weights):
+    """Not through the loss code the batch shares with single images: the TV ratio from the result
+    and the style image in NumPy, each weighted term from its ratio and the config's weight (ratio
+    units), and the total as their sum."""
+    from jaxstyle.io.image import resize_to
+
+    contents = [random_image((40, 60), seed) for seed in (11, 12)]
+    style = random_image((50, 50), 13)
+    scores = {}
+    results = stylize_batch(
+        contents, style, FAST, weights=weights, batch_size=2, callback=lambda e: scores.update(e.scores or ())
+    )
+
+    def tv(image):  # "l2": squared differences of neighbours, summed
+        image = np.asarray(image, np.float64)
+        return np.sum(np.diff(image, axis=0) ** 2) + np.sum(np.diff(image, axis=1) ** 2)
+
+    assert FAST.loss_units == "ratio" and FAST.tv_kind == "l2"
+    for index, result in enumerate(results):
+        own = scores[index]
+        # the style image as the run sizes it (`style_scale`), then at the output's size
+        (sized,) = problem.styles_for(problem.make_style_set(style, None, FAST), None, result.shape[:2], FAST)
+        reference = resize_to(sized, *result.shape[:2])
+        assert own["tv_ratio"] == pytest.approx(tv(result) / tv(reference), rel=1e-3)
+        assert own["content"] == pytest.approx(FAST.content_weight * own["content_ratio"], rel=1e-5)
+        assert own["style"] == pytest.approx(FAST.resolved_style_weight * own["style_ratio"], rel=1e-5)
+        assert own["tv"] == pytest.approx(FAST.tv_weight * own["tv_ratio"], rel=1e-5)
+        assert own["total"] == pytest.approx(own["content"] + own["style"] + own["tv"], rel=1e-5)
+        assert own["content_ratio"] > 0 and own["style_ratio"] > 0
 
 
 def content_resized(content):

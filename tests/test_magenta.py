@@ -8,6 +8,7 @@ approximates. The port must match the float copies to 1e-4 and the int8 original
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import jax
@@ -200,8 +201,14 @@ def dynamic_hw(model):
 
 @pytest.fixture(scope="module")
 def ort_sessions():
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
+    # The independent reference: in CI (CI=true) a missing test extra fails the run instead of
+    # quietly skipping every comparison against the original graphs.
+    if os.environ.get("CI"):
+        import onnx
+        import onnxruntime as ort
+    else:
+        onnx = pytest.importorskip("onnx")
+        ort = pytest.importorskip("onnxruntime")
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
     options.log_severity_level = 3
