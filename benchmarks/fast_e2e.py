@@ -100,6 +100,13 @@ def output_of(folder: Path, case: str) -> Path:
     return folder if case == "folder" else folder / "out.png"
 
 
+def write_record(path: Path, record: dict) -> None:
+    """The benchmark's JSON, and its summary on stdout."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    print(json.dumps(record["summary"], indent=1))
+
+
 def cpu_model() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
@@ -180,9 +187,7 @@ def main() -> None:
             "runs": results,
             "summary": summary,
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(record, indent=1) + "\n")
-        print(json.dumps(summary, indent=1))
+        write_record(args.json, record)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -13,7 +13,6 @@ and the peak RSS.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -23,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fast_e2e import STYLE, cpu_model, timed
+from fast_e2e import STYLE, cpu_model, timed, write_record
 
 FRAMES = 96
 
@@ -66,9 +65,7 @@ def main() -> None:
         summary["fps_a_over_b"] = round(summary["a"]["median_fps"] / summary["b"]["median_fps"], 3)
         record = {"host": cpu_model(), "a": args.a, "b": args.b, "clip": args.size, "frames": FRAMES}
         record |= {"runs": runs, "summary": summary}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(record, indent=1) + "\n")
-        print(json.dumps(summary, indent=1))
+        write_record(args.json, record)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
