@@ -67,9 +67,9 @@ _resize_style_image = jax.jit(magenta.resize_style_image)
 
 def bucket_of(shape: tuple[int, int], max_size: int) -> tuple[int, int]:
     """The compiled (H, W) an image of own (h, w) ``shape`` runs in: each side rounded up to a
-    multiple of a quarter of ``max_size`` (itself a multiple of 4, at least 32). At most 12.5 %
-    of a side is padding for images at the full long side, and a folder at one size needs at most
-    seven shapes; the result does not depend on the bucket (`magenta.transform` with ``sizes``)."""
+    multiple of a quarter of ``max_size`` (itself a multiple of 4, at least 32). A side grows by
+    less than that quarter, and a folder at one size needs at most seven shapes; the result does
+    not depend on the bucket (`magenta.transform` with ``sizes``)."""
     quantum = max(magenta.MIN_SIDE, -(-max_size // 16) * 4)
     return tuple(max(quantum, -(-side // quantum) * quantum) for side in shape)
 
@@ -289,13 +289,11 @@ class FastRunner:
         return np.asarray(program(self.predictor, resized))
 
     def style_vector(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """The blended (100,) vector of style images (`magenta.blend_vectors`, on the host)."""
-        vectors = self._predict(images)
-        weights = np.ones(len(images)) if self.styles.weights is None else np.asarray(self.styles.weights, np.float64)
-        return ((weights / weights.sum()) @ vectors).astype(np.float32)
+        """The blended (100,) vector of style images."""
+        return magenta.blend_vectors(self._predict(images), self.styles.weights)
 
     def _vectors(self, images: Sequence[BatchImage]) -> np.ndarray:
-        """(N, 100): each image's style vector, at the config's style strength (`magenta.with_strength`)."""
+        """(N, 100): each image's style vector, at the config's style strength."""
         if images[0].styles is not None:  # recoloured for each content image
             style = np.stack([self.style_vector(image.styles) for image in images])
         else:
@@ -308,8 +306,7 @@ class FastRunner:
         strength = self.config.style_strength
         if strength == 1.0:
             return style
-        own = self._predict([image.content for image in images])
-        return (strength * style + (1.0 - strength) * own).astype(np.float32)
+        return magenta.with_strength(style, self._predict([image.content for image in images]), strength)
 
     def plan(self, content_shape: tuple[int, int]) -> list[ScalePlan]:
         """One scale, whole or in windows (`plan_windows`)."""

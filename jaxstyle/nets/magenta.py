@@ -590,24 +590,29 @@ def resize_style_image(image, size: int = STYLE_SIZE, *, antialias: bool = False
     return resized[top : top + size, left : left + size, :]
 
 
-def blend_vectors(vectors, weights=None) -> jax.Array:
+# The two mixes of style vectors run on the host, in NumPy: (K, 100) numbers, where each eager
+# device operation was a program of its own to compile or load (`methods.fast`).
+
+
+def blend_vectors(vectors, weights=None) -> np.ndarray:
     """Weighted sum of style vectors (K, 100) with weights (K,) (None: equal); weights are normalised to sum to 1."""
-    vectors = jnp.asarray(vectors, jnp.float32)
-    weights = jnp.full((vectors.shape[0],), 1.0) if weights is None else jnp.asarray(weights, jnp.float32)
+    vectors = np.asarray(vectors, np.float32)
+    weights = np.ones(vectors.shape[:1], np.float32) if weights is None else np.asarray(weights, np.float32)
     if weights.shape != vectors.shape[:1]:
         raise UsageError(f"need one weight per style vector, got {weights.shape[0]} for {vectors.shape[0]}")
-    weights = weights / jnp.sum(weights)
-    return jnp.einsum("k,kd->d", weights, vectors)
+    return (weights / np.sum(weights)) @ vectors
 
 
-def with_strength(style, content_own, strength: float) -> jax.Array:
+def with_strength(style, content_own, strength: float) -> np.ndarray:
     """Magenta's style interpolation ``strength * style + (1 - strength) * content_own`` (both (…, 100)).
 
     ``content_own`` is the predictor's vector of the content image itself (`resize_style_image` of
     the content, i.e. its central 256x256 after scaling the short side to 256), so strength 0 gives
     the content 'in its own style'.
     """
-    return strength * jnp.asarray(style) + (1.0 - strength) * jnp.asarray(content_own)
+    return (strength * np.asarray(style, np.float32) + (1.0 - strength) * np.asarray(content_own, np.float32)).astype(
+        np.float32
+    )
 
 
 # ---------------------------------------------------------------------------------------------
