@@ -360,14 +360,23 @@ def instance_norm(x, gamma, beta, valid: tuple[int, int] | None = None, epsilon:
     def channel_sum(a):  # (N, vh, vw*C) -> (N, C)
         return a.sum(axis=1).reshape(n, vw, c).sum(axis=1)
 
-    def per_column(v):  # (N, C) -> (N, 1, W*C)
-        return jnp.tile(v, (1, w)).reshape(n, 1, w * c)
-
     mean = channel_sum(stats) / count
-    var = channel_sum(jnp.square(stats - per_column(mean)[:, :, : vw * c])) / count
+    var = channel_sum(jnp.square(stats - _per_column(mean, w)[:, :, : vw * c])) / count
+    return _normalised(rows, mean, var, gamma, beta, epsilon).reshape(n, h, w, c).astype(x.dtype)
+
+
+def _per_column(v, w: int):
+    """(N, C) per-channel values -> (N, 1, W*C), repeated along the rows' W*C axis."""
+    n, c = v.shape
+    return jnp.tile(v, (1, w)).reshape(n, 1, w * c)
+
+
+def _normalised(rows, mean, var, gamma, beta, epsilon):
+    """``gamma * (rows - mean) / sqrt(var + eps) + beta`` on (N, H, W*C) rows, statistics (N, C)."""
+    w = rows.shape[2] // mean.shape[1]
     scale = gamma * lax.rsqrt(var + epsilon)
     shift = beta - mean * scale
-    return (rows * per_column(scale) + per_column(shift)).reshape(n, h, w, c).astype(x.dtype)
+    return rows * _per_column(scale, w) + _per_column(shift, w)
 
 
 def _instance_norm_masked(x, gamma, beta, blocks, epsilon):
@@ -384,14 +393,9 @@ def _instance_norm_masked(x, gamma, beta, blocks, epsilon):
         by_column = jnp.einsum("nh,nhk->nk", in_rows, a, precision=lax.Precision.HIGHEST)
         return (by_column * in_cols).reshape(n, w, c).sum(axis=1)
 
-    def per_column(v):  # (N, C) -> (N, 1, W*C)
-        return jnp.tile(v, (1, w)).reshape(n, 1, w * c)
-
     mean = channel_sum(rows) / count
-    var = channel_sum(jnp.square(rows - per_column(mean))) / count
-    scale = gamma * lax.rsqrt(var + epsilon)
-    shift = beta - mean * scale
-    return (rows * per_column(scale) + per_column(shift)).reshape(n, h, w, c).astype(x.dtype)
+    var = channel_sum(jnp.square(rows - _per_column(mean, w))) / count
+    return _normalised(rows, mean, var, gamma, beta, epsilon).reshape(n, h, w, c).astype(x.dtype)
 
 
 def _subpixel_kernel(kernel):
@@ -414,10 +418,7 @@ def upsample_conv(x, kernel, frame=None):
     (``frame``: a bucket's `_Frame`, whose images are edge-padded at their own borders)."""
     n, h, w, _ = x.shape
     cout = kernel.shape[-1]
-    if frame is None:
-        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
-    else:
-        padded = frame.pad(x, 1, mode="edge")
+    padded = (frame or _Frame(h)).pad(x, 1, mode="edge")
     subpixel = _subpixel_kernel(kernel)
     # Winograd pays off from 32 input channels on (measured); below, XLA's convolution is as fast.
     y = conv3x3_winograd(padded, subpixel) if x.shape[-1] >= 32 else conv2d(padded, subpixel)  # (N, h, w, 4*O)
@@ -633,8 +634,8 @@ class _Frame:
     by reflection, and the statistics are taken over its own block (``own``). A *bucket*
     (``sizes`` (N, 2) int32, traced): one compiled shape for images of many sizes. Image ``i``
     lies in the top-left corner of its slot, reflect-padded to its own frame ``ceil4(sizes[i])``
-    (`pad_into_bucket`); every layer pads at that image's own frame border (a gather of rows and
-    columns) instead of the bucket's, and takes its statistics over the image's own block (masks).
+    (`pad_into_bucket`); every layer pads at that image's own frame border (`pad`) instead of the
+    bucket's, and takes its statistics over the image's own block (masks).
     So every pixel of the image's frame is computed from the values its own-size run computes, and
     nothing beyond the frame's padding is ever read by them.
     """
@@ -728,7 +729,7 @@ def _conv_with(kernel, y, pad, frame, stride=1):
 
 
 # The network in three stages, so that the windowed path (`transform_tiled`) can keep the 1/4
-# resolution activations between them. ``norm(name, y, valid)`` applies the layer's CIN (or bias).
+# resolution activations between them. ``norm(name, y, frame)`` applies the layer's CIN (or bias).
 
 
 def _contract(x, frame, layers, norm, compute_dtype):
@@ -782,11 +783,9 @@ def _network(x, frame, layers, norms, compute_dtype, num_residual):
 
     def block(x, weights):
         kernel, scale, shift = weights
-        block_norms = tuple(
-            functools.partial(lambda y, g, b: _apply_norm(("cin", g, b), y, frame), g=scale[i], b=shift[i])
-            for i in (0, 1)
-        )
-        return _residual_block(x, kernel, block_norms, frame, compute_dtype), None
+        first = lambda y: _apply_norm(("cin", scale[0], shift[0]), y, frame)
+        second = lambda y: _apply_norm(("cin", scale[1], shift[1]), y, frame)
+        return _residual_block(x, kernel, (first, second), frame, compute_dtype), None
 
     x, _ = lax.scan(block, x, (kernels, scales, shifts))
     return _expand(x, frame, layers, norm, compute_dtype)

@@ -120,12 +120,6 @@ def follow_link(link: FrameLink, result: np.ndarray) -> Previous:
     return Previous(warped, link.mask)
 
 
-def link_frames(current: np.ndarray, previous: np.ndarray, result: np.ndarray) -> Previous:
-    """The previous frame's ``result`` warped onto the ``current`` input frame (both inputs at the
-    result's size), with the mask of the pixels the warp can be trusted at."""
-    return follow_link(frame_link(current, previous), result)
-
-
 class _Pipeline:
     """The host work around the method, on two threads of its own: the optical flow of the next
     frames while the network (or the optimisation) works on these, and the finished frames'
