@@ -30,6 +30,7 @@ from jaxstyle.batch.inputs import InputItem, discover_inputs, probe_size, select
 from jaxstyle.batch.manifest import Manifest, manifest_name, params_hash, params_record, read_manifests
 from jaxstyle.config import JPEG_QUALITY, BatchConfig, StyleConfig
 from jaxstyle.errors import JaxstyleError, OutputError, UsageError, one_line
+from jaxstyle.io.behind import Behind
 from jaxstyle.io.files import file_sha256, temporaries_of
 from jaxstyle.io.image import load_image, resize_to, save_image
 from jaxstyle.problem import make_style_set, run_metadata
@@ -249,7 +250,7 @@ def _run_group(engine, pipeline, ledger, shape, loaded, emit, save) -> None:
         if isinstance(result, str):
             pipeline.record(ledger.finish, task, result)
         else:
-            pipeline.write(save, task, result, alpha, scores.get(id(task)), seconds)
+            pipeline.record(save, task, result, alpha, scores.get(id(task)), seconds)
 
 
 def _batches(buckets: OrderedDict[tuple[int, int], deque[_Task]], size: int):
@@ -276,9 +277,8 @@ class _Pipeline:
     def __init__(self, engine: BucketEngine, ledger: _Ledger) -> None:
         self.engine, self.ledger = engine, ledger
         self.reader = ThreadPoolExecutor(1, thread_name_prefix="jaxstyle-read")
-        self.writer = ThreadPoolExecutor(1, thread_name_prefix="jaxstyle-write")
+        self.writer = Behind(self.LOOKAHEAD * engine.full_batch + 1, "jaxstyle-write")
         self.reads: dict[int, Future] = {}
-        self.writes: deque[Future] = deque()
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.emit, ledger.emit = ledger.emit, self.events.put
 
@@ -287,11 +287,9 @@ class _Pipeline:
 
     def __exit__(self, *exc) -> None:
         self.reader.shutdown(wait=True, cancel_futures=True)
-        self.writer.shutdown(wait=True)
+        self.writer.close(check=exc[0] is None)
         self.ledger.emit = self.emit
         if exc[0] is None:
-            while self.writes:
-                self.writes.popleft().result()  # a failed write stops the run with its error
             self.drain()
 
     def drain(self) -> None:
@@ -331,16 +329,8 @@ class _Pipeline:
         return loaded, strays
 
     def record(self, function, *args, **kwargs) -> None:
-        """A manifest record, in order after the writes before it."""
-        self.writes.append(self.writer.submit(function, *args, **kwargs))
-
-    def write(self, function, *args) -> None:
-        """A result to encode and record behind the method; waits only when too many are pending."""
-        self.writes.append(self.writer.submit(function, *args))
-        while self.writes and self.writes[0].done():
-            self.writes.popleft().result()
-        while len(self.writes) > self.LOOKAHEAD * self.engine.full_batch + 1:
-            self.writes.popleft().result()  # bounded: wait for the oldest
+        """A manifest record, or a result to encode and record, in order behind the method."""
+        self.writer.submit(function, *args, **kwargs)
 
 
 def _plan(items: Sequence[InputItem], output_dir: Path, digest: str, overwrite: bool) -> tuple[list[_Task], int]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import queue
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import numpy as np
 from jaxstyle import methods, problem
 from jaxstyle.config import BatchConfig, StyleConfig
 from jaxstyle.errors import ImageError, OutputError
+from jaxstyle.io.behind import Behind
 from jaxstyle.io.files import check_output_path
 from jaxstyle.io.image import load_image, resize_to, save_image, to_8bit
 from jaxstyle.io.parts import PartsFolder, parts_folder
@@ -134,19 +134,15 @@ class _Pipeline:
         # Two frames' flows at once: they were the longest chain of work (DIS both ways and the
         # occlusion mask, about 60 ms a frame on one core against 40 ms of network).
         self.flows = ThreadPoolExecutor(2, thread_name_prefix="jaxstyle-flow")
-        self.writer = ThreadPoolExecutor(1, thread_name_prefix="jaxstyle-write")
+        self.writer = Behind(self.AHEAD, "jaxstyle-write")
         self.links: dict[int, Future] = {}
-        self.writes: deque[Future] = deque()
 
     def __enter__(self) -> _Pipeline:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc) -> None:
         self.flows.shutdown(wait=True, cancel_futures=True)
-        self.writer.shutdown(wait=True)
-        if exc[0] is None:
-            while self.writes:
-                self.writes.popleft().result()
+        self.writer.close(check=exc[0] is None)
 
     def link_ahead(self, index: int, current: np.ndarray, previous: np.ndarray) -> None:
         self.links[index] = self.flows.submit(frame_link, current, previous)
@@ -156,9 +152,7 @@ class _Pipeline:
         return future.result() if future is not None else frame_link(current, previous)
 
     def save(self, index: int, result: np.ndarray) -> None:
-        self.writes.append(self.writer.submit(self.parts.save, index, result))
-        while self.writes and (self.writes[0].done() or len(self.writes) > self.AHEAD):
-            self.writes.popleft().result()  # a failed write stops the run with its error
+        self.writer.submit(self.parts.save, index, result)
 
 
 class _Abort(Exception):
