@@ -57,3 +57,15 @@ def test_without_a_compile_cache_nothing_is_kept(tmp_path):
     params = {"w": np.zeros((4, 3), np.float32), "b": np.zeros(3, np.float32)}
     compiled = programs.compile_kept(_affine, params, spec)
     np.testing.assert_array_equal(compiled(params, np.ones((2, 4), np.float32)), np.zeros((2, 3)))
+
+
+def test_a_program_that_cannot_be_serialized_is_compiled_and_not_kept(cache_dir, monkeypatch):
+    def no_flatbuffers(self):
+        raise ImportError("Please install 'flatbuffers' in order to use Exported serialization")
+
+    monkeypatch.setattr(programs.export.Exported, "serialize", no_flatbuffers)
+    params = {"w": np.eye(4, 3, dtype=np.float32), "b": np.zeros(3, np.float32)}
+    x = np.ones((2, 4), np.float32)
+    compiled = programs.compile_kept(_affine, params, jax.ShapeDtypeStruct(x.shape, jnp.float32))
+    np.testing.assert_allclose(compiled(params, x), np.tanh(x @ params["w"]), rtol=1e-6)
+    assert not list(cache_dir.glob("jaxstyle-programs/*.stablehlo"))

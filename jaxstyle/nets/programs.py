@@ -69,7 +69,10 @@ def compile_kept(function, *specs, **static):
             logger.debug("kept program %s unreadable (%s); tracing again", path.name, error)
     if exported is None:
         exported = export.export(function)(*specs, **static)
-        _write(path, exported.serialize())
+        try:
+            _write(path, exported.serialize())
+        except ImportError as error:  # serialization needs flatbuffers (a dependency): keep nothing
+            logger.debug("cannot keep program %s (%s)", path.name, error)
     return jax.jit(exported.call).lower(*specs).compile()
 
 
