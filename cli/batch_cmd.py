@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from jaxstyle.config import JPEG_QUALITY, BatchConfig, build_config
+from jaxstyle.config import JPEG_QUALITY, BatchConfig, StyleConfig
 from jaxstyle.errors import UsageError
 
 from . import options as opt
@@ -16,13 +16,13 @@ from .common import (
     EXIT_INTERRUPTED,
     float_list,
     format_seconds,
+    load_weights_option,
     rate_bar,
     require_styles,
     say,
     stderr,
     user_errors,
 )
-from .stylize_cmd import load_weights_option
 
 #: Exit code when the run finished but some images failed (all others are done; see the manifest).
 EXIT_SOME_FAILED = 8
@@ -102,6 +102,23 @@ class _Display:
             )
 
 
+@opt.with_config(
+    "method",
+    "builtin_style",
+    "max_size",
+    "style_strength",
+    "iterations",
+    "stop_tolerance",
+    "optimizer",
+    "learning_rate",
+    "content_weight",
+    "style_weight",
+    "tv_weight",
+    "style_scale",
+    "init",
+    "seed",
+    "preserve_color",
+)
 def batch_command(
     styles: opt.Styles = None,
     *,
@@ -117,25 +134,8 @@ def batch_command(
         str | None,
         typer.Option(help="Take only shard i of n (0-based, e.g. 0/4) of the inputs; no coordination needed."),
     ] = None,
-    method: opt.Method = None,
-    builtin_style: opt.BuiltinStyle = None,
-    preset_name: opt.Preset = None,
-    config_file: opt.ConfigFile = None,
-    set_: opt.Set = None,
-    max_size: opt.MaxSize = None,
-    style_strength: opt.StyleStrength = None,
-    iterations: opt.Iterations = None,
-    stop_tolerance: opt.StopTolerance = None,
-    optimizer: opt.Optimizer = None,
-    learning_rate: opt.LearningRate = None,
-    content_weight: opt.ContentWeight = None,
-    style_weight: opt.StyleWeight = None,
-    tv_weight: opt.TVWeight = None,
+    config: StyleConfig,
     style_weights: opt.StyleBlend = None,
-    style_scale: opt.StyleScale = None,
-    init: opt.Init = None,
-    seed: opt.Seed = None,
-    preserve_color: opt.PreserveColor = None,
     weights: opt.Weights = None,
     overwrite: Annotated[
         bool,
@@ -146,39 +146,11 @@ def batch_command(
 ) -> None:
     """Stylize a folder with the same style(s): batched, resumable, shardable."""
     with user_errors():
-        if batch_size < 1:
-            raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
-        if bucket_multiple < 1:
-            raise UsageError(f"--bucket-multiple must be at least 1, got {bucket_multiple}")
-        if not 1 <= quality <= 100:
-            raise UsageError(f"--quality must be between 1 and 100, got {quality}")
         batch_config = BatchConfig(
             batch_size=batch_size, bucket_multiple=bucket_multiple, output_format=output_format.lower().lstrip(".")
-        ).validate()
-        config = build_config(
-            preset_name,
-            config_file=config_file,
-            sets=tuple(set_ or ()),
-            settings={
-                "method": method,
-                "builtin_style": builtin_style,
-                "style_strength": style_strength,
-                "max_size": max_size,
-                "iterations": iterations,
-                "stop_tolerance": stop_tolerance,
-                "optimizer": optimizer,
-                "learning_rate": learning_rate,
-                "content_weight": content_weight,
-                "style_weight": style_weight,
-                "tv_weight": tv_weight,
-                "style_scale": style_scale,
-                "init": init,
-                "seed": seed,
-                "preserve_color": preserve_color,
-            },
         )
         styles = require_styles(styles, config)
-        if config.init == "image":
+        if config.optimize.init == "image":
             raise UsageError("batch does not support --init image; use content, noise, blend or gray")
         blend = float_list(style_weights, "--style-weights")
         if blend is not None and len(blend) != len(styles):

@@ -8,14 +8,14 @@ from typing import Annotated
 
 import typer
 
-from jaxstyle.config import CHOICE_FIELDS, choices
+from jaxstyle.config import CHOICE_FIELDS, choices, default
 from jaxstyle.errors import UsageError
 
 from . import options as opt
 from .common import progress_bar, say, user_errors
 
 ALL_OPTIMIZERS = list(CHOICE_FIELDS["optimizer"])  # bench times every optimiser unless told
-DEFAULT_PRECISIONS = [opt.D.precision]
+DEFAULT_PRECISIONS = [default("precision")]
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -45,7 +45,7 @@ def _bench_fast(shapes, batch_sizes, precisions, peak, weights_path) -> list:
     """The fast method's cases: the transformer at each size, batch and precision."""
     from jaxstyle.bench import run_fast_case
 
-    from .stylize_cmd import load_weights_option
+    from .common import load_weights_option
 
     params = load_weights_option(weights_path, "fast")
     cases = [(h, w, b, p) for (h, w) in shapes for b in batch_sizes for p in precisions]
@@ -100,8 +100,8 @@ def _report_fast(results, peak, json_path, to_file, overwrite, inputs) -> None:
 
 def bench_command(
     method: Annotated[
-        str, typer.Option(help=f"gatys: the optimisation step; fast: the transformer. [default: {opt.D.method}]")
-    ] = opt.D.method,
+        str, typer.Option(help=f"gatys: the optimisation step; fast: the transformer. [default: {default('method')}]")
+    ] = default("method"),
     sizes: Annotated[list[str], typer.Option("--size", help="HxW or N; repeat or comma-separate.")] = [  # noqa: B006
         "256",
         "384x512",
@@ -167,7 +167,7 @@ def bench_command(
     from jaxstyle.peers import PEERS, PeerUnavailable, check_peer, run_peer
     from jaxstyle.weights import load_weights
 
-    from .stylize_cmd import load_weights_option
+    from .common import load_weights_option
 
     with user_errors():
         if steps < 1:

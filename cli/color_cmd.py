@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from jaxstyle.config import JPEG_QUALITY, ColorConfig
-from jaxstyle.errors import UsageError
 
 from . import options as opt
 from .common import progress_bar, say, user_errors
@@ -46,8 +45,6 @@ def color_command(
     from jaxstyle.io.image import check_output_path, load_image, save_image
 
     with user_errors():
-        if not 1 <= quality <= 100:
-            raise UsageError(f"--quality must be between 1 and 100, got {quality}")
         check_params(n_neighbors=neighbors, patch_size=patch_size, max_train=max_train)
         model = KNNColorTransfer(n_neighbors=neighbors, patch_size=patch_size, max_train=max_train, random_state=seed)
         content_image = load_image(content, min_side=1)

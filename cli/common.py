@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import typer
 from typer._click import exceptions as click_exceptions
@@ -123,9 +124,23 @@ def float_list(text: str | None, name: str) -> tuple[float, ...] | None:
 def require_styles(styles, config) -> list:
     """The style image paths, or click's own 'Missing argument' error when there are none and
     no built-in style stands in for them."""
-    if not styles and config.builtin_style is None:
+    if not styles and config.fast.builtin_style is None:
         raise click_exceptions.MissingParameter(param_hint="'STYLES...'", param_type="argument")
     return list(styles or [])
+
+
+def load_weights_option(path: Path | None, method: str = "gatys"):
+    """The weights of ``--weights`` for ``method``, or None for the method's embedded default:
+    VGG19 in any supported format for "gatys", a converted Magenta file for "fast"."""
+    if path is None:
+        return None
+    if method == "fast":
+        from jaxstyle.nets.magenta import load_arbitrary
+
+        return load_arbitrary(path)
+    from jaxstyle.weights_convert.convert import load_any
+
+    return load_any(path)
 
 
 def progress_bar(transient: bool = False):

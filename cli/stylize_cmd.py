@@ -16,7 +16,7 @@ from jaxstyle.config import JPEG_QUALITY, StyleConfig, build_config
 from jaxstyle.errors import UsageError
 
 from . import options as opt
-from .common import EXIT_INTERRUPTED, float_list, progress_bar, require_styles, say, user_errors
+from .common import EXIT_INTERRUPTED, float_list, load_weights_option, progress_bar, require_styles, say, user_errors
 
 EXAMPLES = """
 
@@ -58,20 +58,6 @@ def interrupted_path(output: Path) -> Path:
         candidate = output.with_name(f"{output.stem}.interrupted-{index}{output.suffix}")
         index += 1
     return candidate
-
-
-def load_weights_option(path: Path | None, method: str = "gatys"):
-    """The weights of ``--weights`` for ``method``, or None for the method's embedded default:
-    VGG19 in any supported format for "gatys", a converted Magenta file for "fast"."""
-    if path is None:
-        return None
-    if method == "fast":
-        from jaxstyle.nets.magenta import load_arbitrary
-
-        return load_arbitrary(path)
-    from jaxstyle.weights_convert.convert import load_any
-
-    return load_any(path)
 
 
 def describe_plan(plans, budget: int | None) -> str:
@@ -122,7 +108,7 @@ def run_stylize(
         history_path = check_history_path(history_path, overwrite=overwrite, taken=[*inputs, output])
     weights = load_weights_option(weights_path, config.method)
     if save_every:
-        config = config.replace(report_every=math.gcd(save_every, config.report_every))
+        config = config.replace(report_every=math.gcd(save_every, config.optimize.report_every))
 
     runner = methods.setup(config, problem.make_style_set(styles, style_blend, config), weights=weights)
     plans = runner.plan(content.size)
@@ -206,45 +192,38 @@ def run_stylize(
     say(f"wrote {output} ({result.shape[1]}x{result.shape[0]})")
 
 
+@opt.with_config(
+    "method",
+    "builtin_style",
+    "max_size",
+    "memory_budget",
+    "tile_size",
+    "style_strength",
+    "iterations",
+    "stop_tolerance",
+    "optimizer",
+    "learning_rate",
+    "content_weight",
+    "style_weight",
+    "tv_weight",
+    "style_layer_weights",
+    "style_scale",
+    "multiscale_min",
+    "coarse_iterations",
+    "init",
+    "seed",
+    "preserve_color",
+    "style_statistic",
+    "pooling",
+)
 def stylize_command(
     content: Annotated[Path, typer.Argument(help="The photo to stylize.", show_default=False)],
     styles: opt.Styles = None,
     *,
     output: opt.Output,
-    method: opt.Method = None,
-    builtin_style: opt.BuiltinStyle = None,
-    preset_name: opt.Preset = None,
-    config_file: opt.ConfigFile = None,
-    set_: opt.Set = None,
-    max_size: opt.MaxSize = None,
-    memory_budget: opt.MemoryBudget = None,
-    tile_size: opt.TileSize = None,
-    style_strength: opt.StyleStrength = None,
-    iterations: opt.Iterations = None,
-    stop_tolerance: opt.StopTolerance = None,
-    optimizer: opt.Optimizer = None,
-    learning_rate: opt.LearningRate = None,
-    content_weight: opt.ContentWeight = None,
-    style_weight: opt.StyleWeight = None,
-    tv_weight: opt.TVWeight = None,
+    config: StyleConfig,
     style_weights: opt.StyleBlend = None,
-    style_layer_weights: Annotated[
-        str | None, typer.Option(help="Weight per style layer, e.g. 0.5,1,1.5,3,4. [default: equal]")
-    ] = None,
-    style_scale: opt.StyleScale = None,
-    start_size: Annotated[
-        int | None, typer.Option(help="Optimise coarse to fine from this long side (x sqrt 2 per scale).")
-    ] = None,
-    coarse_iterations: Annotated[
-        int | None,
-        typer.Option(help="With --start-size: iterations at each scale before the last. [default: --iterations]"),
-    ] = None,
-    init: opt.Init = None,
     init_image: Annotated[Path | None, typer.Option(help="Starting image for --init image.")] = None,
-    seed: opt.Seed = None,
-    preserve_color: opt.PreserveColor = None,
-    style_statistic: opt.StyleStatistic = None,
-    pooling: opt.Pooling = None,
     save_every: Annotated[int | None, typer.Option(help="Also save the image every N iterations.")] = None,
     history: Annotated[Path | None, typer.Option(help="Write the per-term loss history as JSON.")] = None,
     original_size: Annotated[bool, typer.Option(help="Resize the result back to the content's size.")] = False,
@@ -256,39 +235,8 @@ def stylize_command(
     with user_errors():
         if save_every is not None and save_every < 1:
             raise UsageError(f"--save-every must be at least 1, got {save_every}")
-        if not 1 <= quality <= 100:
-            raise UsageError(f"--quality must be between 1 and 100, got {quality}")
-        config = build_config(
-            preset_name,
-            config_file=config_file,
-            sets=tuple(set_ or ()),
-            settings={
-                "method": method,
-                "builtin_style": builtin_style,
-                "style_strength": style_strength,
-                "max_size": max_size,
-                "memory_budget": memory_budget,
-                "tile_size": tile_size,
-                "iterations": iterations,
-                "stop_tolerance": stop_tolerance,
-                "optimizer": optimizer,
-                "learning_rate": learning_rate,
-                "content_weight": content_weight,
-                "style_weight": style_weight,
-                "tv_weight": tv_weight,
-                "style_layer_weights": float_list(style_layer_weights, "--style-layer-weights"),
-                "style_scale": style_scale,
-                "multiscale_min": start_size,
-                "coarse_iterations": coarse_iterations,
-                "init": init,
-                "seed": seed,
-                "preserve_color": preserve_color,
-                "style_statistic": style_statistic,
-                "pooling": pooling,
-            },
-        )
         styles = require_styles(styles, config)
-        if config.init == "image" and init_image is None:
+        if config.optimize.init == "image" and init_image is None:
             raise UsageError("--init image needs --init-image FILE")
         run_stylize(
             content,

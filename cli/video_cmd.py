@@ -7,12 +7,19 @@ from typing import Annotated, Self
 
 import typer
 
-from jaxstyle.config import TEMPORAL_WEIGHTS, BatchConfig, build_config
-from jaxstyle.errors import UsageError
+from jaxstyle.config import BatchConfig, StyleConfig, default
 
 from . import options as opt
-from .common import EXIT_INTERRUPTED, float_list, format_seconds, rate_bar, require_styles, say, user_errors
-from .stylize_cmd import load_weights_option
+from .common import (
+    EXIT_INTERRUPTED,
+    float_list,
+    format_seconds,
+    load_weights_option,
+    rate_bar,
+    require_styles,
+    say,
+    user_errors,
+)
 
 VIDEO_METHOD = "fast"  # one pass per frame; the optimisation takes minutes per frame
 
@@ -92,39 +99,34 @@ class _Display:
             self.bar.update(self.task, status=f"{event.done}/{event.total}: {event.status}"[:60])
 
 
+@opt.with_config(
+    "method",
+    "temporal_weight",
+    "builtin_style",
+    "max_size",
+    "style_strength",
+    "iterations",
+    "preserve_color",
+    defaults={"method": VIDEO_METHOD},
+    helps={
+        "method": f"fast (one pass per frame) or gatys (optimised). [default: {VIDEO_METHOD}]",
+        "max_size": "Long side at which frames are stylized (the output keeps the input's size). "
+        f"[default: {default('max_size')}]",
+        "iterations": "--method gatys: iterations per frame.",
+    },
+)
 def video_command(
     video: Annotated[Path, typer.Argument(help="A video or animated image.", show_default=False)],
     styles: opt.Styles = None,
     *,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output (.mp4 .mov .webm .gif .webp .png).")],
-    method: Annotated[
-        str | None, typer.Option(help=f"fast (one pass per frame) or gatys (optimised). [default: {VIDEO_METHOD}]")
-    ] = None,
-    temporal_weight: Annotated[
-        float | None,
-        typer.Option(
-            help="How closely each frame follows the previous one: fast, the previous result's share (0-1); "
-            f"gatys, the temporal loss weight; 0 = frame by frame. [default: {TEMPORAL_WEIGHTS['fast']} "
-            f"fast, {TEMPORAL_WEIGHTS['gatys']:g} gatys]"
-        ),
-    ] = None,
-    builtin_style: opt.BuiltinStyle = None,
-    preset_name: opt.Preset = None,
-    config_file: opt.ConfigFile = None,
-    set_: opt.Set = None,
-    max_size: Annotated[
-        int | None,
-        typer.Option(
-            help=f"Long side at which frames are stylized (the output keeps the input's size). "
-            f"[default: {opt.D.max_size}]"
-        ),
-    ] = None,
-    style_strength: opt.StyleStrength = None,
+    config: StyleConfig,
     style_weights: opt.StyleBlend = None,
-    iterations: Annotated[int | None, typer.Option(help="--method gatys: iterations per frame.")] = None,
-    preserve_color: opt.PreserveColor = None,
     batch_size: Annotated[
-        int, typer.Option(help="--method fast: frames through the network at once.")
+        int,
+        typer.Option(
+            help="--method fast: frames through the network at once.", callback=opt.at_least_one("--batch-size")
+        ),
     ] = BatchConfig.batch_size,
     weights: opt.Weights = None,
     overwrite: Annotated[
@@ -136,23 +138,6 @@ def video_command(
 ) -> None:
     """Stylize a video or animated image, frame by frame along the optical flow."""
     with user_errors():
-        if batch_size < 1:
-            raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
-        config = build_config(
-            preset_name,
-            defaults={"method": VIDEO_METHOD},
-            config_file=config_file,
-            sets=tuple(set_ or ()),
-            settings={
-                "method": method,
-                "temporal_weight": temporal_weight,
-                "builtin_style": builtin_style,
-                "style_strength": style_strength,
-                "max_size": max_size,
-                "iterations": iterations,
-                "preserve_color": preserve_color,
-            },
-        )
         styles = require_styles(styles, config)
         blend = float_list(style_weights, "--style-weights")
 

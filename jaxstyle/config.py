@@ -1,10 +1,13 @@
-"""Every default of a stylization in one frozen dataclass, and the published presets.
+"""Every default of a stylization in one frozen config, in sections, and the published presets.
 
-The CLI reads its defaults and choices from here rather than repeating them: `StyleConfig` for
-the stylization, `BatchConfig` for how a batch is cut. Choices are ``Literal`` types, and
-`choices` lists them. Presets are plain dicts of overrides so that what each one changes is
-visible at a glance. `parse_setting` and `load_toml` reach every field by name (``--set`` and
-``--config FILE.toml``). Plain Python: importing this costs no JAX.
+`StyleConfig` holds the settings every method shares and one section per part of the work
+(`FastSettings`, `LossSettings`, `OptimizeSettings`, `VideoSettings`, `ResourceSettings`); each
+checks itself when built, so no unchecked config exists. `BatchConfig` says how a batch is cut.
+The CLI reads its defaults and choices from here rather than repeating them. Choices are
+``Literal`` types, and `choices` lists them. Presets are plain dicts of overrides so that what
+each one changes is visible at a glance. `parse_setting` and `load_toml` reach every field by its
+name or its path (``--set iterations=5``, ``--set optimize.iterations=5``, ``[optimize]`` tables
+in ``--config FILE.toml``). Plain Python: importing this costs no JAX.
 """
 
 from __future__ import annotations
@@ -37,45 +40,62 @@ JPEG_QUALITY = 95  # JPEG/WebP quality of every image jaxstyle writes, unless --
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 
+# ------------------------------------------------------------------------------------ sections
+# Each section holds the settings of one part of the work and checks its own fields when it is
+# built; `StyleConfig` holds the sections and the settings every method shares, and checks what
+# spans sections. Field names are unique across sections, so ``--set iterations=5`` and
+# ``--set optimize.iterations=5`` name the same field (`field_path`).
+
+
+def _check(checks) -> None:
+    """Raise UsageError with the message of the first check that failed."""
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+
+
+def _check_choices(settings) -> None:
+    for name, allowed in _choice_fields(type(settings)).items():
+        value = getattr(settings, name)
+        if value not in allowed:
+            shown = name.replace("_", " ")
+            raise UsageError(f"unknown {shown} {value!r}; choose one of {', '.join(allowed)}")
+
+
+def _check_numbers(numbers: Mapping[str, float], positive: tuple[str, ...] = ()) -> None:
+    """Finite and >= 0; those named in ``positive`` also > 0."""
+    for name, value in numbers.items():
+        if not math.isfinite(value) or value < 0:
+            raise UsageError(f"{name} must be a finite number >= 0, got {value}")
+    for name in positive:
+        if numbers[name] <= 0:
+            raise UsageError(f"{name} must be greater than 0, got {numbers[name]}")
+
+
+class _Section:
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
 @dataclass(frozen=True)
-class StyleConfig:
-    """Settings of one stylization. Units and normalisations are those of `jaxstyle.losses`."""
+class FastSettings(_Section):
+    """The fast method (`jaxstyle.methods.fast`): one pass of Magenta's arbitrary-style network."""
 
-    # The method (`jaxstyle.methods`): "gatys" optimises the image (Gatys et al. 2015); "fast" is
-    # one pass of Magenta's arbitrary-style network (Ghiasi et al. 2017).
-    method: MethodName = "gatys"
-    # "fast" only: 1 is the style's own vector, 0 the content's (Magenta's interpolation).
+    # 1 is the style's own vector, 0 the content's (Magenta's interpolation).
     style_strength: float = 1.0
-    # "fast" only: the 26-style network's built-in styles instead of style images, "7" or a mix
-    # "3:0.5,12:0.5" (see `builtin_style_weights`).
+    # The 26-style network's built-in styles instead of style images, "7" or a mix "3:0.5,12:0.5"
+    # (see `builtin_style_weights`).
     builtin_style: str | None = None
-    # Size: the long side of the output, and the style image's long side relative to it.
-    max_size: int = 512
-    style_scale: float = 1.0
-    # Coarse-to-fine: start at this long side and grow by sqrt(2) up to max_size; None = one scale.
-    multiscale_min: int | None = None
-    iterations: int = 300  # at the final scale (and at every scale, unless coarse_iterations is set)
-    # The stopping rule: a scale (or tile) ends before ``iterations`` once its best loss has improved
-    # by less than ``stop_tolerance`` (a fraction) over the last ``stop_window`` iterations. 0: run
-    # every iteration. Checked at each progress report (`report_every`).
-    stop_tolerance: float = 0.02
-    stop_window: int = 30
-    # Iterations at each scale before the final one; None: `iterations`. Coarse scales are cheap
-    # (a quarter of the pixels per halving), and what they cannot fix, the final scale must.
-    coarse_iterations: int | None = None
-    # Print sizes (docs/highres.md): memory a run may use, in GiB (None: what the machine or the
-    # accelerator has free). Above it, the optimisation runs its final scales in overlapping tiles
-    # and the fast method in windows, both under the whole image's statistics. ``tile_size``
-    # forces tiles of that side in output pixels (None: tiles only where memory needs them).
-    memory_budget: float | None = None
-    tile_size: int | None = None
 
-    optimizer: Optimizer = "lbfgs"
-    learning_rate: float | None = None  # None: 1.0 for L-BFGS (unit step), 0.02 for Adam
-    adam_b1: float = 0.9
-    adam_b2: float = 0.999
-    adam_eps: float = 1e-8
-    lbfgs_memory: int = 10
+    def __post_init__(self) -> None:
+        _check([(0.0 <= self.style_strength <= 1.0, f"style strength must be in [0, 1], got {self.style_strength}")])
+        if self.builtin_style is not None:
+            builtin_style_weights(self.builtin_style)
+
+
+@dataclass(frozen=True)
+class LossSettings(_Section):
+    """The optimisation's loss terms. Units and normalisations are those of `jaxstyle.losses`."""
 
     # "ratio": every loss term is its ratio to the inputs (content against the style image, style
     # against the content image, layer by layer; `optimize.combine`), so that one set of weights
@@ -92,36 +112,6 @@ class StyleConfig:
     tv_weight: float = 0.03
     tv_kind: TVKind = "l2"
     pooling: Pooling = "avg"
-    # bfloat16 runs the VGG convolutions in bf16 (losses and the image stay float32): ~2x less
-    # memory traffic; worth it on GPUs/TPUs and CPUs with AVX512_BF16/AMX.
-    precision: Precision = "float32"
-
-    # Video only: how closely each frame follows the previous result, warped along the optical
-    # flow (`jaxstyle.video`). "fast": the warped result's share of the blend, 0 to 1; "gatys":
-    # the weight of Ruder et al.'s temporal loss. 0: frame by frame. None: the method's default
-    # (`TEMPORAL_WEIGHTS`).
-    temporal_weight: float | None = None
-
-    # "fast": start from the fast method's picture (Magenta's network), which already has the
-    # style's colours and strokes, so the optimisation converges sooner (docs/quality.md).
-    init: Init = "fast"
-    init_noise_fraction: float = 0.7  # "blend" init: (1 - f) * content + f * noise
-    seed: int = 0
-    preserve_color: PreserveColor = "none"
-    clip: bool = True  # clip the image to [0, 1] after each step
-
-    # Iterations between progress reports: also the steps of one compiled dispatch (a lax.scan),
-    # so the host syncs only to report (faster than one step per dispatch: docs/performance.md).
-    report_every: int = 10
-
-    def replace(self, **changes) -> StyleConfig:
-        return dataclasses.replace(self, **changes)
-
-    @property
-    def resolved_learning_rate(self) -> float:
-        if self.learning_rate is not None:
-            return self.learning_rate
-        return 1.0 if self.optimizer == "lbfgs" else 0.02
 
     @property
     def resolved_style_weight(self) -> float:
@@ -132,100 +122,239 @@ class StyleConfig:
         return 500.0 if self.style_statistic == "gram" else 5e4
 
     @property
-    def resolved_temporal_weight(self) -> float:
-        if self.temporal_weight is not None:
-            return self.temporal_weight
-        if self.method == "gatys" and self.loss_units == "raw":
-            return RAW_TEMPORAL_WEIGHT
-        return TEMPORAL_WEIGHTS[self.method]
-
-    @property
     def resolved_style_layer_weights(self) -> tuple[float, ...]:
         if self.style_layer_weights is None:
             return (1.0,) * len(self.style_layers)
         return self.style_layer_weights
 
-    def validate(self) -> StyleConfig:
-        """Raise UsageError with one line for the first setting that makes no sense."""
-        checks = (
-            (self.max_size >= 16, f"max size must be at least 16 px, got {self.max_size}"),
-            (self.iterations >= 1, f"iterations must be at least 1, got {self.iterations}"),
-            (
-                self.coarse_iterations is None or self.coarse_iterations >= 1,
-                f"coarse iterations must be at least 1, got {self.coarse_iterations}",
-            ),
-            (self.report_every >= 1, "report_every must be at least 1"),
-            (
-                math.isfinite(self.stop_tolerance) and 0 <= self.stop_tolerance < 1,
-                f"stop tolerance must be a fraction from 0 (off) to below 1, got {self.stop_tolerance}",
-            ),
-            (self.stop_window >= 1, f"stop window must be at least 1 iteration, got {self.stop_window}"),
-            (
-                self.memory_budget is None or (math.isfinite(self.memory_budget) and self.memory_budget > 0),
-                f"memory budget must be a number of GiB above 0, got {self.memory_budget}",
-            ),
-            (
-                self.tile_size is None or self.tile_size >= MIN_TILE,
-                f"tile size must be at least {MIN_TILE} px, got {self.tile_size}",
-            ),
-            (self.lbfgs_memory >= 1, "lbfgs_memory must be at least 1"),
-            (bool(self.style_layers), "at least one style layer is needed"),
-            (0.0 <= self.init_noise_fraction <= 1.0, "init noise fraction must be in [0, 1]"),
-            (0.0 <= self.style_strength <= 1.0, f"style strength must be in [0, 1], got {self.style_strength}"),
-            (
-                len(self.resolved_style_layer_weights) == len(self.style_layers),
-                f"{len(self.style_layers)} style layers but {len(self.resolved_style_layer_weights)} layer weights",
-            ),
+    def __post_init__(self) -> None:
+        _check_choices(self)
+        _check(
+            [
+                (bool(self.style_layers), "at least one style layer is needed"),
+                (
+                    len(self.resolved_style_layer_weights) == len(self.style_layers),
+                    f"{len(self.style_layers)} style layers but {len(self.resolved_style_layer_weights)} layer weights",
+                ),
+            ]
         )
-        for ok, message in checks:
-            if not ok:
-                raise UsageError(message)
-        if self.builtin_style is not None:
-            builtin_style_weights(self.builtin_style)
+        _check_numbers(
+            {
+                "content weight": self.content_weight,
+                "style weight": self.resolved_style_weight,
+                "TV weight": self.tv_weight,
+                **{f"style layer weight {i + 1}": w for i, w in enumerate(self.resolved_style_layer_weights)},
+            }
+        )
+        for layer in (*self.content_layers, *self.style_layers):
+            canonical_layer(layer)
+
+
+@dataclass(frozen=True)
+class OptimizeSettings(_Section):
+    """How the optimisation (Gatys et al. 2015) runs: scales, iterations, stopping, the optimiser
+    and its starting image."""
+
+    # Coarse-to-fine: start at this long side and grow by sqrt(2) up to max_size; None = one scale.
+    multiscale_min: int | None = None
+    iterations: int = 300  # at the final scale (and at every scale, unless coarse_iterations is set)
+    # Iterations at each scale before the final one; None: `iterations`. Coarse scales are cheap
+    # (a quarter of the pixels per halving), and what they cannot fix, the final scale must.
+    coarse_iterations: int | None = None
+    # The stopping rule: a scale (or tile) ends before ``iterations`` once its best loss has improved
+    # by less than ``stop_tolerance`` (a fraction) over the last ``stop_window`` iterations. 0: run
+    # every iteration. Checked at each progress report (`report_every`).
+    stop_tolerance: float = 0.02
+    stop_window: int = 30
+
+    optimizer: Optimizer = "lbfgs"
+    learning_rate: float | None = None  # None: 1.0 for L-BFGS (unit step), 0.02 for Adam
+    adam_b1: float = 0.9
+    adam_b2: float = 0.999
+    adam_eps: float = 1e-8
+    lbfgs_memory: int = 10
+
+    # "fast": start from the fast method's picture (Magenta's network), which already has the
+    # style's colours and strokes, so the optimisation converges sooner (docs/quality.md).
+    init: Init = "fast"
+    init_noise_fraction: float = 0.7  # "blend" init: (1 - f) * content + f * noise
+    clip: bool = True  # clip the image to [0, 1] after each step
+
+    # Iterations between progress reports: also the steps of one compiled dispatch (a lax.scan),
+    # so the host syncs only to report (faster than one step per dispatch: docs/performance.md).
+    report_every: int = 10
+
+    @property
+    def resolved_learning_rate(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 1.0 if self.optimizer == "lbfgs" else 0.02
+
+    def __post_init__(self) -> None:
+        _check(
+            [
+                (self.iterations >= 1, f"iterations must be at least 1, got {self.iterations}"),
+                (
+                    self.coarse_iterations is None or self.coarse_iterations >= 1,
+                    f"coarse iterations must be at least 1, got {self.coarse_iterations}",
+                ),
+                (self.report_every >= 1, "report_every must be at least 1"),
+                (
+                    math.isfinite(self.stop_tolerance) and 0 <= self.stop_tolerance < 1,
+                    f"stop tolerance must be a fraction from 0 (off) to below 1, got {self.stop_tolerance}",
+                ),
+                (self.stop_window >= 1, f"stop window must be at least 1 iteration, got {self.stop_window}"),
+                (self.lbfgs_memory >= 1, "lbfgs_memory must be at least 1"),
+                (0.0 <= self.init_noise_fraction <= 1.0, "init noise fraction must be in [0, 1]"),
+            ]
+        )
+        _check_choices(self)
+        _check_numbers(
+            {
+                "learning rate": self.resolved_learning_rate,
+                "Adam beta1": self.adam_b1,
+                "Adam beta2": self.adam_b2,
+                "Adam epsilon": self.adam_eps,
+            },
+            positive=("learning rate", "Adam epsilon"),
+        )
+
+
+@dataclass(frozen=True)
+class VideoSettings(_Section):
+    """Video only (`jaxstyle.video`)."""
+
+    # How closely each frame follows the previous result, warped along the optical flow. "fast":
+    # the warped result's share of the blend, 0 to 1; "gatys": the weight of Ruder et al.'s
+    # temporal loss. 0: frame by frame. None: the method's default (`TEMPORAL_WEIGHTS`).
+    temporal_weight: float | None = None
+
+
+@dataclass(frozen=True)
+class ResourceSettings(_Section):
+    """What a run may use, and how it computes; none of these is meant to change the picture
+    beyond rounding."""
+
+    # Print sizes (docs/highres.md): memory a run may use, in GiB (None: what the machine or the
+    # accelerator has free). Above it, the optimisation runs its final scales in overlapping tiles
+    # and the fast method in windows, both under the whole image's statistics. ``tile_size``
+    # forces tiles of that side in output pixels (None: tiles only where memory needs them).
+    memory_budget: float | None = None
+    tile_size: int | None = None
+    # bfloat16 runs the VGG convolutions in bf16 (losses and the image stay float32): ~2x less
+    # memory traffic; worth it on GPUs/TPUs and CPUs with AVX512_BF16/AMX.
+    precision: Precision = "float32"
+
+    def __post_init__(self) -> None:
+        _check(
+            [
+                (
+                    self.memory_budget is None or (math.isfinite(self.memory_budget) and self.memory_budget > 0),
+                    f"memory budget must be a number of GiB above 0, got {self.memory_budget}",
+                ),
+                (
+                    self.tile_size is None or self.tile_size >= MIN_TILE,
+                    f"tile size must be at least {MIN_TILE} px, got {self.tile_size}",
+                ),
+            ]
+        )
+        _check_choices(self)
+
+
+SECTIONS: dict[str, type] = {
+    "fast": FastSettings,
+    "loss": LossSettings,
+    "optimize": OptimizeSettings,
+    "video": VideoSettings,
+    "resources": ResourceSettings,
+}
+
+
+@dataclass(frozen=True, init=False)
+class StyleConfig:
+    """Settings of one stylization: those every method shares, then one section per part of the
+    work. Checked when built: an instance is always a config that makes sense.
+
+    Built from any of its settings by name: the shared fields, whole sections, and any section's
+    field by its name (unique across sections) or its path: ``StyleConfig(method="fast",
+    iterations=150)`` or ``StyleConfig(**{"optimize.iterations": 150})``. Read through the
+    sections: ``config.optimize.iterations``.
+    """
+
+    # The method (`jaxstyle.methods`): "gatys" optimises the image (Gatys et al. 2015); "fast" is
+    # one pass of Magenta's arbitrary-style network (Ghiasi et al. 2017).
+    method: MethodName = "gatys"
+    # Size: the long side of the output, and the style image's long side relative to it.
+    max_size: int = 512
+    style_scale: float = 1.0
+    preserve_color: PreserveColor = "none"
+    seed: int = 0
+
+    fast: FastSettings = dataclasses.field(default_factory=FastSettings)
+    loss: LossSettings = dataclasses.field(default_factory=LossSettings)
+    optimize: OptimizeSettings = dataclasses.field(default_factory=OptimizeSettings)
+    video: VideoSettings = dataclasses.field(default_factory=VideoSettings)
+    resources: ResourceSettings = dataclasses.field(default_factory=ResourceSettings)
+
+    def __init__(self, **settings: object) -> None:
+        values = {
+            f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(StyleConfig)
+        }
+        per_section: dict[str, dict[str, object]] = {}
+        for name, value in settings.items():
+            try:
+                section, field = field_path(name)
+            except KeyError:
+                raise TypeError(f"StyleConfig has no setting {name!r}") from None
+            if section:
+                per_section.setdefault(section, {})[field] = value
+            else:
+                values[field] = value
+        for section, changes in per_section.items():  # a section's fields over the section given
+            values[section] = dataclasses.replace(values[section], **changes)
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+        self._check()
+
+    def replace(self, **changes: object) -> StyleConfig:
+        """A copy with ``changes``, named as `StyleConfig` takes them."""
+        return StyleConfig(**{**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, **changes})
+
+    @property
+    def resolved_temporal_weight(self) -> float:
+        if self.video.temporal_weight is not None:
+            return self.video.temporal_weight
+        if self.method == "gatys" and self.loss.loss_units == "raw":
+            return RAW_TEMPORAL_WEIGHT
+        return TEMPORAL_WEIGHTS[self.method]
+
+    def _check(self) -> None:
+        """The shared fields, and what spans sections (each section checks itself)."""
+        _check(
+            [
+                (self.max_size >= 16, f"max size must be at least 16 px, got {self.max_size}"),
+                (self.seed >= 0, f"seed must be an integer >= 0, got {self.seed}"),
+            ]
+        )
+        _check_choices(self)
+        _check_numbers({"style scale": self.style_scale}, positive=("style scale",))
+        if self.fast.builtin_style is not None:
             if self.method != "fast":
                 raise UsageError("built-in styles belong to the fast method; add --method fast")
-            if self.style_strength != 1.0:
+            if self.fast.style_strength != 1.0:
                 raise UsageError("--style-strength interpolates style images' vectors, not built-in styles")
             if self.preserve_color == "histogram":
                 raise UsageError("histogram colour matching needs style images, not built-in styles")
-        for name, allowed in CHOICE_FIELDS.items():
-            value = getattr(self, name)
-            if value not in allowed:
-                shown = name.replace("_", " ")
-                raise UsageError(f"unknown {shown} {value!r}; choose one of {', '.join(allowed)}")
-        numbers = {
-            "style scale": self.style_scale,
-            "content weight": self.content_weight,
-            "style weight": self.resolved_style_weight,
-            "TV weight": self.tv_weight,
-            "temporal weight": self.resolved_temporal_weight,
-            "learning rate": self.resolved_learning_rate,
-            "Adam beta1": self.adam_b1,
-            "Adam beta2": self.adam_b2,
-            "Adam epsilon": self.adam_eps,
-            **{f"style layer weight {i + 1}": w for i, w in enumerate(self.resolved_style_layer_weights)},
-        }
-        for name, value in numbers.items():
-            if not math.isfinite(value) or value < 0:
-                raise UsageError(f"{name} must be a finite number >= 0, got {value}")
-        for name, value in (
-            ("style scale", self.style_scale),
-            ("learning rate", self.resolved_learning_rate),
-            ("Adam epsilon", self.adam_eps),
-        ):
-            if value <= 0:
-                raise UsageError(f"{name} must be greater than 0, got {value}")
-        if self.method == "fast" and self.resolved_temporal_weight > 1:
-            raise UsageError(f"with --method fast the temporal weight is a share, 0 to 1; got {self.temporal_weight}")
-        if self.seed < 0:
-            raise UsageError(f"seed must be an integer >= 0, got {self.seed}")
-        if self.multiscale_min is not None and not 16 <= self.multiscale_min <= self.max_size:
+        temporal = self.resolved_temporal_weight
+        _check_numbers({"temporal weight": temporal})
+        if self.method == "fast" and temporal > 1:
             raise UsageError(
-                f"multiscale start must be between 16 and max size {self.max_size}, got {self.multiscale_min}"
+                f"with --method fast the temporal weight is a share, 0 to 1; got {self.video.temporal_weight}"
             )
-        for layer in (*self.content_layers, *self.style_layers):
-            canonical_layer(layer)
-        return self
+        start = self.optimize.multiscale_min
+        if start is not None and not 16 <= start <= self.max_size:
+            raise UsageError(f"multiscale start must be between 16 and max size {self.max_size}, got {start}")
 
 
 # The smallest tile: the VGG's deepest default layer (conv5_1) sees 156 px, so smaller tiles are
@@ -275,7 +404,7 @@ class BatchConfig:
     bucket_multiple: int = 1  # round bucket sides up to this many px (reflect-pad, crop back)
     output_format: OutputFormat = "png"
 
-    def validate(self) -> BatchConfig:
+    def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise UsageError(f"the batch size must be at least 1, got {self.batch_size}")
         if self.bucket_multiple < 1:
@@ -284,7 +413,6 @@ class BatchConfig:
             raise UsageError(
                 f"unknown output format {self.output_format!r}; choose one of {', '.join(get_args(OutputFormat))}"
             )
-        return self
 
 
 @dataclass(frozen=True)
@@ -311,16 +439,45 @@ def _literal_of(annotation) -> tuple[str, ...] | None:
     return None
 
 
+def _choice_fields(cls) -> dict[str, tuple[str, ...]]:
+    return {name: values for name, kind in _field_types(cls).items() if (values := _literal_of(kind)) is not None}
+
+
+# Every field of a stylization by its name: section ("" for the shared fields) and type.
+_SHARED = {name: kind for name, kind in _field_types(StyleConfig).items() if name not in SECTIONS}
+FIELDS: dict[str, tuple[str, object]] = {
+    **{name: ("", kind) for name, kind in _SHARED.items()},
+    **{name: (section, kind) for section, cls in SECTIONS.items() for name, kind in _field_types(cls).items()},
+}
+"""Field name -> (its section, "" for the shared fields; its type). Names are unique across sections."""
+
 CHOICE_FIELDS: dict[str, tuple[str, ...]] = {
-    name: values for name, kind in _field_types(StyleConfig).items() if (values := _literal_of(kind)) is not None
+    name: values for name, (_, kind) in FIELDS.items() if (values := _literal_of(kind)) is not None
 }
 """Every `StyleConfig` field with a fixed set of values, and those values."""
+
+
+def field_path(name: str) -> tuple[str, str]:
+    """``"iterations"`` or ``"optimize.iterations"`` -> ``("optimize", "iterations")``; a shared
+    field's section is ""; a section's own name is ``("", section)``. KeyError if there is none."""
+    section, dot, field = name.rpartition(".")
+    if name in SECTIONS:
+        return "", name
+    if field not in FIELDS or (dot and FIELDS[field][0] != section):
+        raise KeyError(name)
+    return FIELDS[field][0], field
 
 
 def choices(field: str) -> str:
     """'lbfgs or adam': the values of a choice field, for help texts."""
     values = CHOICE_FIELDS[field]
     return ", ".join(values[:-1]) + f" or {values[-1]}" if len(values) > 1 else values[0]
+
+
+def default(field: str) -> object:
+    """The default of a `StyleConfig` field, by name."""
+    section, name = field_path(field)
+    return getattr(getattr(_DEFAULTS, section) if section else _DEFAULTS, name)
 
 
 def _convert(annotation, value: object, name: str) -> object:
@@ -357,23 +514,36 @@ def _convert(annotation, value: object, name: str) -> object:
     return value
 
 
-def parse_setting(text: str, cls=None) -> tuple[str, object]:
-    """``'tv_weight=10'`` -> ``("tv_weight", 10.0)``, typed by the `StyleConfig` field."""
-    cls = cls or StyleConfig
+def _known_fields() -> str:
+    return ", ".join(f"{section}.{name}" if section else name for name, (section, _) in FIELDS.items())
+
+
+def _typed(name: str, value: object) -> tuple[str, object]:
+    """``name`` (a field's name or path) and ``value`` converted to that field's type."""
+    field = field_path(name)[1]
+    return name, _convert(FIELDS[field][1], value, field)
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """``'tv_weight=10'`` -> ``("tv_weight", 10.0)``, typed by the `StyleConfig` field; the field
+    may also be named by its path, ``'loss.tv_weight=10'``."""
     name, sep, value = text.partition("=")
     name = name.strip().replace("-", "_")
-    hints = _field_types(cls)
-    if not sep or name not in hints:
-        known = ", ".join(hints)
-        raise UsageError(f"--set takes FIELD=VALUE with one of the fields {known}; got {text!r}")
-    return name, _convert(hints[name], value.strip(), name)
+    try:
+        field_path(name)
+    except KeyError:
+        sep = ""
+    if not sep or name in SECTIONS:
+        raise UsageError(f"--set takes FIELD=VALUE with one of the fields {_known_fields()}; got {text!r}")
+    return _typed(name, value.strip())
 
 
-def load_toml(path: str | Path, cls=None) -> dict[str, object]:
-    """The settings of a TOML file (top-level keys named like `StyleConfig` fields), typed."""
+def load_toml(path: str | Path) -> dict[str, object]:
+    """The settings of a TOML file, typed: shared fields at the top level and one table per
+    section (``[optimize]`` ``iterations = 100``); a section's field may also be given at the top
+    level by its name alone."""
     import tomllib
 
-    cls = cls or StyleConfig
     path = Path(path)
     if not path.is_file():
         raise InputNotFoundError(f"config file '{path}' does not exist")
@@ -381,11 +551,23 @@ def load_toml(path: str | Path, cls=None) -> dict[str, object]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise UsageError(f"config file '{path}' is not valid TOML: {error}") from None
-    hints = _field_types(cls)
-    unknown = sorted(set(data) - set(hints))
+    flat = {}
+    for key, value in data.items():
+        if key in SECTIONS and isinstance(value, dict):
+            flat.update({f"{key}.{name}": item for name, item in value.items()})
+        else:
+            flat[key] = value
+    unknown = []
+    for name in flat:
+        try:
+            if name in SECTIONS:
+                raise KeyError(name)
+            field_path(name)
+        except KeyError:
+            unknown.append(name)
     if unknown:
-        raise UsageError(f"config file '{path}': unknown setting(s) {', '.join(unknown)}")
-    return {name: _convert(hints[name], value, name) for name, value in data.items()}
+        raise UsageError(f"config file '{path}': unknown setting(s) {', '.join(sorted(unknown))}")
+    return dict(_typed(name, value) for name, value in flat.items())
 
 
 def build_config(
@@ -396,16 +578,22 @@ def build_config(
     settings: Mapping[str, object] | None = None,
     sets: tuple[str, ...] = (),
 ) -> StyleConfig:
-    """A validated `StyleConfig`: ``defaults`` (a command's own, e.g. the video command's method)
-    over the `StyleConfig` ones, then a preset, then a TOML file, then ``settings`` (e.g. the CLI's
-    named options; None values are skipped), then ``--set FIELD=VALUE`` texts."""
-    merged: dict[str, object] = dict(defaults or {})
-    merged.update(PRESETS[_preset_name(preset_name)] if preset_name else {})
+    """A `StyleConfig`: ``defaults`` (a command's own, e.g. the video command's method) over the
+    `StyleConfig` ones, then a preset, then a TOML file, then ``settings`` (e.g. the CLI's named
+    options; None values are skipped), then ``--set FIELD=VALUE`` texts. Fields by name or path."""
+    merged: dict[str, object] = {}
+
+    def merge(changes: Mapping[str, object]) -> None:
+        for name, value in changes.items():  # one key per field, whether named by name or path
+            merged[field_path(name)[1] if name not in SECTIONS else name] = value
+
+    merge(defaults or {})
+    merge(PRESETS[_preset_name(preset_name)] if preset_name else {})
     if config_file is not None:
-        merged.update(load_toml(config_file))
-    merged.update({key: value for key, value in (settings or {}).items() if value is not None})
-    merged.update(parse_setting(text) for text in sets)
-    return StyleConfig(**merged).validate()
+        merge(load_toml(config_file))
+    merge({key: value for key, value in (settings or {}).items() if value is not None})
+    merge(dict(parse_setting(text) for text in sets))
+    return _DEFAULTS.replace(**merged)
 
 
 def _preset_name(name: str) -> str:
@@ -464,5 +652,8 @@ PRESETS: dict[str, dict[str, object]] = {
 
 
 def preset(name: str, **overrides) -> StyleConfig:
-    """A `StyleConfig` from a named preset with further overrides."""
-    return StyleConfig(**{**PRESETS[_preset_name(name)], **overrides})
+    """A `StyleConfig` from a named preset with further overrides (fields by name or path)."""
+    return build_config(name, settings=overrides)
+
+
+_DEFAULTS = StyleConfig()

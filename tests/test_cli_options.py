@@ -14,7 +14,18 @@ import pytest
 from jaxstyle.cli.app import main
 from PIL import Image
 
-from jaxstyle.config import CHOICE_FIELDS, StyleConfig, build_config, load_toml, parse_setting
+from jaxstyle.config import (
+    CHOICE_FIELDS,
+    FIELDS,
+    SECTIONS,
+    LossSettings,
+    OptimizeSettings,
+    StyleConfig,
+    build_config,
+    field_path,
+    load_toml,
+    parse_setting,
+)
 from jaxstyle.errors import InputNotFoundError, UsageError
 
 HEAVY = ("jax", "sklearn", "skimage", "cv2", "av")
@@ -113,10 +124,10 @@ def test_build_config_order_preset_file_options_set(tmp_path: Path):
     config = build_config(
         "neural-style", config_file=path, settings={"tv_weight": 3.0, "seed": None}, sets=("iterations=9",)
     )
-    assert config.pooling == "max"  # from the preset
-    assert config.style_layers == ("relu1_1",) and config.optimizer == "adam"  # from the file
-    assert config.tv_weight == 3.0  # the named option beats the file
-    assert config.iterations == 9  # --set is applied last
+    assert config.loss.pooling == "max"  # from the preset
+    assert config.loss.style_layers == ("relu1_1",) and config.optimize.optimizer == "adam"  # from the file
+    assert config.loss.tv_weight == 3.0  # the named option beats the file
+    assert config.optimize.iterations == 9  # --set is applied last
     assert config.seed == StyleConfig().seed  # None means "not given"
 
 
@@ -124,7 +135,7 @@ def test_command_defaults_come_first(tmp_path: Path):
     """The video command's own default method yields to a preset, a file, the option and --set."""
     defaults = {"method": "fast", "iterations": 5}
     assert build_config(defaults=defaults).method == "fast"
-    assert build_config("neural-style", defaults=defaults).iterations == 1000
+    assert build_config("neural-style", defaults=defaults).optimize.iterations == 1000
     path = tmp_path / "gatys.toml"
     path.write_text('method = "gatys"\n')
     assert build_config(defaults=defaults, config_file=path).method == "gatys"
@@ -147,7 +158,56 @@ def test_every_choice_field_is_checked():
     for name, allowed in CHOICE_FIELDS.items():
         assert len(allowed) >= 1
         with pytest.raises(UsageError, match=f"choose one of {', '.join(allowed)}"):
-            StyleConfig(**{name: "bogus"}).validate()
+            StyleConfig().replace(**{name: "bogus"})
+
+
+def test_fields_are_unique_across_sections_and_reached_by_name_or_path():
+    names = [name for cls in SECTIONS.values() for name in cls.__dataclass_fields__]
+    assert len(names) == len(set(names)) and not set(names) & set(StyleConfig.__dataclass_fields__)
+    assert field_path("iterations") == field_path("optimize.iterations") == ("optimize", "iterations")
+    assert field_path("max_size") == ("", "max_size") and field_path("loss") == ("", "loss")
+    for bad in ("loss.iterations", "nonsense", "optimize.nonsense"):
+        with pytest.raises(KeyError):
+            field_path(bad)
+    config = StyleConfig().replace(iterations=5, **{"loss.tv_weight": 2.0}, max_size=64)
+    assert (config.optimize.iterations, config.loss.tv_weight, config.max_size) == (5, 2.0, 64)
+    assert config.optimize.replace(iterations=300) == StyleConfig().optimize  # the rest kept
+    assert parse_setting("optimize.lbfgs_memory=20") == ("optimize.lbfgs_memory", 20)
+    assert build_config(sets=("optimize.lbfgs_memory=20",)).optimize.lbfgs_memory == 20
+    assert len(FIELDS) == len(names) + len(StyleConfig.__dataclass_fields__) - len(SECTIONS)
+
+
+def test_a_config_is_checked_when_it_is_built():
+    """No unchecked config exists: each section checks itself, StyleConfig what spans sections."""
+    with pytest.raises(UsageError, match="iterations must be at least 1"):
+        OptimizeSettings(iterations=0)
+    with pytest.raises(UsageError, match="at least one style layer"):
+        LossSettings(style_layers=())
+    with pytest.raises(UsageError, match="max size must be at least 16"):
+        StyleConfig(max_size=8)
+    with pytest.raises(UsageError, match="built-in styles belong to the fast method"):
+        StyleConfig().replace(builtin_style="7")
+    with pytest.raises(UsageError, match="multiscale start must be between 16 and max size 64"):
+        StyleConfig().replace(max_size=64, multiscale_min=128)
+    with pytest.raises(UsageError, match="temporal weight is a share"):
+        StyleConfig().replace(method="fast", temporal_weight=2.0)
+    with pytest.raises(UsageError, match="learning rate must be greater than 0"):
+        StyleConfig().replace(learning_rate=0.0)
+
+
+def test_toml_sections_and_top_level_names(tmp_path: Path):
+    path = tmp_path / "settings.toml"
+    path.write_text('max_size = 256\ntv_weight = 2.0\n[optimize]\niterations = 7\n[loss]\npooling = "max"\n')
+    config = build_config(config_file=path)
+    assert (config.max_size, config.loss.tv_weight, config.optimize.iterations, config.loss.pooling) == (
+        256,
+        2.0,
+        7,
+        "max",
+    )
+    path.write_text("[loss]\niterations = 7\n")
+    with pytest.raises(UsageError, match=r"unknown setting\(s\) loss.iterations"):
+        load_toml(path)
 
 
 def test_set_reaches_a_field_without_an_option(tmp_path: Path, capsys):
@@ -162,7 +222,7 @@ def test_set_reaches_a_field_without_an_option(tmp_path: Path, capsys):
     args += ["--max-size", "16", "--iterations", "1", "--set", "lbfgs_memory=3", "--set", "style_layers=relu1_1"]
     assert main(args) == 0, capsys.readouterr().err
     recorded = json.loads(read_image_metadata(out)["jaxstyle.config"])
-    assert recorded["lbfgs_memory"] == 3 and recorded["style_layers"] == ["relu1_1"]
+    assert recorded["optimize"]["lbfgs_memory"] == 3 and recorded["loss"]["style_layers"] == ["relu1_1"]
 
 
 # --------------------------------------------------------------------------------------- bench
