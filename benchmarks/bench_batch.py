@@ -66,7 +66,7 @@ def _inputs(count: int):
     import numpy as np
     from jaxstyle.stylize import stylize  # noqa: F401 - import cost outside the timings
 
-    from jaxstyle.io.image import load_image
+    from jaxstyle.io.decode import load_image
 
     assets = Path(__file__).resolve().parents[1] / "jaxstyle" / "assets" / "images"
     photo = load_image(assets / "chelsea.jpg").rgb
@@ -161,7 +161,7 @@ def interleaved(size: int, batches: list[int], reps: int) -> dict:
     config = StyleConfig(max_size=size)
     spec, opt_spec = LossSpec.from_config(config, weights.mean_bgr), OptimizerSpec.from_config(config)
     contents, style = _inputs(1)
-    from jaxstyle.io.image import resize_to
+    from jaxstyle.io.resize import resize_to
 
     shape = fit_long_side(contents[0].shape[:2], size)
     image = jnp.asarray(resize_to(contents[0], *shape))

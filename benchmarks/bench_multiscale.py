@@ -23,7 +23,8 @@ import numpy as np
 from jaxstyle.stylize import scale_sizes, stylize
 
 from jaxstyle.config import StyleConfig
-from jaxstyle.io.image import load_image, save_image
+from jaxstyle.io.decode import load_image
+from jaxstyle.io.encode import save_image
 from jaxstyle.weights import load_weights
 
 ASSETS = Path(__file__).resolve().parents[1] / "jaxstyle" / "assets" / "images"

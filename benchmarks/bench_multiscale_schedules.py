@@ -26,7 +26,8 @@ import numpy as np
 from jaxstyle.stylize import _initial_image, fit_long_side
 
 from jaxstyle.config import StyleConfig
-from jaxstyle.io.image import load_image, resize_to
+from jaxstyle.io.decode import load_image
+from jaxstyle.io.resize import resize_to
 from jaxstyle.nets.vgg import prepare_params
 from jaxstyle.optimize import LossSpec, content_targets, optimise, style_targets, total_loss, whole_norms
 from jaxstyle.weights import load_weights

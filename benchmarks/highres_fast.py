@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxstyle import problem
 from jaxstyle.config import StyleConfig
-from jaxstyle.io.image import load_image
+from jaxstyle.io.decode import load_image
 from jaxstyle.methods.fast import FastRunner
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -27,7 +27,8 @@ import judge
 
 from jaxstyle import problem
 from jaxstyle.config import StyleConfig
-from jaxstyle.io.image import load_image, save_image
+from jaxstyle.io.decode import load_image
+from jaxstyle.io.encode import save_image
 from jaxstyle.methods.gatys import GatysRunner
 
 RESULTS = Path(__file__).resolve().parent / "results"

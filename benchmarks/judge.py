@@ -116,7 +116,7 @@ def ratios(output: np.ndarray, content: np.ndarray, style: np.ndarray, vgg=None)
 
 
 def main(argv: list[str]) -> None:
-    from jaxstyle.io.image import load_image
+    from jaxstyle.io.decode import load_image
 
     output, content, style = (load_image(path).rgb for path in argv[1:4])
     print(json.dumps(ratios(output, content, style)))

@@ -105,9 +105,11 @@ def run_stylize(
     import numpy as np
 
     from jaxstyle import methods, problem
-    from jaxstyle.io.files import atomic_write_text
-    from jaxstyle.io.image import check_output_path, load_image, resize_to, save_image
+    from jaxstyle.io.decode import load_image
+    from jaxstyle.io.encode import check_image_suffix, save_image
+    from jaxstyle.io.files import atomic_write_text, check_output_path
     from jaxstyle.io.parts import PartsFolder, parts_folder
+    from jaxstyle.io.resize import resize_to
     from jaxstyle.placement import memory_budget_bytes
     from jaxstyle.problem import check_style_blend, run_metadata
 
@@ -117,6 +119,7 @@ def run_stylize(
     content = load_image(content_path)
     styles = [load_image(path).rgb for path in style_paths]
     init_image = load_image(init_image_path).rgb if init_image_path else None
+    check_image_suffix(output)
     output = check_output_path(output, overwrite=overwrite, inputs=inputs)
     if history_path is not None:
         history_path = check_history_path(history_path, overwrite=overwrite, taken=[*inputs, output])
@@ -342,10 +345,12 @@ def demo_command(
     """
     with user_errors():
         started = time.perf_counter()
-        from jaxstyle.io.image import check_output_path
+        from jaxstyle.io.encode import check_image_suffix
+        from jaxstyle.io.files import check_output_path
 
         fast = fast_demo_path(output)
         for target in (output, fast):  # both checked before any work
+            check_image_suffix(target)
             check_output_path(target, overwrite=overwrite)
         common = {
             "style_blend": None,
@@ -387,9 +392,12 @@ def builtin_styles_command(
         if columns < 1:
             raise UsageError(f"--columns must be at least 1, got {columns}")
         config = build_config(settings={"method": "fast", "builtin_style": "0", "max_size": max_size})
-        from jaxstyle.io.image import check_output_path, load_image, save_image
+        from jaxstyle.io.decode import load_image
+        from jaxstyle.io.encode import check_image_suffix, save_image
+        from jaxstyle.io.files import check_output_path
         from jaxstyle.methods.fast import builtin_contact_sheet
 
+        check_image_suffix(output)
         target = check_output_path(output, overwrite=overwrite, inputs=[content])
         photo = load_image(content)
         with progress_bar() as bar:

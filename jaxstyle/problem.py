@@ -18,7 +18,7 @@ import numpy as np
 from jaxstyle import color
 from jaxstyle.config import StyleConfig
 from jaxstyle.errors import ImageError, UsageError
-from jaxstyle.io.image import resize_to
+from jaxstyle.io.resize import resize_to
 from jaxstyle.nets.vgg_layers import MIN_SIDE
 
 # Colour modes that recolour the styles for each content image, so nothing about the styles can

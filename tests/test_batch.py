@@ -41,7 +41,7 @@ from jaxstyle.batch import (
 )
 from jaxstyle.config import StyleConfig
 from jaxstyle.errors import NumericalError, OutputError, UsageError
-from jaxstyle.io.image import load_image, read_image_metadata
+from jaxstyle.io.decode import load_image, read_image_metadata
 from jaxstyle.problem import fit_long_side
 from jaxstyle.stylization import stylize
 from jaxstyle.weights import load_weights
@@ -171,7 +171,7 @@ def test_batch_scores_match_values_derived_by_hand(weights):
     """Not through the loss code the batch shares with single images: the TV ratio from the result
     and the style image in NumPy, each weighted term from its ratio and the config's weight (ratio
     units), and the total as their sum."""
-    from jaxstyle.io.image import resize_to
+    from jaxstyle.io.resize import resize_to
 
     contents = [random_image((40, 60), seed) for seed in (11, 12)]
     style = random_image((50, 50), 13)
@@ -199,7 +199,7 @@ def test_batch_scores_match_values_derived_by_hand(weights):
 
 
 def content_resized(content):
-    from jaxstyle.io.image import resize_to
+    from jaxstyle.io.resize import resize_to
 
     return resize_to(content, *fit_long_side(content.shape[:2], 32))
 

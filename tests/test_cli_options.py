@@ -152,7 +152,7 @@ def test_every_choice_field_is_checked():
 
 def test_set_reaches_a_field_without_an_option(tmp_path: Path, capsys):
     """--set lbfgs_memory=3 reaches the run: the PNG metadata records the config that ran."""
-    from jaxstyle.io.image import read_image_metadata
+    from jaxstyle.io.decode import read_image_metadata
 
     rng = np.random.default_rng(1)
     for name in ("content.png", "style.png"):

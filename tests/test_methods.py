@@ -14,7 +14,8 @@ from jaxstyle import methods, problem
 from jaxstyle.batch import stylize_batch
 from jaxstyle.config import StyleConfig
 from jaxstyle.errors import UsageError
-from jaxstyle.io.image import load_image, read_image_metadata, resize_to
+from jaxstyle.io.decode import load_image, read_image_metadata
+from jaxstyle.io.resize import resize_to
 from jaxstyle.methods.fast import fast_stylize
 from jaxstyle.nets import magenta
 from jaxstyle.stylization import stylize

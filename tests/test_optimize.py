@@ -19,7 +19,7 @@ import scipy.optimize
 import jaxstyle.optimize as opt
 from jaxstyle.config import PRESETS, StyleConfig, preset
 from jaxstyle.errors import NumericalError, UsageError
-from jaxstyle.io.image import resize_to
+from jaxstyle.io.resize import resize_to
 from jaxstyle.nets.vgg import prepare_params
 from jaxstyle.optimize import (
     TERMS,

@@ -22,7 +22,7 @@ from video_files import moving_frames, noise_frames, write_animation, write_vide
 from jaxstyle import problem
 from jaxstyle.config import StyleConfig
 from jaxstyle.errors import ImageError, UsageError
-from jaxstyle.io.image import load_image
+from jaxstyle.io.decode import load_image
 from jaxstyle.io.video import probe, read_frames
 from jaxstyle.methods import Previous, setup
 from jaxstyle.video import FrameDone, VideoStarted, flow, run_video

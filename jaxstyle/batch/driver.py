@@ -31,8 +31,10 @@ from jaxstyle.batch.manifest import Manifest, manifest_name, params_hash, params
 from jaxstyle.config import JPEG_QUALITY, BatchConfig, StyleConfig
 from jaxstyle.errors import JaxstyleError, OutputError, UsageError, one_line
 from jaxstyle.io.behind import Behind
+from jaxstyle.io.decode import load_image
+from jaxstyle.io.encode import save_image
 from jaxstyle.io.files import file_sha256, temporaries_of
-from jaxstyle.io.image import load_image, resize_to, save_image
+from jaxstyle.io.resize import resize_to
 from jaxstyle.problem import make_style_set, run_metadata
 
 logger = logging.getLogger(__name__)

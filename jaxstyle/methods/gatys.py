@@ -20,8 +20,8 @@ import numpy as np
 from jaxstyle import problem
 from jaxstyle.config import MIN_TILE, StyleConfig
 from jaxstyle.errors import UsageError
-from jaxstyle.io.image import resize_to
 from jaxstyle.io.parts import PartsFolder
+from jaxstyle.io.resize import resize_to
 from jaxstyle.methods import BucketProgress, Previous, Warp
 from jaxstyle.nets.magenta import MIN_SIDE as magenta_min_side
 from jaxstyle.nets.vgg import prepare_params

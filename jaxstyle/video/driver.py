@@ -32,9 +32,11 @@ from jaxstyle import methods, problem
 from jaxstyle.config import BatchConfig, StyleConfig
 from jaxstyle.errors import ImageError, OutputError
 from jaxstyle.io.behind import Behind
+from jaxstyle.io.decode import load_image
+from jaxstyle.io.encode import save_image, to_8bit
 from jaxstyle.io.files import check_output_path
-from jaxstyle.io.image import load_image, resize_to, save_image, to_8bit
 from jaxstyle.io.parts import PartsFolder, parts_folder
+from jaxstyle.io.resize import resize_to
 from jaxstyle.io.video import Frame, VideoInfo, output_kind, probe, read_frames, write_frames
 from jaxstyle.methods import Previous
 from jaxstyle.video import flow
