@@ -21,7 +21,6 @@ later runs load them (`nets.programs`, JAX's persistent cache).
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import os
 import threading
@@ -41,18 +40,9 @@ from jaxstyle.nets import magenta, programs
 from jaxstyle.placement import Placement, memory_budget_bytes
 from jaxstyle.problem import BatchImage, StyleSet
 from jaxstyle.tiling import ScalePlan
+from jaxstyle.weights import params_digest
 
 _COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-def params_digest(params) -> str:
-    """A short content hash of a params PyTree, to tell weights apart in batch manifests."""
-    digest = hashlib.blake2b(digest_size=8)
-    for path, leaf in sorted(jax.tree_util.tree_leaves_with_path(params), key=lambda item: str(item[0])):
-        array = np.ascontiguousarray(np.asarray(leaf))
-        digest.update(f"{jax.tree_util.keystr(path)}{array.shape}{array.dtype}".encode())
-        digest.update(memoryview(array).cast("B"))
-    return digest.hexdigest()
 
 
 @jax.jit

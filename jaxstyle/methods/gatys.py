@@ -49,7 +49,7 @@ from jaxstyle.optimize import (
 from jaxstyle.placement import Placement, memory_budget_bytes
 from jaxstyle.problem import BatchImage, StyleSet
 from jaxstyle.tiling import ScalePlan, TilePlan
-from jaxstyle.weights import VGGWeights, load_weights, weights_digest
+from jaxstyle.weights import VGGWeights, load_weights, params_digest
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,7 @@ class GatysRunner:
         self.config = config.validate()
         self.styles = styles
         weights = weights or load_weights()
-        self.weights_id = weights_digest(weights)
+        self.weights_id = params_digest(weights.params, separator="/", trailer=repr(tuple(weights.mean_bgr)))
         self.spec = LossSpec.from_config(self.config, weights.mean_bgr)
         self.stepper = make_stepper(self.spec, OptimizerSpec.from_config(self.config))
         self.placement = Placement(devices) if devices is not None else None
