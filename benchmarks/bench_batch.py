@@ -64,9 +64,9 @@ def _rss_mib() -> float:
 
 def _inputs(count: int):
     import numpy as np
-    from jaxstyle.stylize import stylize  # noqa: F401 - import cost outside the timings
 
     from jaxstyle.io.decode import load_image
+    from jaxstyle.stylization import stylize  # noqa: F401 - import cost outside the timings
 
     assets = Path(__file__).resolve().parents[1] / "jaxstyle" / "assets" / "images"
     photo = load_image(assets / "chelsea.jpg").rgb
@@ -78,10 +78,10 @@ def _inputs(count: int):
 
 def worker(kind: str, size: int, batch: int, steps: int) -> dict:
     import jax
-    from jaxstyle.stylize import stylize
 
     from jaxstyle.batch import stylize_batch
     from jaxstyle.config import StyleConfig
+    from jaxstyle.stylization import stylize
     from jaxstyle.weights import load_weights
 
     weights = load_weights()
@@ -150,10 +150,10 @@ def interleaved(size: int, batches: list[int], reps: int) -> dict:
     """
     import jax
     import jax.numpy as jnp
-    from jaxstyle.stylize import fit_long_side
 
     from jaxstyle.config import StyleConfig
     from jaxstyle.optimize import LossSpec, OptimizerSpec, content_targets, init_opt_state, run_steps, style_targets
+    from jaxstyle.problem import fit_long_side
     from jaxstyle.weights import load_weights
 
     weights = load_weights()
