@@ -11,7 +11,7 @@ resident memory, VmHWM, belongs to that configuration alone). Per configuration:
   ``steps`` iterations. The per-iteration time is the median of the optimiser's own per-iteration
   clock (robust to a busy machine); the rest of the wall time is per-batch overhead (resizing,
   content/style targets, transfers).
-* ``single``: `jaxstyle.stylize.stylize` in a loop over 2 images (warm, in-process), the library
+* ``single``: `jaxstyle.stylization.stylize` in a loop over 2 images (warm, in-process), the library
   equivalent of running the single-image path per image; measured the same way.
 * ``cli``: ``jaxstyle stylize`` as a fresh process per image, as a shell loop would (start-up,
   weight loading and compilation paid for every image).
