@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle import problem
+from jaxstyle import prepare
 from jaxstyle.config import StyleConfig
 from jaxstyle.errors import UsageError
 from jaxstyle.io.parts import PartsFolder
@@ -211,10 +211,10 @@ def test_plans_tile_what_does_not_fit():
 
 def _tiny_run(parts=None, stop_after=None):
     rng = np.random.default_rng(3)
-    content = problem.resize_to(rng.uniform(size=(12, 20, 3)).astype(np.float32), 96, 160)
+    content = prepare.resize_to(rng.uniform(size=(12, 20, 3)).astype(np.float32), 96, 160)
     style = rng.uniform(size=(64, 64, 3)).astype(np.float32)
     config = StyleConfig(max_size=160, tile_size=64, iterations=4, report_every=2, init="content")
-    runner = GatysRunner(config, problem.make_style_set(style))
+    runner = GatysRunner(config, prepare.make_style_set(style))
     calls = []
 
     def callback(progress):
@@ -232,7 +232,7 @@ def _untiled_score(runner, content, image):
 
     shape = image.shape[:2]
     assert content.shape[:2] == shape
-    styles = problem.styles_for(runner.styles, content, shape, runner.config)
+    styles = prepare.styles_for(runner.styles, content, shape, runner.config)
     targets = {
         "content": content_targets(runner.params, jnp.asarray(content), runner.spec),
         "style": runner.style_targets(styles, shape),
@@ -274,11 +274,11 @@ def test_tiled_optimisation_stopped_in_the_middle_resumes(tmp_path):
 
 def test_fast_runner_tiles_give_the_untiled_result():
     rng = np.random.default_rng(4)
-    content = problem.resize_to(rng.uniform(size=(10, 14, 3)).astype(np.float32), 180, 250)
+    content = prepare.resize_to(rng.uniform(size=(10, 14, 3)).astype(np.float32), 180, 250)
     style = rng.uniform(size=(64, 64, 3)).astype(np.float32)
     config = StyleConfig(method="fast", max_size=250)
-    whole = FastRunner(config, problem.make_style_set(style)).stylize(content)
-    tiled_runner = FastRunner(config.replace(tile_size=208), problem.make_style_set(style))
+    whole = FastRunner(config, prepare.make_style_set(style)).stylize(content)
+    tiled_runner = FastRunner(config.replace(tile_size=208), prepare.make_style_set(style))
     assert tiled_runner.plan(content.shape[:2])[0].tiled
     seen = []
     tiled = tiled_runner.stylize(content, callback=seen.append)
@@ -318,12 +318,12 @@ def test_init_fast_starts_from_the_fast_method():
     from jaxstyle.methods.fast import fast_stylize
 
     rng = np.random.default_rng(6)
-    content = problem.resize_to(rng.uniform(size=(8, 10, 3)).astype(np.float32), 48, 64)
+    content = prepare.resize_to(rng.uniform(size=(8, 10, 3)).astype(np.float32), 48, 64)
     style = rng.uniform(size=(64, 64, 3)).astype(np.float32)
     config = StyleConfig(max_size=64, iterations=1, init="fast", learning_rate=1e-9)
-    result = GatysRunner(config, problem.make_style_set(style)).stylize(content)
+    result = GatysRunner(config, prepare.make_style_set(style)).stylize(content)
     np.testing.assert_allclose(result, fast_stylize(content, style, config), atol=1e-4)
     assert np.abs(result - content).mean() > 0.02  # not the photo: the style is there from the start
     # A first scale below the network's 32 px (21x64) starts from a larger fast picture, resized.
-    wide = problem.resize_to(content, 21, 64)
-    assert GatysRunner(config, problem.make_style_set(style)).stylize(wide).shape == (21, 64, 3)
+    wide = prepare.resize_to(content, 21, 64)
+    assert GatysRunner(config, prepare.make_style_set(style)).stylize(wide).shape == (21, 64, 3)

@@ -33,7 +33,7 @@ from jaxstyle.errors import JaxstyleError, OutputError, UsageError, one_line
 from jaxstyle.io.behind import Behind
 from jaxstyle.io.files import file_sha256, temporaries_of
 from jaxstyle.io.image import load_image, resize_to, save_image
-from jaxstyle.problem import make_style_set, run_metadata
+from jaxstyle.prepare import make_style_set, run_metadata
 
 logger = logging.getLogger(__name__)
 

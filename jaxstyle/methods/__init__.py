@@ -4,7 +4,7 @@ A method module has a function ``setup(config, styles, *, weights=None, devices=
 loads what the method needs (networks on the devices, style statistics) and returns a `Runner`.
 `jaxstyle.stylize.stylize` calls ``runner.stylize`` for one image; `jaxstyle.batch` calls
 ``runner.stylize_bucket`` for same-shape batches. Everything else (input checks, resizing,
-colours, style sizing and blending, file I/O, progress) is shared (`jaxstyle.problem`), so a new
+colours, style sizing and blending, file I/O, progress) is shared (`jaxstyle.prepare`), so a new
 method is one new module plus one line in `METHODS`.
 """
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from jaxstyle.config import StyleConfig
     from jaxstyle.io.parts import PartsFolder
-    from jaxstyle.problem import BatchImage, StyleSet
+    from jaxstyle.prepare import BatchImage, StyleSet
     from jaxstyle.tiling import ScalePlan
 
 #: Method name (`StyleConfig.method`) -> module implementing it.

@@ -1,6 +1,6 @@
 """The optimisation method (Gatys et al. 2015): the image itself is optimised against VGG19 losses.
 
-One image runs coarse to fine (`problem.scale_sizes`), each scale starting from the last one's
+One image runs coarse to fine (`prepare.scale_sizes`), each scale starting from the last one's
 result; a batch runs one scale, all images of one bucket in one ``jax.vmap``-ed step
 (`optimize.batched`). Losses, the step and its driver are in `jaxstyle.optimize`.
 """
@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle import problem
+from jaxstyle import prepare
 from jaxstyle.config import MIN_TILE, StyleConfig
 from jaxstyle.errors import UsageError
 from jaxstyle.io.image import resize_to
@@ -47,7 +47,7 @@ from jaxstyle.optimize import (
     whole_norms,
 )
 from jaxstyle.placement import Placement, memory_budget_bytes
-from jaxstyle.problem import BatchImage, StyleSet
+from jaxstyle.prepare import BatchImage, StyleSet
 from jaxstyle.tiling import ScalePlan, TilePlan
 from jaxstyle.weights import VGGWeights, load_weights, weights_digest
 
@@ -143,7 +143,7 @@ def plan_scales(content_shape: tuple[int, int], config: StyleConfig, budget: int
     scale is put in front, the largest that fits but at most one tile and half the final size:
     the composition comes from the whole picture, the detail from the tiles.
     """
-    sizes = problem.scale_sizes(content_shape, config)
+    sizes = prepare.scale_sizes(content_shape, config)
     per_pixel = _tile_bytes(1, config) - _tile_bytes(0, config)
 
     def room(shape):  # bytes left for tiles at this scale
@@ -175,9 +175,9 @@ def plan_scales(content_shape: tuple[int, int], config: StyleConfig, budget: int
         )
     if tiled(sizes[0]):
         side = min(tile_side(sizes[-1]), config.max_size // 2)
-        while side > MIN_TILE and not fits(problem.fit_long_side(content_shape, side)):
+        while side > MIN_TILE and not fits(prepare.fit_long_side(content_shape, side)):
             side -= 16
-        sizes = [problem.fit_long_side(content_shape, side), *sizes]
+        sizes = [prepare.fit_long_side(content_shape, side), *sizes]
     plans = []
     for shape in sizes:
         needed = estimate_memory_bytes(shape, config)
@@ -226,7 +226,7 @@ class GatysRunner:
         self._fast = None  # the feed-forward method, for init="fast"
 
     def style_targets(self, images: Sequence[np.ndarray], shape: tuple[int, int]) -> dict[str, jax.Array]:
-        """The blended style statistics of sized style images (`problem.styles_for`) for ``shape``."""
+        """The blended style statistics of sized style images (`prepare.styles_for`) for ``shape``."""
         per_style = [style_targets(self.params, jnp.asarray(image), self.spec, shape) for image in images]
         return blend_style_targets(per_style, self.styles.weights)
 
@@ -261,7 +261,7 @@ class GatysRunner:
         from the previous result where it can be trusted and held near it by Ruder et al.'s
         temporal loss (`jaxstyle.losses.temporal_loss`)."""
         config = self.config
-        content = problem.as_rgb(content, "content image")
+        content = prepare.as_rgb(content, "content image")
         plans = list(plans or self.plan(content.shape[:2]))
         if previous is not None:  # a video frame: one whole scale
             plans = [ScalePlan(plans[-1].shape, plans[-1].needed)]
@@ -273,7 +273,7 @@ class GatysRunner:
         image = resized = scores = None
         for index, plan in enumerate(plans):
             shape, before = plan.shape, sum(n * p.count for n, p in zip(per_scale[:index], plans))
-            resized, stylized = problem.content_at(content, shape, config)
+            resized, stylized = prepare.content_at(content, shape, config)
             saved = parts.load_array(f"scale{index}.npy", (*shape, 3)) if parts is not None else None
             if saved is not None:
                 image = saved
@@ -281,11 +281,11 @@ class GatysRunner:
             if index == 0 and config.init == "fast":  # a video frame's too: its newly seen parts
                 init_image = self.fast_start(content, shape)
             if previous is not None:
-                reference = problem.stylized_colours(previous.image, config)
+                reference = prepare.working_colours(previous.image, config)
                 mask = previous.mask[..., None]
-                start = mask * reference + (1.0 - mask) * problem.initial_image(stylized, config, init_image)
+                start = mask * reference + (1.0 - mask) * prepare.initial_image(stylized, config, init_image)
             elif image is None:
-                start = problem.initial_image(stylized, config, init_image)
+                start = prepare.initial_image(stylized, config, init_image)
             else:
                 start = resize_to(image, *shape)
 
@@ -299,7 +299,7 @@ class GatysRunner:
                     callback(Progress(index, len(plans), shape, done, total, step, tiles and tiles[:2]))
 
             scale_config = config.replace(iterations=per_scale[index])
-            styles = problem.styles_for(self.styles, resized, shape, config)
+            styles = prepare.styles_for(self.styles, resized, shape, config)
             last = index == len(plans) - 1
             if plan.tiled:
                 image, scores = self._optimise_tiles(
@@ -334,7 +334,7 @@ class GatysRunner:
         if callback is not None and scores is not None:
             final = {key: float(value) for key, value in scores.items()}
             callback(Progress(len(plans) - 1, len(plans), plans[-1].shape, total, total, None, scores=final))
-        return problem.finish(image, resized, config)
+        return prepare.finish(image, resized, config)
 
     def fast_start(self, content: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """``init="fast"``: the feed-forward method's stylization of ``content`` at ``shape``, with the
@@ -473,15 +473,15 @@ class GatysRunner:
         for index, frame in enumerate(frames):
             previous = warp(index, last) if last is not None and self.config.resolved_temporal_weight > 0 else None
             whole = [ScalePlan(plan.shape, plan.needed) for plan in self.plan(frame.size)]
-            last = self.stylize(frame.content, callback=callback, previous=previous, plans=whole)
+            last = self.stylize(frame.original, callback=callback, previous=previous, plans=whole)
             results.append(last)
         return results
 
     def _bucket_style(self, own: tuple[int, int], shape: tuple[int, int]) -> dict[str, jax.Array]:
         """Style targets shared by every image of bucket ``shape``, once per (style side, shape)."""
-        key = (problem.style_side(own, self.config), shape)
+        key = (prepare.style_side(own, self.config), shape)
         if key not in self._shared_style:
-            images = problem.styles_for(self.styles, None, own, self.config)
+            images = prepare.styles_for(self.styles, None, own, self.config)
             self._shared_style[key] = self.style_targets(images, shape)
         return self._shared_style[key]
 
@@ -501,12 +501,12 @@ class GatysRunner:
             raise ValueError(f"{len(images)} images for a batch of {size} on {placement.count} devices")
         config = self.config
         padded = [*images, *[images[-1]] * (size - len(images))]
-        fast = [self.fast_start(i.content, i.size) if config.init == "fast" else None for i in images]
+        fast = [self.fast_start(i.original, i.size) if config.init == "fast" else None for i in images]
         fast += fast[-1:] * (size - len(images))
         start = np.stack(
-            [problem.pad_to(problem.initial_image(i.stylized, config, f), shape) for i, f in zip(padded, fast)]
+            [prepare.pad_to(prepare.initial_image(i.content, config, f), shape) for i, f in zip(padded, fast)]
         )
-        stacked = np.stack([problem.pad_to(i.stylized, shape) for i in padded])
+        stacked = np.stack([prepare.pad_to(i.content, shape) for i in padded])
         contents = placement.put(stacked, split=True)
         targets = {"content": _batch_content_targets(self.params, contents, self.spec)}
         style_axis = _style_axis(images)
@@ -518,7 +518,7 @@ class GatysRunner:
         norms = []
         for index, image in enumerate(padded):  # each image against its own inputs, at the bucket's shape
             own = image_targets(targets, index, style_axis)
-            styles = image.styles or problem.styles_for(self.styles, None, image.size, config)
+            styles = image.styles or prepare.styles_for(self.styles, None, image.size, config)
             references = _references(styles, shape)
             norms.append(whole_norms(self.params, stacked[index], references, self.styles.weights, own, self.spec))
         targets["norm"] = placement.put(jax.tree.map(lambda *v: jnp.stack(v), *norms), split=True)
@@ -546,7 +546,7 @@ class GatysRunner:
             done = len(result.history["total"])
             keyed = tuple((image.key, own) for image, own in zip(images, scores))
             callback(BucketProgress(shape, len(images), size, done, done, None, scores=keyed))
-        return problem.finish_batch(stylized, images, self.config)
+        return prepare.finish_batch(stylized, images, self.config)
 
 
 def _style_axis(images: Sequence[BatchImage]) -> int | None:
