@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from jaxstyle.config import StyleConfig
 from jaxstyle.io.image import load_image, resize_to
-from jaxstyle.optimize import LossSpec, content_targets, loss_terms, style_targets, total_of, whole_norms
+from jaxstyle.objective import LossSpec, content_targets, loss_terms, style_targets, total_of, whole_norms
 from jaxstyle.prepare import fit_long_side
 from jaxstyle.stylization import stylize
 from jaxstyle.weights import load_weights

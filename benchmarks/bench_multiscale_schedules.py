@@ -28,7 +28,8 @@ from jaxstyle.stylize import _initial_image, fit_long_side
 from jaxstyle.config import StyleConfig
 from jaxstyle.io.image import load_image, resize_to
 from jaxstyle.nets.vgg import prepare_params
-from jaxstyle.optimize import LossSpec, content_targets, optimise, style_targets, total_loss, whole_norms
+from jaxstyle.objective import LossSpec, content_targets, style_targets, total_loss, whole_norms
+from jaxstyle.optimize import optimize
 from jaxstyle.weights import load_weights
 
 ASSETS = Path(__file__).resolve().parents[1] / "jaxstyle" / "assets" / "images"
@@ -76,7 +77,7 @@ def run(params, spec, config, content, style, sides, coarse_iterations, detail, 
                 curve.append((time.perf_counter() - start_time, report.iteration, float(report.losses["total"][-1])))
 
         iterations = final_iterations if last else coarse_iterations
-        result = optimise(
+        result = optimize(
             params, jnp.asarray(start), targets, config.replace(iterations=iterations), spec, callback=record
         )
         image = np.asarray(result.image)

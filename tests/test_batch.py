@@ -432,7 +432,7 @@ SHARDING_SCRIPT = textwrap.dedent(
     assert jax.device_count() == 4, jax.devices()
     from jaxstyle.batch import BucketEngine, stylize_batch
     from jaxstyle.config import StyleConfig
-    from jaxstyle.optimize import init_opt_state, jitted_run_steps, run_steps
+    from jaxstyle.step import init_opt_state, jitted_run_steps, run_steps
     from jaxstyle.prepare import make_style_set
     from jaxstyle.weights import load_weights
 

@@ -18,16 +18,10 @@ from jaxstyle.io.parts import PartsFolder
 from jaxstyle.methods.fast import FastRunner, plan_windows
 from jaxstyle.methods.gatys import GatysRunner, plan_scales
 from jaxstyle.nets.vgg import prepare_params, vgg19_features
-from jaxstyle.optimize import (
-    LossSpec,
-    content_targets,
-    gram_targets_tiled,
-    layer_losses,
-    layer_losses_tiled,
-    style_targets,
-)
+from jaxstyle.objective import LossSpec, content_targets, layer_losses, style_targets
 from jaxstyle.tiling import Moments, TilePlan, halo_windows
 from jaxstyle.weights import load_weights
+from jaxstyle.windowed import gram_targets_tiled, layer_losses_tiled
 
 # (64, 113): three tiles of 64 so close (starts 0, 24, 49) that the first and the last meet
 SHAPES = [(64, 64), (100, 64), (97, 203), (256, 130), (500, 333), (64, 113)]
@@ -113,7 +107,7 @@ def test_windowed_gram_targets_equal_the_whole_image(vgg):
 
 def test_windowed_layer_losses_equal_the_whole_image(vgg):
     """What a tiled scale's ratios are measured with: content and style losses in windows equal the
-    whole image's (`optimize.layer_losses`), TV too."""
+    whole image's (`objective.layer_losses`), TV too."""
     import dataclasses
 
     params, spec = vgg
@@ -228,7 +222,7 @@ def _tiny_run(parts=None, stop_after=None):
 def _untiled_score(runner, content, image):
     """`score` of ``image`` against the whole image's inputs, computed as an untiled run does."""
     from jaxstyle.methods.gatys import _references
-    from jaxstyle.optimize import content_targets, score, whole_norms
+    from jaxstyle.objective import content_targets, score, whole_norms
 
     shape = image.shape[:2]
     assert content.shape[:2] == shape

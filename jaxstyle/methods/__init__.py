@@ -40,7 +40,7 @@ class BucketProgress:
     iterations: int
     report: object  # the method's own report (`optimize.StepReport` for "gatys"), or None
     # The last report of an optimisation (``report`` None): per real image, its key
-    # (`BatchImage.key`) and the result's loss terms and ratios to its inputs (`optimize.score`),
+    # (`BatchImage.key`) and the result's loss terms and ratios to its inputs (`objective.score`),
     # at the bucket's shape.
     scores: tuple[tuple[object, dict[str, float]], ...] | None = None
 

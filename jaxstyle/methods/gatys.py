@@ -2,7 +2,8 @@
 
 One image runs coarse to fine (`prepare.scale_sizes`), each scale starting from the last one's
 result; a batch runs one scale, all images of one bucket in one ``jax.vmap``-ed step
-(`optimize.batched`). Losses, the step and its driver are in `jaxstyle.optimize`.
+(`step.batched`). The losses and targets are in `jaxstyle.objective` (print sizes: `jaxstyle.windowed`),
+the step in `jaxstyle.step`, and its driver in `jaxstyle.optimize`.
 """
 
 from __future__ import annotations
@@ -25,31 +26,26 @@ from jaxstyle.io.parts import PartsFolder
 from jaxstyle.methods import BucketProgress, Previous, Warp
 from jaxstyle.nets.magenta import MIN_SIDE as magenta_min_side
 from jaxstyle.nets.vgg import prepare_params
-from jaxstyle.optimize import (
+from jaxstyle.objective import (
     LossSpec,
-    OptimizerSpec,
-    Stepper,
-    StepReport,
-    batched,
     blend_style_targets,
-    combine,
     content_targets,
-    gram_targets_tiled,
     image_targets,
     input_norms,
-    layer_losses_tiled,
-    make_stepper,
-    optimise,
     score,
     score_each,
     style_targets,
     total_of,
+    weighted_terms,
     whole_norms,
 )
+from jaxstyle.optimize import StepReport, optimize
 from jaxstyle.placement import Placement, memory_budget_bytes
 from jaxstyle.prepare import BatchImage, StyleSet
+from jaxstyle.step import OptimizerSpec, Stepper, batched, make_stepper
 from jaxstyle.tiling import ScalePlan, TilePlan
 from jaxstyle.weights import VGGWeights, load_weights, weights_digest
+from jaxstyle.windowed import gram_targets_tiled, layer_losses_tiled
 
 
 @dataclass(frozen=True)
@@ -63,7 +59,7 @@ class Progress:
     total: int  # iterations planned over all scales (a tiled scale counts each tile's)
     report: StepReport | None  # None in the last report, which has the `scores`
     tiles: tuple[int, int] | None = None  # (tiles finished, tiles) of a tiled scale
-    # The last report's: the result's loss terms and their ratios to the inputs (`optimize.score`).
+    # The last report's: the result's loss terms and their ratios to the inputs (`objective.score`).
     scores: dict[str, float] | None = None
 
     @property
@@ -118,7 +114,7 @@ def check_memory(shape: tuple[int, int], config: StyleConfig) -> None:
 
 def _tile_bytes(side: int, config: StyleConfig) -> int:
     """Memory of optimising one square tile: as `estimate_memory_bytes` without the style image,
-    whose statistics are computed beforehand in windows (`optimize.gram_targets_tiled`)."""
+    whose statistics are computed beforehand in windows (`windowed.gram_targets_tiled`)."""
     return estimate_memory_bytes((side, side), config.replace(style_scale=1e-9))
 
 
@@ -323,7 +319,7 @@ class GatysRunner:
                 )
                 if previous is not None:
                     targets["temporal"] = {"image": jnp.asarray(reference), "mask": jnp.asarray(mask)}
-                result = optimise(
+                result = optimize(
                     self.params, jnp.asarray(start, jnp.float32), targets, scale_config, self.spec, callback=report
                 )
                 image = np.asarray(result.image)
@@ -358,7 +354,7 @@ class GatysRunner:
 
     def _optimise_tiles(self, plan, start, stylized, styles, config, report, parts, scale, scores=False):
         """One scale in overlapping tiles under the whole style image's statistics: the image, and
-        with ``scores`` its `optimize.score` (computed in windows; else None).
+        with ``scores`` its `objective.score` (computed in windows; else None).
 
         Each tile optimises the *whole-image* loss with the rest of the image held fixed. Its
         content term is its own, weighted by its share ``s`` of the image (the content loss is a
@@ -366,7 +362,7 @@ class GatysRunner:
         no weight). Its style term is the whole image's Gram loss ``mean((G - A)^2)`` with
         ``G = s G_tile + (1 - s) G_rest``: the rest's Gram ``G_rest`` is frozen at what the image is
         when the tile starts (the whole current image's Grams, computed exactly in windows by
-        `optimize.gram_targets_tiled`, less the tile's own). That is the plain Gram loss of the tile
+        `windowed.gram_targets_tiled`, less the tile's own). That is the plain Gram loss of the tile
         against the target ``G_tile_start + (A - G_whole) / s`` with weight ``s^2``, so the loss
         code is unchanged. A tile aiming at the global Grams itself (each tile a small copy of the
         style's statistics) came out 49 % further from the style than the untiled run at 1024 px
@@ -376,7 +372,7 @@ class GatysRunner:
         batches; each tile starts from the tiles finished before it where they overlap it (faded
         in by their blending weights), and the blend of all (`TilePlan.weights`, summing to 1) is
         the result. Finished tiles go to ``parts``. The inputs' losses, which every term is measured
-        against, are the whole image's, computed in windows (`optimize.layer_losses_tiled`).
+        against, are the whole image's, computed in windows (`windowed.layer_losses_tiled`).
         """
         tiles = plan.tiles()
         th, tw = tiles.tile
@@ -432,7 +428,7 @@ class GatysRunner:
                 def tile_report(step, chunk=chunk, finished=finished):
                     report(step, tiles=(finished, tiles.count, len(chunk)))
 
-                result = optimise(
+                result = optimize(
                     self.params,
                     jnp.asarray(np.stack(starts), jnp.float32),
                     targets,
@@ -453,7 +449,7 @@ class GatysRunner:
                 covered[top : top + th, left : left + tw] += weights
         if not scores:
             return blended, None
-        terms = combine(measure(blended), norm, self.spec)
+        terms = weighted_terms(measure(blended), norm, self.spec)
         return blended, {**terms, "total": total_of(terms)}
 
     def stylize_frames(
@@ -539,7 +535,7 @@ class GatysRunner:
             if callback is not None:
                 callback(BucketProgress(shape, len(images), size, step.iteration, step.iterations, step))
 
-        result = optimise(self.params, start, targets, self.config, self.spec, stepper=stepper, callback=report)
+        result = optimize(self.params, start, targets, self.config, self.spec, stepper=stepper, callback=report)
         stylized = np.asarray(result.image)
         if callback is not None:
             scores = score_each(self.params, stylized[: len(images)], targets, self.spec, _style_axis(images))
@@ -557,7 +553,7 @@ def _style_axis(images: Sequence[BatchImage]) -> int | None:
 
 def _references(styles: Sequence[np.ndarray], shape: tuple[int, int]) -> list[np.ndarray]:
     """The style images resized to the output's ``shape``: what the content ratio is measured
-    against (`optimize.input_norms`)."""
+    against (`objective.input_norms`)."""
     return [resize_to(image, *shape) for image in styles]
 
 
