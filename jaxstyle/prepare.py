@@ -149,14 +149,65 @@ def working_colours(image: np.ndarray, config: StyleConfig) -> np.ndarray:
     return image
 
 
-def finish(result: np.ndarray, content: np.ndarray, config: StyleConfig) -> np.ndarray:
-    """The colour post-processing of a stylized ``result`` of the resized ``content``."""
+@dataclass(frozen=True)
+class ScaleInput:
+    """One content image's setup at one output size, computed once: what an optimisation at that
+    size starts from and is measured against (an untiled scale, a tiled one, an image of a batch)."""
+
+    original: np.ndarray  # the content at its output size in its own colours (for `finish`)
+    content: np.ndarray  # (H, W, 3) the content to stylize (`content_at`)
+    styles: tuple[np.ndarray, ...]  # the style images recoloured and sized for this output (`styles_for`)
+    references: tuple[np.ndarray, ...]  # the styles resized to (H, W) (`references_at`)
+    start: np.ndarray  # (H, W, 3) the starting image
+
+
+def references_at(styles: Sequence[np.ndarray], shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """The style images resized to the output's ``shape``: what the content ratio is measured
+    against (`objective.input_norms`)."""
+    return tuple(resize_to(image, *shape) for image in styles)
+
+
+def scale_input(
+    content: np.ndarray,
+    styles: StyleSet,
+    shape: tuple[int, int],
+    config: StyleConfig,
+    *,
+    init_image: np.ndarray | None = None,
+    coarser: np.ndarray | None = None,
+) -> ScaleInput:
+    """The `ScaleInput` of a checked ``content`` image (`as_rgb`) at ``shape``, started from
+    ``coarser`` (the scale before's result) resized, or else from `initial_image`."""
+    original, to_stylize = content_at(content, shape, config)
+    start = initial_image(to_stylize, config, init_image) if coarser is None else resize_to(coarser, *shape)
+    sized = tuple(styles_for(styles, original, shape, config))
+    return ScaleInput(original, to_stylize, sized, references_at(sized, shape), start)
+
+
+def batch_scale_input(
+    image: BatchImage,
+    styles: StyleSet,
+    shape: tuple[int, int],
+    config: StyleConfig,
+    init_image: np.ndarray | None = None,
+) -> ScaleInput:
+    """The `ScaleInput` of a batch image in a bucket of ``shape``: what it stylizes and starts from
+    reflect-padded to the bucket (`pad_to`); ``original`` at the image's own size, as
+    `finish_batch` takes it."""
+    sized = image.styles or tuple(styles_for(styles, None, image.size, config))
+    start = pad_to(initial_image(image.content, config, init_image), shape)
+    return ScaleInput(image.original, pad_to(image.content, shape), sized, references_at(sized, shape), start)
+
+
+def finish(result: np.ndarray, original: np.ndarray, config: StyleConfig) -> np.ndarray:
+    """The colour post-processing of a stylized ``result`` of the resized content in its own
+    colours (``original``: `content_at`'s first image)."""
     if config.preserve_color == "luminance":
-        return color.restore_chroma(result, content)
+        return color.restore_chroma(result, original)
     if config.preserve_color == "knn":
         from jaxstyle.color_knn import knn_color_transfer
 
-        return np.asarray(knn_color_transfer(result, [content]), np.float32)[..., :3]
+        return np.asarray(knn_color_transfer(result, [original]), np.float32)[..., :3]
     return result
 
 

@@ -16,7 +16,8 @@ from jaxstyle.config import StyleConfig
 from jaxstyle.errors import UsageError
 from jaxstyle.io.parts import PartsFolder
 from jaxstyle.methods.fast import FastRunner, plan_windows
-from jaxstyle.methods.gatys import GatysRunner, plan_scales
+from jaxstyle.methods.gatys import GatysRunner
+from jaxstyle.methods.gatys_plan import plan_scales
 from jaxstyle.nets.vgg import prepare_params, vgg19_features
 from jaxstyle.objective import LossSpec, content_targets, layer_losses, style_targets
 from jaxstyle.tiling import Moments, TilePlan, halo_windows
@@ -167,13 +168,13 @@ def test_parts_ignore_pieces_of_another_shape(tmp_path):
 
 def _planned_bytes(plan, config) -> int:
     """What a scale of a plan holds at once, by the estimates the plan is made from."""
-    from jaxstyle.methods import gatys
+    from jaxstyle.methods import gatys_plan
 
     if not plan.tiled:
-        return gatys.estimate_memory_bytes(plan.shape, config)
-    per_pixel = gatys._tile_bytes(1, config) - gatys._tile_bytes(0, config)
-    host = gatys.HOST_BYTES_PER_PIXEL * plan.shape[0] * plan.shape[1]
-    return gatys._tile_bytes(0, config) + plan.batch * per_pixel * plan.side**2 + host
+        return gatys_plan.estimate_memory_bytes(plan.shape, config)
+    per_pixel = gatys_plan._tile_bytes(1, config) - gatys_plan._tile_bytes(0, config)
+    host = gatys_plan.HOST_BYTES_PER_PIXEL * plan.shape[0] * plan.shape[1]
+    return gatys_plan._tile_bytes(0, config) + plan.batch * per_pixel * plan.side**2 + host
 
 
 def test_plans_tile_what_does_not_fit():
@@ -221,7 +222,6 @@ def _tiny_run(parts=None, stop_after=None):
 
 def _untiled_score(runner, content, image):
     """`score` of ``image`` against the whole image's inputs, computed as an untiled run does."""
-    from jaxstyle.methods.gatys import _references
     from jaxstyle.objective import content_targets, score, whole_norms
 
     shape = image.shape[:2]
@@ -232,7 +232,7 @@ def _untiled_score(runner, content, image):
         "style": runner.style_targets(styles, shape),
     }
     targets["norm"] = whole_norms(
-        runner.params, content, _references(styles, shape), runner.styles.weights, targets, runner.spec
+        runner.params, content, prepare.references_at(styles, shape), runner.styles.weights, targets, runner.spec
     )
     return {key: float(value) for key, value in score(runner.params, jnp.asarray(image), targets, runner.spec).items()}
 
