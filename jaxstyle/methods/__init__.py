@@ -2,7 +2,7 @@
 
 A method module has a function ``setup(config, styles, *, weights=None, devices=None)`` that
 loads what the method needs (networks on the devices, style statistics) and returns a `Runner`.
-`jaxstyle.stylize.stylize` calls ``runner.stylize`` for one image; `jaxstyle.batch` calls
+`jaxstyle.stylization.stylize` calls ``runner.stylize`` for one image; `jaxstyle.batch` calls
 ``runner.stylize_bucket`` for same-shape batches. Everything else (input checks, resizing,
 colours, style sizing and blending, file I/O, progress) is shared (`jaxstyle.prepare`), so a new
 method is one new module plus one line in `METHODS`.
