@@ -117,7 +117,7 @@ def worker(kind: str, size: int, batch: int, steps: int) -> dict:
     # resizing, colour handling, content/style targets, transfers, the first dispatch.
     runs = len(elapsed) // steps
     durations = []
-    for r in range(runs):  # one optimise() call per batch (single: per image), each clock from 0
+    for r in range(runs):  # one optimize() call per batch (single: per image), each clock from 0
         clock = elapsed[r * steps : (r + 1) * steps]
         durations += [b - a for a, b in zip([0.0, *clock], clock)]
     per_iteration = statistics.median(durations)  # one iteration of one batch (single: of one image)
@@ -152,8 +152,9 @@ def interleaved(size: int, batches: list[int], reps: int) -> dict:
     import jax.numpy as jnp
 
     from jaxstyle.config import StyleConfig
-    from jaxstyle.optimize import LossSpec, OptimizerSpec, content_targets, init_opt_state, run_steps, style_targets
-    from jaxstyle.problem import fit_long_side
+    from jaxstyle.objective import LossSpec, content_targets, style_targets
+    from jaxstyle.prepare import fit_long_side
+    from jaxstyle.step import OptimizerSpec, init_opt_state, run_steps
     from jaxstyle.weights import load_weights
 
     weights = load_weights()

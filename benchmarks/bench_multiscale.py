@@ -24,7 +24,7 @@ import numpy as np
 from jaxstyle.config import StyleConfig
 from jaxstyle.io.decode import load_image
 from jaxstyle.io.encode import save_image
-from jaxstyle.problem import scale_sizes
+from jaxstyle.prepare import scale_sizes
 from jaxstyle.stylization import stylize
 from jaxstyle.weights import load_weights
 

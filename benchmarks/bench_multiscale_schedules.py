@@ -28,8 +28,9 @@ from jaxstyle.config import StyleConfig
 from jaxstyle.io.decode import load_image
 from jaxstyle.io.resize import resize_to
 from jaxstyle.nets.vgg import prepare_params
-from jaxstyle.optimize import LossSpec, content_targets, optimise, style_targets, total_loss, whole_norms
-from jaxstyle.problem import fit_long_side, initial_image
+from jaxstyle.objective import LossSpec, content_targets, style_targets, total_loss, whole_norms
+from jaxstyle.optimize import optimize
+from jaxstyle.prepare import fit_long_side, initial_image
 from jaxstyle.weights import load_weights
 
 ASSETS = Path(__file__).resolve().parents[1] / "jaxstyle" / "assets" / "images"
@@ -77,7 +78,7 @@ def run(params, spec, config, content, style, sides, coarse_iterations, detail, 
                 curve.append((time.perf_counter() - start_time, report.iteration, float(report.losses["total"][-1])))
 
         iterations = final_iterations if last else coarse_iterations
-        result = optimise(
+        result = optimize(
             params, jnp.asarray(start), targets, config.replace(iterations=iterations), spec, callback=record
         )
         image = np.asarray(result.image)

@@ -28,7 +28,7 @@ from jaxstyle.io.decode import load_image
 from jaxstyle.io.files import atomic_write_text
 from jaxstyle.io.resize import resize_to
 from jaxstyle.nets.vgg import prepare_params
-from jaxstyle.optimize import LossSpec, content_targets, loss_terms, style_targets, whole_norms
+from jaxstyle.objective import LossSpec, content_targets, loss_terms, style_targets, whole_norms
 from jaxstyle.stylization import stylize
 from jaxstyle.weights import load_weights
 

@@ -104,14 +104,14 @@ def run_stylize(
 ) -> None:
     import numpy as np
 
-    from jaxstyle import methods, problem
+    from jaxstyle import methods, prepare
     from jaxstyle.io.decode import load_image
     from jaxstyle.io.encode import check_image_suffix, save_image
     from jaxstyle.io.files import atomic_write_text, check_output_path
     from jaxstyle.io.parts import PartsFolder, parts_folder
     from jaxstyle.io.resize import resize_to
     from jaxstyle.placement import memory_budget_bytes
-    from jaxstyle.problem import check_style_blend, run_metadata
+    from jaxstyle.prepare import check_style_blend, run_metadata
 
     inputs = [content_path, *style_paths, *([init_image_path] if init_image_path else [])]
     if style_paths:
@@ -127,14 +127,14 @@ def run_stylize(
     if save_every:
         config = config.replace(report_every=math.gcd(save_every, config.report_every))
 
-    runner = methods.setup(config, problem.make_style_set(styles, style_blend, config), weights=weights)
+    runner = methods.setup(config, prepare.make_style_set(styles, style_blend, config), weights=weights)
     plans = runner.plan(content.size)
     parts = None
     if any(plan.tiled for plan in plans):
         say(describe_plan(plans, memory_budget_bytes(config)))
     if any(plan.tiled for plan in plans) and runner.keeps_parts:
         # the plan too: it follows the free memory, which changes between runs
-        record = problem.settings_record(
+        record = prepare.settings_record(
             config, inputs, style_blend, runner.weights_id, plan=[dataclasses.asdict(plan) for plan in plans]
         )
         parts = PartsFolder(parts_folder(output), record, overwrite=overwrite, what="tiles")

@@ -31,20 +31,8 @@ import numpy as np
 from jaxstyle.config import preset
 from jaxstyle.errors import UsageError
 from jaxstyle.nets.vgg import CONV_SHAPES, prepare_params
-from jaxstyle.optimize import (
-    LossSpec,
-    OptimizerSpec,
-    Stepper,
-    batched,
-    blend_style_targets,
-    content_targets,
-    init_opt_state,
-    jitted_run_steps,
-    make_stepper,
-    run_steps,
-    style_targets,
-    whole_norms,
-)
+from jaxstyle.objective import LossSpec, blend_style_targets, content_targets, style_targets, whole_norms
+from jaxstyle.step import OptimizerSpec, Stepper, batched, init_opt_state, jitted_run_steps, make_stepper, run_steps
 
 CONV_CHOICES = {"auto": None, "winograd": True, "direct": False}
 
@@ -174,7 +162,7 @@ def run_case(
         "content": content,
         "style": blend_style_targets([style_targets(params, style, loss_spec, shape)], (1.0,)),
     }
-    # The inputs' losses, which every step measures its ratios against (`optimize.combine`).
+    # The inputs' losses, which every step measures its ratios against (`objective.weighted_terms`).
     first = {"content": content_targets(params, contents[0], loss_spec), "style": targets["style"]}
     norm = whole_norms(params, contents[0], [style], (1.0,), first, loss_spec)
     targets["norm"] = jax.tree.map(lambda v: jnp.stack([v] * case.batch), norm) if case.batch > 1 else norm

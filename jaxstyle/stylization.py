@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from jaxstyle import methods, problem
+from jaxstyle import methods, prepare
 from jaxstyle.config import StyleConfig
 from jaxstyle.methods.gatys import Progress
 
@@ -43,7 +43,6 @@ def stylize(
       (h, w, 3) float32 in [0, 1], with the long side ``config.max_size``.
     """
     config = (config or StyleConfig()).validate()
-    content = problem.as_rgb(content, "content image")
-    style_set = problem.make_style_set(styles, style_blend, config)
+    style_set = prepare.make_style_set(styles, style_blend, config)
     runner = methods.setup(config, style_set, weights=weights)
     return runner.stylize(content, init_image=init_image, callback=callback)

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from jaxstyle import problem
+from jaxstyle import prepare
 from jaxstyle.batch import (
     BatchStarted,
     BatchStep,
@@ -42,7 +42,7 @@ from jaxstyle.batch import (
 from jaxstyle.config import StyleConfig
 from jaxstyle.errors import NumericalError, OutputError, UsageError
 from jaxstyle.io.decode import load_image, read_image_metadata
-from jaxstyle.problem import fit_long_side
+from jaxstyle.prepare import fit_long_side
 from jaxstyle.stylization import stylize
 from jaxstyle.weights import load_weights
 
@@ -188,7 +188,7 @@ def test_batch_scores_match_values_derived_by_hand(weights):
     for index, result in enumerate(results):
         own = scores[index]
         # the style image as the run sizes it (`style_scale`), then at the output's size
-        (sized,) = problem.styles_for(problem.make_style_set(style, None, FAST), None, result.shape[:2], FAST)
+        (sized,) = prepare.styles_for(prepare.make_style_set(style, None, FAST), None, result.shape[:2], FAST)
         reference = resize_to(sized, *result.shape[:2])
         assert own["tv_ratio"] == pytest.approx(tv(result) / tv(reference), rel=1e-3)
         assert own["content"] == pytest.approx(FAST.content_weight * own["content_ratio"], rel=1e-5)
@@ -432,8 +432,8 @@ SHARDING_SCRIPT = textwrap.dedent(
     assert jax.device_count() == 4, jax.devices()
     from jaxstyle.batch import BucketEngine, stylize_batch
     from jaxstyle.config import StyleConfig
-    from jaxstyle.optimize import init_opt_state, jitted_run_steps, run_steps
-    from jaxstyle.problem import make_style_set
+    from jaxstyle.step import init_opt_state, jitted_run_steps, run_steps
+    from jaxstyle.prepare import make_style_set
     from jaxstyle.weights import load_weights
 
     weights = load_weights()

@@ -10,7 +10,7 @@ import pytest
 from jaxstyle.cli.app import main
 from PIL import Image
 
-from jaxstyle import methods, problem
+from jaxstyle import methods, prepare
 from jaxstyle.batch import stylize_batch
 from jaxstyle.config import StyleConfig
 from jaxstyle.errors import UsageError
@@ -51,7 +51,7 @@ def test_fast_method_is_the_network_on_the_resized_content(images, params):
     content, style = images
     config = StyleConfig(method="fast", max_size=96)
     ours = stylize(content, style, config, weights=params)
-    shape = problem.fit_long_side(content.shape[:2], 96)
+    shape = prepare.fit_long_side(content.shape[:2], 96)
     vector = magenta.style_vector(params["predictor"], magenta.resize_style_image(style)[None])
     direct = np.asarray(magenta.transform(params["transformer"], resize_to(content, *shape)[None], vector))[0]
     assert ours.shape == (*shape, 3)
@@ -149,7 +149,7 @@ def test_builtin_style_is_the_multistyle_network_on_the_resized_content(images):
     config = StyleConfig(method="fast", builtin_style="3:0.5,12:0.5", max_size=64)
     ours = stylize(content, None, config)
     params = magenta.load_multistyle()
-    shape = problem.fit_long_side(content.shape[:2], 64)
+    shape = prepare.fit_long_side(content.shape[:2], 64)
     weights = np.zeros((1, 26), np.float32)
     weights[0, [3, 12]] = 0.5
     direct = np.asarray(magenta.multistyle_transform(params["multistyle"], resize_to(content, *shape)[None], weights))
@@ -191,7 +191,7 @@ def test_fast_folder_of_many_sizes_compiles_a_few_programs(images, params):
     content, style = images
     config = StyleConfig(method="fast", max_size=128)
     crops = [content[:, :w] for w in (300, 330, 360, 400, 451)] + [content[:, :160]]  # 5 landscape, 1 portrait
-    engine = BucketEngine(config, problem.make_style_set(style, None, config), weights=params)
+    engine = BucketEngine(config, prepare.make_style_set(style, None, config), weights=params)
     prepared = [engine.prepare(index, crop) for index, crop in enumerate(crops)]
     buckets = sorted({shape for shape, _ in prepared})
     assert len({image.size for _, image in prepared}) == 6

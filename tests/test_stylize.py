@@ -13,7 +13,7 @@ from skimage.color import rgb2yiq
 from jaxstyle import color
 from jaxstyle.config import StyleConfig
 from jaxstyle.errors import UsageError
-from jaxstyle.problem import fit_long_side, scale_sizes
+from jaxstyle.prepare import fit_long_side, scale_sizes
 from jaxstyle.stylization import stylize
 from jaxstyle.weights import load_weights
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jaxstyle import methods, problem
+from jaxstyle import methods, prepare
 from jaxstyle.config import StyleConfig
 from jaxstyle.weights import VGGWeights, params_digest
 
@@ -70,5 +70,5 @@ def test_every_part_of_the_weights_changes_the_digest():
 def test_each_method_records_the_same_weights_id_as_before(settings, expected):
     config = StyleConfig(max_size=64, **settings)
     styles = None if "builtin_style" in settings else [np.full((32, 32, 3), 0.5, np.float32)]
-    runner = methods.setup(config, problem.make_style_set(styles, None, config))
+    runner = methods.setup(config, prepare.make_style_set(styles, None, config))
     assert runner.weights_id == expected

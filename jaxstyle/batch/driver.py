@@ -35,7 +35,7 @@ from jaxstyle.io.decode import load_image
 from jaxstyle.io.encode import save_image
 from jaxstyle.io.files import file_sha256, temporaries_of
 from jaxstyle.io.resize import resize_to
-from jaxstyle.problem import make_style_set, run_metadata
+from jaxstyle.prepare import make_style_set, run_metadata
 
 logger = logging.getLogger(__name__)
 

@@ -32,13 +32,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle import problem
+from jaxstyle import prepare
 from jaxstyle.config import BUILTIN_STYLES, MIN_TILE, StyleConfig, builtin_style_weights
 from jaxstyle.errors import UsageError
 from jaxstyle.methods import BucketProgress, Previous, Warp
 from jaxstyle.nets import magenta, programs
 from jaxstyle.placement import Placement, memory_budget_bytes
-from jaxstyle.problem import BatchImage, StyleSet
+from jaxstyle.prepare import BatchImage, StyleSet
 from jaxstyle.tiling import ScalePlan
 from jaxstyle.weights import params_digest
 
@@ -224,7 +224,7 @@ class FastRunner:
         (decoding the first images); a later call waits only for what it needs."""
         if self._compiler is None:  # accelerators: each bucket compiles at its first call
             return
-        shared = self.builtin is None and self.config.preserve_color not in problem.PER_IMAGE_STYLE_MODES
+        shared = self.builtin is None and self.config.preserve_color not in prepare.PER_IMAGE_STYLE_MODES
         if shared and self._shared_vector is None:  # the shared style vector first: the first batch needs it
             self._shared_vector = self._compiler.submit(self.style_vector, self.styles.images)
         for bucket in dict.fromkeys(self.bucket(shape) for shape in shapes):
@@ -245,7 +245,7 @@ class FastRunner:
         h, w = image.size
         transposed = h > bucket[0] or w > bucket[1]
         params = self._transposed if transposed else self._network[1]
-        content, own = (image.stylized.swapaxes(0, 1), (w, h)) if transposed else (image.stylized, (h, w))
+        content, own = (image.content.swapaxes(0, 1), (w, h)) if transposed else (image.content, (h, w))
         if exact and own == tuple(bucket):
             result = self._program(bucket, 1, exact=True).result()(params, content[None], vector[None])
         else:
@@ -296,11 +296,11 @@ class FastRunner:
         strength = self.config.style_strength
         if strength == 1.0:
             return style
-        return magenta.with_strength(style, self._predict([image.content for image in images]), strength)
+        return magenta.with_strength(style, self._predict([image.original for image in images]), strength)
 
     def plan(self, content_shape: tuple[int, int]) -> list[ScalePlan]:
         """One scale, whole or in windows (`plan_windows`)."""
-        shape = problem.fit_long_side(content_shape, self.config.max_size)
+        shape = prepare.fit_long_side(content_shape, self.config.max_size)
         return [plan_windows(shape, self.config, memory_budget_bytes(self.config))]
 
     def stylize(
@@ -315,7 +315,7 @@ class FastRunner:
         """One forward pass, whole or in windows (``plans``, `plan` by default); (h, w, 3) float32
         with the long side ``max_size``. ``init_image`` and ``parts`` are ignored: there is nothing
         to start from, and nothing worth keeping for a resume."""
-        image = problem.prepare_batch_image(0, content, self.styles, self.config)
+        image = prepare.prepare_batch_image(0, content, self.styles, self.config)
         plan = (plans or self.plan(content.shape[:2]))[0]
         if not plan.tiled:
             # its own shape: a single image is computed exactly as the reference network computes it
@@ -330,9 +330,9 @@ class FastRunner:
                 callback(WindowProgress(image.size, done, total, total // plan.count))
 
         result = magenta.transform_tiled(
-            kind, params, image.stylized, style, core=plan.core, compute_dtype=self.dtype, callback=report
+            kind, params, image.content, style, core=plan.core, compute_dtype=self.dtype, callback=report
         )
-        return problem.finish(result, image.content, self.config)
+        return prepare.finish(result, image.original, self.config)
 
     def stylize_bucket(
         self,
@@ -362,16 +362,16 @@ class FastRunner:
             results = [call.result() for call in calls]
         else:
             if exact and all(image.size == tuple(shape) for image in padded):  # the reference network itself
-                contents, sizes = np.stack([image.stylized for image in padded]), None
+                contents, sizes = np.stack([image.content for image in padded]), None
             else:
-                contents = np.stack([magenta.pad_into_bucket(image.stylized, shape) for image in padded])
+                contents = np.stack([magenta.pad_into_bucket(image.content, shape) for image in padded])
                 sizes = np.asarray([image.size for image in padded], np.int32)
             if self.placement is not None:
                 contents, vectors, sizes = self.placement.put((contents, vectors, sizes), split=True)
             results = np.asarray(self._network[0](params, contents, vectors, sizes, compute_dtype=self.dtype))
         if callback is not None:
             callback(BucketProgress(shape, len(images), size, 1, 1, None))
-        return problem.finish_batch(results, images, self.config)
+        return prepare.finish_batch(results, images, self.config)
 
     def stylize_frames(
         self,
@@ -404,7 +404,7 @@ def fast_stylize(
     from it (``init="image"`` with this as the init image).
     """
     config = (config or StyleConfig()).replace(method="fast").validate()
-    return FastRunner(config, problem.make_style_set(styles, style_blend, config), weights=weights).stylize(content)
+    return FastRunner(config, prepare.make_style_set(styles, style_blend, config), weights=weights).stylize(content)
 
 
 def builtin_contact_sheet(content: np.ndarray, config: StyleConfig | None = None, columns: int = 7) -> np.ndarray:
@@ -413,14 +413,14 @@ def builtin_contact_sheet(content: np.ndarray, config: StyleConfig | None = None
     Every tile is ``config.max_size`` on its long side; tiles are one compiled batch.
     """
     config = (config or StyleConfig()).replace(method="fast", builtin_style="0").validate()
-    runner = FastRunner(config, problem.make_style_set(None, None, config))
-    image = problem.prepare_batch_image(0, content, runner.styles, config)
+    runner = FastRunner(config, prepare.make_style_set(None, None, config))
+    image = prepare.prepare_batch_image(0, content, runner.styles, config)
     h, w = image.size
-    contents = jnp.asarray(np.stack([image.stylized] * BUILTIN_STYLES))
+    contents = jnp.asarray(np.stack([image.content] * BUILTIN_STYLES))
     tiles = np.asarray(
         magenta.multistyle_transform(runner.multistyle, contents, jnp.eye(BUILTIN_STYLES), compute_dtype=runner.dtype)
     )
-    tiles = [problem.finish(tile, image.content, config) for tile in tiles]
+    tiles = [prepare.finish(tile, image.original, config) for tile in tiles]
     rows = -(-BUILTIN_STYLES // columns)
     sheet = np.ones((rows * h, columns * w, 3), np.float32)
     for index, tile in enumerate(tiles):
