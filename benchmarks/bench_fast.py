@@ -127,7 +127,7 @@ def main() -> None:
     import jax
     import jax.numpy as jnp
 
-    from jaxstyle.nets import magenta
+    from jaxstyle.nets import magenta, magenta_predictor, magenta_weights
 
     tuned = False if args.no_tune_malloc else magenta.tune_cpu_malloc()  # before the first computation
     import onnx
@@ -142,10 +142,12 @@ def main() -> None:
         float_transformer(onnx).SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
 
-    params = magenta.load_arbitrary()
+    params = magenta_weights.load_arbitrary()
     style = np.asarray(Image.open(IMAGES / "starry_night.jpg").convert("RGB"), np.float32) / 255
     photo = np.asarray(Image.open(IMAGES / "chelsea.jpg").convert("RGB"), np.float32) / 255
-    vector = np.asarray(magenta.style_vector(params["predictor"], magenta.resize_style_image(style)[None]))
+    vector = np.asarray(
+        magenta_predictor.style_vector(params["predictor"], magenta_predictor.resize_style_image(style)[None])
+    )
     peak = gemm_peak(jax, jnp)
     per_pixel = flop_per_pixel()
     load_before = os.getloadavg()
