@@ -48,9 +48,6 @@ Departures from the reference graphs, all exact in real arithmetic:
 ``compute_dtype=jnp.bfloat16`` stores activations and runs the strided and small direct
 convolutions in bfloat16 (FFT, Winograd and statistics stay float32): about 0.003-0.005 mean
 absolute difference in the [0, 1] output.
-
-On CPU call `tune_cpu_malloc` once at start-up: without it glibc hands XLA fresh pages for every
-large intermediate on every call and page faults take about half the time.
 """
 
 from __future__ import annotations
@@ -392,31 +389,3 @@ def _get(tree: Params, name: str):
     for part in name.split("/"):
         tree = tree[part]
     return tree
-
-
-def tune_cpu_malloc() -> bool:
-    """Make glibc keep freed memory for reuse instead of returning it to the OS (process-wide).
-
-    XLA's CPU runtime allocates every large intermediate afresh on each call; with glibc's default
-    (per-thread arenas, big blocks mmap-ed and unmapped again) each call then page-faults through
-    all of them: ~270,000 faults and about half the wall time of a 1024x1024 `transform` on a
-    2-core VM. One arena, no mmap for big blocks and no trimming remove the faults (onnxruntime
-    avoids them with its own arena). Call this once, before the first JAX computation (threads
-    that already have an arena keep it). Returns False where it does not apply (not glibc).
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_arena_max, m_mmap_max, m_trim_threshold, m_top_pad = -8, -4, -1, -2
-    results = [
-        mallopt(m_arena_max, 1),
-        mallopt(m_mmap_max, 0),
-        mallopt(m_trim_threshold, 2**31 - 1),
-        mallopt(m_top_pad, 64 << 20),
-    ]
-    return all(r == 1 for r in results)
