@@ -248,14 +248,14 @@ def run_fast_case(
     params=None,
 ) -> FastResult:
     """Compile and time the fast method's transformer (random content and style vectors)."""
-    from jaxstyle.nets import magenta
+    from jaxstyle.nets import magenta, magenta_weights
 
     if precision not in ("float32", "bfloat16"):
         raise UsageError(f"unknown precision {precision!r}; choose float32 or bfloat16")
-    transformer = jax.device_put((params or magenta.load_arbitrary())["transformer"])
+    transformer = jax.device_put((params or magenta_weights.load_arbitrary())["transformer"])
     rng = np.random.default_rng(0)
     content = jnp.asarray(rng.uniform(size=(batch, height, width, 3)).astype(np.float32))
-    vector = jnp.asarray(rng.normal(size=(batch, magenta.STYLE_DIM)).astype(np.float32))
+    vector = jnp.asarray(rng.normal(size=(batch, magenta_weights.STYLE_DIM)).astype(np.float32))
     dtype = jnp.bfloat16 if precision == "bfloat16" else jnp.float32
     start = time.perf_counter()
     compiled = magenta.transform.lower(transformer, content, vector, compute_dtype=dtype).compile()

@@ -17,7 +17,7 @@ from jaxstyle.errors import UsageError
 from jaxstyle.io.decode import load_image, read_image_metadata
 from jaxstyle.io.resize import resize_to
 from jaxstyle.methods.fast import fast_stylize
-from jaxstyle.nets import magenta
+from jaxstyle.nets import magenta, magenta_predictor, magenta_weights
 from jaxstyle.stylization import stylize
 
 ASSETS = Path(__file__).resolve().parents[1] / "jaxstyle" / "assets" / "images"
@@ -30,7 +30,7 @@ def images():
 
 @pytest.fixture(scope="module")
 def params():
-    return magenta.load_arbitrary()
+    return magenta_weights.load_arbitrary()
 
 
 def test_every_registered_method_is_a_config_choice():
@@ -52,7 +52,7 @@ def test_fast_method_is_the_network_on_the_resized_content(images, params):
     config = StyleConfig(method="fast", max_size=96)
     ours = stylize(content, style, config, weights=params)
     shape = prepare.fit_long_side(content.shape[:2], 96)
-    vector = magenta.style_vector(params["predictor"], magenta.resize_style_image(style)[None])
+    vector = magenta_predictor.style_vector(params["predictor"], magenta_predictor.resize_style_image(style)[None])
     direct = np.asarray(magenta.transform(params["transformer"], resize_to(content, *shape)[None], vector))[0]
     assert ours.shape == (*shape, 3)
     np.testing.assert_allclose(ours, direct, atol=2e-6)
@@ -148,7 +148,7 @@ def test_builtin_style_is_the_multistyle_network_on_the_resized_content(images):
     content, _ = images
     config = StyleConfig(method="fast", builtin_style="3:0.5,12:0.5", max_size=64)
     ours = stylize(content, None, config)
-    params = magenta.load_multistyle()
+    params = magenta_weights.load_multistyle()
     shape = prepare.fit_long_side(content.shape[:2], 64)
     weights = np.zeros((1, 26), np.float32)
     weights[0, [3, 12]] = 0.5

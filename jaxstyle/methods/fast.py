@@ -36,7 +36,7 @@ from jaxstyle import prepare
 from jaxstyle.config import BUILTIN_STYLES, MIN_TILE, StyleConfig, builtin_style_weights
 from jaxstyle.errors import UsageError
 from jaxstyle.methods import BucketProgress, Previous, Warp
-from jaxstyle.nets import magenta, programs
+from jaxstyle.nets import magenta, magenta_predictor, magenta_tiled, magenta_weights, programs
 from jaxstyle.placement import Placement, memory_budget_bytes
 from jaxstyle.prepare import BatchImage, StyleSet
 from jaxstyle.tiling import ScalePlan
@@ -48,11 +48,11 @@ _COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 @jax.jit
 def _style_vectors(predictor, images: jax.Array) -> jax.Array:
     """(K, 256, 256, 3) -> (K, 100)."""
-    return magenta.style_vector(predictor, images)
+    return magenta_predictor.style_vector(predictor, images)
 
 
 # One program per style image shape: eagerly, the resize dispatched a dozen small programs.
-_resize_style_image = jax.jit(magenta.resize_style_image)
+_resize_style_image = jax.jit(magenta_predictor.resize_style_image)
 
 
 def bucket_of(shape: tuple[int, int], max_size: int) -> tuple[int, int]:
@@ -92,12 +92,12 @@ def estimate_memory_bytes(shape: tuple[int, int]) -> int:
 
 def plan_windows(shape: tuple[int, int], config: StyleConfig, budget: int | None) -> ScalePlan:
     """Whole, or in windows of ``config.tile_size`` (else the largest that fits ``budget`` beside
-    the image) around cores of that less twice the halo (`magenta.transform_tiled`)."""
+    the image) around cores of that less twice the halo (`magenta_tiled.transform_tiled`)."""
     needed = estimate_memory_bytes(shape)
     if config.tile_size is None and (budget is None or needed <= budget):
         return ScalePlan(shape, needed)
     room = None if budget is None else budget - BASE_BYTES - HOST_BYTES_PER_PIXEL * shape[0] * shape[1]
-    smallest = MIN_TILE + 2 * magenta.TILE_HALO
+    smallest = MIN_TILE + 2 * magenta_tiled.TILE_HALO
     if config.tile_size is not None and config.tile_size < smallest:
         raise UsageError(f"the fast method's windows need --tile-size {smallest} or more, got {config.tile_size}")
     window = int(math.sqrt(max(room, 0) / BYTES_PER_PIXEL)) if room is not None else config.tile_size
@@ -108,10 +108,10 @@ def plan_windows(shape: tuple[int, int], config: StyleConfig, budget: int | None
             f"a memory budget of {budget / 2**30:.1f} GiB is too small for the fast method's windows at "
             f"{shape[1]}x{shape[0]} px; a larger --memory-budget or a smaller --max-size is needed"
         )
-    core = max(32, (window - 2 * magenta.TILE_HALO) // 4 * 4)
+    core = max(32, (window - 2 * magenta_tiled.TILE_HALO) // 4 * 4)
     if core >= max(shape):
         return ScalePlan(shape, needed)
-    side = min(max(shape), core + 2 * magenta.TILE_HALO)
+    side = min(max(shape), core + 2 * magenta_tiled.TILE_HALO)
     count = math.ceil(shape[0] / core) * math.ceil(shape[1] / core)
     return ScalePlan(shape, needed, (min(shape[0], side), min(shape[1], side)), count, core=core)
 
@@ -151,11 +151,11 @@ class FastRunner:
         self._shared_vector = None
         if self.config.builtin_style is not None:
             # The 26-style network: a style is a weight vector over its built-in styles.
-            params = weights if weights is not None else magenta.load_multistyle()
+            params = weights if weights is not None else magenta_weights.load_multistyle()
             self.multistyle = put(params["multistyle"])
             self.builtin = np.asarray(builtin_style_weights(self.config.builtin_style), np.float32)
         else:
-            params = weights if weights is not None else magenta.load_arbitrary()
+            params = weights if weights is not None else magenta_weights.load_arbitrary()
             self.predictor, self.transformer = put(params["predictor"]), put(params["transformer"])
             self.builtin = None
         self._params = params
@@ -187,7 +187,7 @@ class FastRunner:
     def _network(self):
         if self.builtin is not None:
             return magenta.multistyle_transform, self.multistyle, self.builtin.shape[0]
-        return magenta.transform, self.transformer, magenta.STYLE_DIM
+        return magenta.transform, self.transformer, magenta_weights.STYLE_DIM
 
     def bucket(self, shape: tuple[int, int]) -> tuple[int, int]:
         """The compiled shape of an image of own size ``shape`` (`bucket_of`). On the CPU path a
@@ -280,7 +280,7 @@ class FastRunner:
 
     def style_vector(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """The blended (100,) vector of style images."""
-        return magenta.blend_vectors(self._predict(images), self.styles.weights)
+        return magenta_predictor.blend_vectors(self._predict(images), self.styles.weights)
 
     def _vectors(self, images: Sequence[BatchImage]) -> np.ndarray:
         """(N, 100): each image's style vector, at the config's style strength."""
@@ -292,11 +292,11 @@ class FastRunner:
                 self._shared_vector = self.style_vector(self.styles.images)
             elif isinstance(self._shared_vector, Future):
                 self._shared_vector = self._shared_vector.result()
-            style = np.broadcast_to(self._shared_vector, (len(images), magenta.STYLE_DIM))
+            style = np.broadcast_to(self._shared_vector, (len(images), magenta_weights.STYLE_DIM))
         strength = self.config.style_strength
         if strength == 1.0:
             return style
-        return magenta.with_strength(style, self._predict([image.original for image in images]), strength)
+        return magenta_predictor.with_strength(style, self._predict([image.original for image in images]), strength)
 
     def plan(self, content_shape: tuple[int, int]) -> list[ScalePlan]:
         """One scale, whole or in windows (`plan_windows`)."""
@@ -329,7 +329,7 @@ class FastRunner:
             if callback is not None:
                 callback(WindowProgress(image.size, done, total, total // plan.count))
 
-        result = magenta.transform_tiled(
+        result = magenta_tiled.transform_tiled(
             kind, params, image.content, style, core=plan.core, compute_dtype=self.dtype, callback=report
         )
         return prepare.finish(result, image.original, self.config)
