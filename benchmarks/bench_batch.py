@@ -11,7 +11,7 @@ resident memory, VmHWM, belongs to that configuration alone). Per configuration:
   ``steps`` iterations. The per-iteration time is the median of the optimiser's own per-iteration
   clock (robust to a busy machine); the rest of the wall time is per-batch overhead (resizing,
   content/style targets, transfers).
-* ``single``: `jaxstyle.stylize.stylize` in a loop over 2 images (warm, in-process), the library
+* ``single``: `jaxstyle.stylization.stylize` in a loop over 2 images (warm, in-process), the library
   equivalent of running the single-image path per image; measured the same way.
 * ``cli``: ``jaxstyle stylize`` as a fresh process per image, as a shell loop would (start-up,
   weight loading and compilation paid for every image).
@@ -64,9 +64,9 @@ def _rss_mib() -> float:
 
 def _inputs(count: int):
     import numpy as np
-    from jaxstyle.stylize import stylize  # noqa: F401 - import cost outside the timings
 
-    from jaxstyle.io.image import load_image
+    from jaxstyle.io.decode import load_image
+    from jaxstyle.stylization import stylize  # noqa: F401 - import cost outside the timings
 
     assets = Path(__file__).resolve().parents[1] / "jaxstyle" / "assets" / "images"
     photo = load_image(assets / "chelsea.jpg").rgb
@@ -78,10 +78,10 @@ def _inputs(count: int):
 
 def worker(kind: str, size: int, batch: int, steps: int) -> dict:
     import jax
-    from jaxstyle.stylize import stylize
 
     from jaxstyle.batch import stylize_batch
     from jaxstyle.config import StyleConfig
+    from jaxstyle.stylization import stylize
     from jaxstyle.weights import load_weights
 
     weights = load_weights()
@@ -117,7 +117,7 @@ def worker(kind: str, size: int, batch: int, steps: int) -> dict:
     # resizing, colour handling, content/style targets, transfers, the first dispatch.
     runs = len(elapsed) // steps
     durations = []
-    for r in range(runs):  # one optimise() call per batch (single: per image), each clock from 0
+    for r in range(runs):  # one optimize() call per batch (single: per image), each clock from 0
         clock = elapsed[r * steps : (r + 1) * steps]
         durations += [b - a for a, b in zip([0.0, *clock], clock)]
     per_iteration = statistics.median(durations)  # one iteration of one batch (single: of one image)
@@ -150,10 +150,11 @@ def interleaved(size: int, batches: list[int], reps: int) -> dict:
     """
     import jax
     import jax.numpy as jnp
-    from jaxstyle.stylize import fit_long_side
 
     from jaxstyle.config import StyleConfig
-    from jaxstyle.optimize import LossSpec, OptimizerSpec, content_targets, init_opt_state, run_steps, style_targets
+    from jaxstyle.objective import LossSpec, content_targets, style_targets
+    from jaxstyle.prepare import fit_long_side
+    from jaxstyle.step import OptimizerSpec, init_opt_state, run_steps
     from jaxstyle.weights import load_weights
 
     weights = load_weights()
@@ -161,7 +162,7 @@ def interleaved(size: int, batches: list[int], reps: int) -> dict:
     config = StyleConfig(max_size=size)
     spec, opt_spec = LossSpec.from_config(config, weights.mean_bgr), OptimizerSpec.from_config(config)
     contents, style = _inputs(1)
-    from jaxstyle.io.image import resize_to
+    from jaxstyle.io.resize import resize_to
 
     shape = fit_long_side(contents[0].shape[:2], size)
     image = jnp.asarray(resize_to(contents[0], *shape))

@@ -15,9 +15,10 @@ from pathlib import Path
 import jax.numpy as jnp
 
 from jaxstyle.config import StyleConfig
-from jaxstyle.io.image import load_image, resize_to
-from jaxstyle.optimize import LossSpec, content_targets, loss_terms, style_targets, total_of, whole_norms
-from jaxstyle.problem import fit_long_side
+from jaxstyle.io.decode import load_image
+from jaxstyle.io.resize import resize_to
+from jaxstyle.objective import LossSpec, content_targets, loss_terms, style_targets, total_of, whole_norms
+from jaxstyle.prepare import fit_long_side
 from jaxstyle.stylization import stylize
 from jaxstyle.weights import load_weights
 

@@ -1,6 +1,6 @@
 """Magenta arbitrary-style transformer: jaxstyle (JAX, CPU) versus onnxruntime on the same float weights.
 
-    python benchmarks/bench_fast.py [--sizes 512 1024] [--repeats 7] [--threads 2] [--no-tune-malloc]
+    python benchmarks/bench_fast.py [--sizes 512 1024] [--repeats 7] [--threads 2]
 
 onnxruntime runs a float copy of ``arbitrary_transform.onnx`` (activation fake-quantisation
 removed, weights dequantised, H and W made dynamic) with ``intra_op_num_threads`` = ``--threads``;
@@ -8,9 +8,7 @@ JAX runs `jaxstyle.nets.magenta.transform` (XLA's CPU thread pool has one thread
 same 2 here). The two are timed interleaved, batch 1, same input, after a warm-up call, with a
 0.1 s pause before every call (onnxruntime's worker threads spin for a while after a run and would
 otherwise slow whatever runs next); the table reports min and median of ``--repeats`` calls each,
-so a busy machine slows both alike. ``jaxstyle.nets.magenta.tune_cpu_malloc`` is applied unless
-``--no-tune-malloc`` (it removes ~270,000 page faults per 1024x1024 call; onnxruntime has its own
-arena allocator and needs no such help).
+so a busy machine slows both alike.
 
 Also recorded: compile time (first call), the nominal FLOP count of the network as direct
 convolutions (the port does fewer multiplications: FFT for the 9x9 and Winograd for most 3x3
@@ -120,19 +118,16 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no-tune-malloc", action="store_true", help="leave glibc malloc at its defaults")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fast_cpu.json")
     args = parser.parse_args()
 
     import jax
     import jax.numpy as jnp
-
-    from jaxstyle.nets import magenta
-
-    tuned = False if args.no_tune_malloc else magenta.tune_cpu_malloc()  # before the first computation
     import onnx
     import onnxruntime as ort
     from PIL import Image
+
+    from jaxstyle.nets import magenta, magenta_predictor, magenta_weights
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
@@ -142,10 +137,12 @@ def main() -> None:
         float_transformer(onnx).SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
 
-    params = magenta.load_arbitrary()
+    params = magenta_weights.load_arbitrary()
     style = np.asarray(Image.open(IMAGES / "starry_night.jpg").convert("RGB"), np.float32) / 255
     photo = np.asarray(Image.open(IMAGES / "chelsea.jpg").convert("RGB"), np.float32) / 255
-    vector = np.asarray(magenta.style_vector(params["predictor"], magenta.resize_style_image(style)[None]))
+    vector = np.asarray(
+        magenta_predictor.style_vector(params["predictor"], magenta_predictor.resize_style_image(style)[None])
+    )
     peak = gemm_peak(jax, jnp)
     per_pixel = flop_per_pixel()
     load_before = os.getloadavg()
@@ -195,7 +192,6 @@ def main() -> None:
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "threads": args.threads,
-        "malloc_tuned": tuned,
         "load_average_before": [round(v, 2) for v in load_before],
         "load_average_after": [round(v, 2) for v in os.getloadavg()],
         "jax": jax.__version__,

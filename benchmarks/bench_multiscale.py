@@ -20,10 +20,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from jaxstyle.stylize import scale_sizes, stylize
 
 from jaxstyle.config import StyleConfig
-from jaxstyle.io.image import load_image, save_image
+from jaxstyle.io.decode import load_image
+from jaxstyle.io.encode import save_image
+from jaxstyle.prepare import scale_sizes
+from jaxstyle.stylization import stylize
 from jaxstyle.weights import load_weights
 
 ASSETS = Path(__file__).resolve().parents[1] / "jaxstyle" / "assets" / "images"

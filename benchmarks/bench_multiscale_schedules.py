@@ -23,12 +23,14 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxstyle.stylize import _initial_image, fit_long_side
 
 from jaxstyle.config import StyleConfig
-from jaxstyle.io.image import load_image, resize_to
+from jaxstyle.io.decode import load_image
+from jaxstyle.io.resize import resize_to
 from jaxstyle.nets.vgg import prepare_params
-from jaxstyle.optimize import LossSpec, content_targets, optimise, style_targets, total_loss, whole_norms
+from jaxstyle.objective import LossSpec, content_targets, style_targets, total_loss, whole_norms
+from jaxstyle.optimize import optimize
+from jaxstyle.prepare import fit_long_side, initial_image
 from jaxstyle.weights import load_weights
 
 ASSETS = Path(__file__).resolve().parents[1] / "jaxstyle" / "assets" / "images"
@@ -48,7 +50,7 @@ def run(params, spec, config, content, style, sides, coarse_iterations, detail, 
     # reuse the earlier runs' compilations of the same shapes and look 10 s per scale faster.
     jax.clear_caches()
     shapes = [fit_long_side(content.shape[:2], side) for side in sides]
-    init = _initial_image(resize_to(content, *shapes[-1]), config, None)
+    init = initial_image(resize_to(content, *shapes[-1]), config, None)
     curve, image, start_time = [], None, time.perf_counter()
     for index, (h, w) in enumerate(shapes):
         last = index == len(shapes) - 1
@@ -76,7 +78,7 @@ def run(params, spec, config, content, style, sides, coarse_iterations, detail, 
                 curve.append((time.perf_counter() - start_time, report.iteration, float(report.losses["total"][-1])))
 
         iterations = final_iterations if last else coarse_iterations
-        result = optimise(
+        result = optimize(
             params, jnp.asarray(start), targets, config.replace(iterations=iterations), spec, callback=record
         )
         image = np.asarray(result.image)

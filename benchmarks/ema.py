@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--images", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "images")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
-    from jaxstyle.io.image import load_image
+    from jaxstyle.io.decode import load_image
 
     grid = json.loads((args.results / "quality_defaults.json").read_text())["runs"]
     path = args.results / f"ema_{args.size}.json"

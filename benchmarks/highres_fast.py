@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxstyle import problem
+from jaxstyle import prepare
 from jaxstyle.config import StyleConfig
-from jaxstyle.io.image import load_image
+from jaxstyle.io.decode import load_image
 from jaxstyle.methods.fast import FastRunner
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -33,8 +33,8 @@ def main() -> None:
     content, style = load_image(args.content).rgb, load_image(args.style).rgb
     config = StyleConfig(method="fast", max_size=args.size)
     runners = {
-        "untiled": FastRunner(config, problem.make_style_set(style)),
-        "tiled": FastRunner(config.replace(tile_size=args.tile), problem.make_style_set(style)),
+        "untiled": FastRunner(config, prepare.make_style_set(style)),
+        "tiled": FastRunner(config.replace(tile_size=args.tile), prepare.make_style_set(style)),
     }
     results, seconds = {}, {}
     for name, runner in runners.items():

@@ -25,9 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import judge
 
-from jaxstyle import problem
+from jaxstyle import prepare
 from jaxstyle.config import StyleConfig
-from jaxstyle.io.image import load_image, save_image
+from jaxstyle.io.decode import load_image
+from jaxstyle.io.encode import save_image
 from jaxstyle.methods.gatys import GatysRunner
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -65,7 +66,7 @@ def main() -> None:
     args = parser.parse_args()
 
     content, style = load_image(args.content).rgb, load_image(args.style).rgb
-    styles = problem.make_style_set(style)
+    styles = prepare.make_style_set(style)
     config = StyleConfig(max_size=args.size, iterations=args.iterations)
 
     started = time.perf_counter()

@@ -18,8 +18,9 @@ weights cannot make its own results look better to it.
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -115,12 +116,17 @@ def ratios(output: np.ndarray, content: np.ndarray, style: np.ndarray, vgg=None)
     }
 
 
-def main(argv: list[str]) -> None:
-    from jaxstyle.io.image import load_image
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("output", type=Path, help="the stylized image")
+    parser.add_argument("content", type=Path, help="the content image it was made from")
+    parser.add_argument("style", type=Path, help="the style image it was made with")
+    args = parser.parse_args()
+    from jaxstyle.io.decode import load_image
 
-    output, content, style = (load_image(path).rgb for path in argv[1:4])
+    output, content, style = (load_image(path).rgb for path in (args.output, args.content, args.style))
     print(json.dumps(ratios(output, content, style)))
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    main()

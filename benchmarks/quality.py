@@ -173,7 +173,7 @@ def main() -> None:
         judge="benchmarks/judge.py: NumPy VGG19, max pooling, relu4_2 content, relu1_1..relu5_1 Gram/(HWC)",
     )
     vgg = judge.load_vgg()
-    from jaxstyle.io.image import load_image
+    from jaxstyle.io.decode import load_image
 
     for size in args.sizes:
         for name, content, style in pairs:

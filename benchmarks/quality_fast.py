@@ -24,10 +24,11 @@ from pathlib import Path
 import jax.numpy as jnp
 
 from jaxstyle.config import StyleConfig
+from jaxstyle.io.decode import load_image
 from jaxstyle.io.files import atomic_write_text
-from jaxstyle.io.image import load_image, resize_to
+from jaxstyle.io.resize import resize_to
 from jaxstyle.nets.vgg import prepare_params
-from jaxstyle.optimize import LossSpec, content_targets, loss_terms, style_targets, whole_norms
+from jaxstyle.objective import LossSpec, content_targets, loss_terms, style_targets, whole_norms
 from jaxstyle.stylization import stylize
 from jaxstyle.weights import load_weights
 

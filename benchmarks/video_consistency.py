@@ -29,11 +29,12 @@ from PIL import Image
 from scipy import ndimage
 
 from jaxstyle.config import StyleConfig
+from jaxstyle.io.decode import load_image
 from jaxstyle.io.files import atomic_write_text
-from jaxstyle.io.image import load_image, resize_to
+from jaxstyle.io.resize import resize_to
 from jaxstyle.io.video import Frame, VideoInfo, probe, read_frames, write_frames
 from jaxstyle.nets.vgg import prepare_params
-from jaxstyle.optimize import LossSpec, loss_terms, style_targets, whole_norms
+from jaxstyle.objective import LossSpec, loss_terms, style_targets, whole_norms
 from jaxstyle.video import flow, run_video
 from jaxstyle.weights import load_weights
 

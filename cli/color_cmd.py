@@ -42,13 +42,16 @@ def color_command(
       jaxstyle color photo.jpg a.jpg b.jpg -o out.jpg --neighbors 8 --patch-size 5
     """
     from jaxstyle.color_knn import KNNColorTransfer, check_params
-    from jaxstyle.io.image import check_output_path, load_image, save_image
+    from jaxstyle.io.decode import load_image
+    from jaxstyle.io.encode import check_image_suffix, save_image
+    from jaxstyle.io.files import check_output_path
 
     with user_errors():
         check_params(n_neighbors=neighbors, patch_size=patch_size, max_train=max_train)
         model = KNNColorTransfer(n_neighbors=neighbors, patch_size=patch_size, max_train=max_train, random_state=seed)
         content_image = load_image(content, min_side=1)
         style_images = [load_image(path, min_side=1).rgb for path in styles]
+        check_image_suffix(output)
         output = check_output_path(output, overwrite=overwrite, inputs=[content, *styles])
         with progress_bar() as bar:
             task = bar.add_task("colour", total=None, status="learning")

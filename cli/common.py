@@ -135,7 +135,7 @@ def load_weights_option(path: Path | None, method: str = "gatys"):
     if path is None:
         return None
     if method == "fast":
-        from jaxstyle.nets.magenta import load_arbitrary
+        from jaxstyle.nets.magenta_weights import load_arbitrary
 
         return load_arbitrary(path)
     from jaxstyle.weights_convert.convert import load_any

@@ -90,12 +90,14 @@ def run_stylize(
 ) -> None:
     import numpy as np
 
-    from jaxstyle import methods, problem
-    from jaxstyle.io.files import atomic_write_text
-    from jaxstyle.io.image import check_output_path, load_image, resize_to, save_image
+    from jaxstyle import methods, prepare
+    from jaxstyle.io.decode import load_image
+    from jaxstyle.io.encode import check_image_suffix, save_image
+    from jaxstyle.io.files import atomic_write_text, check_output_path
     from jaxstyle.io.parts import PartsFolder, parts_folder
+    from jaxstyle.io.resize import resize_to
     from jaxstyle.placement import memory_budget_bytes
-    from jaxstyle.problem import check_style_blend, run_metadata
+    from jaxstyle.prepare import check_style_blend, run_metadata
 
     inputs = [content_path, *style_paths, *([init_image_path] if init_image_path else [])]
     if style_paths:
@@ -103,6 +105,7 @@ def run_stylize(
     content = load_image(content_path)
     styles = [load_image(path).rgb for path in style_paths]
     init_image = load_image(init_image_path).rgb if init_image_path else None
+    check_image_suffix(output)
     output = check_output_path(output, overwrite=overwrite, inputs=inputs)
     if history_path is not None:
         history_path = check_history_path(history_path, overwrite=overwrite, taken=[*inputs, output])
@@ -110,14 +113,14 @@ def run_stylize(
     if save_every:
         config = config.replace(report_every=math.gcd(save_every, config.optimize.report_every))
 
-    runner = methods.setup(config, problem.make_style_set(styles, style_blend, config), weights=weights)
+    runner = methods.setup(config, prepare.make_style_set(styles, style_blend, config), weights=weights)
     plans = runner.plan(content.size)
     parts = None
     if any(plan.tiled for plan in plans):
         say(describe_plan(plans, memory_budget_bytes(config)))
     if any(plan.tiled for plan in plans) and runner.keeps_parts:
         # the plan too: it follows the free memory, which changes between runs
-        record = problem.settings_record(
+        record = prepare.settings_record(
             config, inputs, style_blend, runner.weights_id, plan=[dataclasses.asdict(plan) for plan in plans]
         )
         parts = PartsFolder(parts_folder(output), record, overwrite=overwrite, what="tiles")
@@ -290,10 +293,12 @@ def demo_command(
     """
     with user_errors():
         started = time.perf_counter()
-        from jaxstyle.io.image import check_output_path
+        from jaxstyle.io.encode import check_image_suffix
+        from jaxstyle.io.files import check_output_path
 
         fast = fast_demo_path(output)
         for target in (output, fast):  # both checked before any work
+            check_image_suffix(target)
             check_output_path(target, overwrite=overwrite)
         common = {
             "style_blend": None,
@@ -335,9 +340,12 @@ def builtin_styles_command(
         if columns < 1:
             raise UsageError(f"--columns must be at least 1, got {columns}")
         config = build_config(settings={"method": "fast", "builtin_style": "0", "max_size": max_size})
-        from jaxstyle.io.image import check_output_path, load_image, save_image
+        from jaxstyle.io.decode import load_image
+        from jaxstyle.io.encode import check_image_suffix, save_image
+        from jaxstyle.io.files import check_output_path
         from jaxstyle.methods.fast import builtin_contact_sheet
 
+        check_image_suffix(output)
         target = check_output_path(output, overwrite=overwrite, inputs=[content])
         photo = load_image(content)
         with progress_bar() as bar:

@@ -26,8 +26,8 @@ _EXPORTS = {
     "PRESETS": "jaxstyle.config",
     "load_weights": "jaxstyle.weights",
     "VGGWeights": "jaxstyle.weights",
-    "load_image": "jaxstyle.io.image",
-    "save_image": "jaxstyle.io.image",
+    "load_image": "jaxstyle.io.decode",
+    "save_image": "jaxstyle.io.encode",
     "knn_color_transfer": "jaxstyle.color_knn",
     "KNNColorTransfer": "jaxstyle.color_knn",
 }
@@ -52,7 +52,8 @@ if TYPE_CHECKING:
     from jaxstyle.batch import stylize_batch
     from jaxstyle.color_knn import KNNColorTransfer, knn_color_transfer
     from jaxstyle.config import PRESETS, StyleConfig, preset
-    from jaxstyle.io.image import load_image, save_image
+    from jaxstyle.io.decode import load_image
+    from jaxstyle.io.encode import save_image
     from jaxstyle.stylization import Progress, stylize
     from jaxstyle.weights import VGGWeights, load_weights
 

@@ -31,20 +31,8 @@ import numpy as np
 from jaxstyle.config import preset
 from jaxstyle.errors import UsageError
 from jaxstyle.nets.vgg import CONV_SHAPES, prepare_params
-from jaxstyle.optimize import (
-    LossSpec,
-    OptimizerSpec,
-    Stepper,
-    batched,
-    blend_style_targets,
-    content_targets,
-    init_opt_state,
-    jitted_run_steps,
-    make_stepper,
-    run_steps,
-    style_targets,
-    whole_norms,
-)
+from jaxstyle.objective import LossSpec, blend_style_targets, content_targets, style_targets, whole_norms
+from jaxstyle.step import OptimizerSpec, Stepper, batched, init_opt_state, jitted_run_steps, make_stepper, run_steps
 
 CONV_CHOICES = {"auto": None, "winograd": True, "direct": False}
 
@@ -174,11 +162,11 @@ def run_case(
         "content": content,
         "style": blend_style_targets([style_targets(params, style, loss_spec, shape)], (1.0,)),
     }
-    # The inputs' losses, which every step measures its ratios against (`optimize.combine`).
+    # The inputs' losses, which every step measures its ratios against (`objective.weighted_terms`).
     first = {"content": content_targets(params, contents[0], loss_spec), "style": targets["style"]}
     norm = whole_norms(params, contents[0], [style], (1.0,), first, loss_spec)
     targets["norm"] = jax.tree.map(lambda v: jnp.stack([v] * case.batch), norm) if case.batch > 1 else norm
-    opt_state = init_opt_state(image, stepper, config.resolved_learning_rate)
+    opt_state = init_opt_state(image, stepper, config.optimize.resolved_learning_rate)
     dispatch: Callable = lambda image, state: run_steps(params, image, state, targets, stepper=stepper, steps=steps)
 
     # Trace and compile ahead of time, so compile_s is exactly that; the jitted calls below reuse it.
@@ -260,14 +248,14 @@ def run_fast_case(
     params=None,
 ) -> FastResult:
     """Compile and time the fast method's transformer (random content and style vectors)."""
-    from jaxstyle.nets import magenta
+    from jaxstyle.nets import magenta, magenta_weights
 
     if precision not in ("float32", "bfloat16"):
         raise UsageError(f"unknown precision {precision!r}; choose float32 or bfloat16")
-    transformer = jax.device_put((params or magenta.load_arbitrary())["transformer"])
+    transformer = jax.device_put((params or magenta_weights.load_arbitrary())["transformer"])
     rng = np.random.default_rng(0)
     content = jnp.asarray(rng.uniform(size=(batch, height, width, 3)).astype(np.float32))
-    vector = jnp.asarray(rng.normal(size=(batch, magenta.STYLE_DIM)).astype(np.float32))
+    vector = jnp.asarray(rng.normal(size=(batch, magenta_weights.STYLE_DIM)).astype(np.float32))
     dtype = jnp.bfloat16 if precision == "bfloat16" else jnp.float32
     start = time.perf_counter()
     compiled = magenta.transform.lower(transformer, content, vector, compute_dtype=dtype).compile()

@@ -1,7 +1,7 @@
 """L-BFGS direction for a fixed step size, with the curvature safeguard a line search would give.
 
 optax's ``scale_by_lbfgs`` stores every (s, y) pair and relies on a line search (Wolfe
-conditions) to guarantee ``s.y > 0``. We run L-BFGS with a fixed step (see optimize.py for why), so
+conditions) to guarantee ``s.y > 0``. We run L-BFGS with a fixed step (see step.py for why), so
 a pair with non-positive curvature can enter the memory and turn every later direction uphill;
 measured: from a noise start with average pooling, the style loss *rose* under optax's transform.
 This transformation is the same two-loop recursion (Nocedal & Wright, Algorithm 7.4) with the

@@ -63,8 +63,8 @@ DEFAULT_BUDGET_SHARE = 0.8
 
 
 def memory_budget_bytes(config) -> int | None:
-    """``config.memory_budget`` GiB in bytes, or 80 % of what the machine has (None where unknown)."""
-    if config.memory_budget is not None:
-        return int(config.memory_budget * 2**30)
+    """``config.resources.memory_budget`` GiB in bytes, or 80 % of what the machine has (None where unknown)."""
+    if config.resources.memory_budget is not None:
+        return int(config.resources.memory_budget * 2**30)
     available = available_memory_bytes()
     return None if available is None else int(DEFAULT_BUDGET_SHARE * available)

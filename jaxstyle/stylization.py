@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from jaxstyle import methods, problem
+from jaxstyle import methods, prepare
 from jaxstyle.config import StyleConfig
 from jaxstyle.methods.gatys import Progress
 
@@ -32,18 +32,17 @@ def stylize(
     Args:
       content: (H, W, 3) RGB in [0, 1] (uint8 and grey (H, W) are accepted).
       styles: one style image or a list; each may have its own size and aspect ratio (None or
-        empty with ``config.builtin_style``).
+        empty with ``config.fast.builtin_style``).
       config: all settings, the method included; `StyleConfig()` by default.
       style_blend: one non-negative weight per style (normalised to sum 1); equal by default.
-      init_image: the starting image when ``config.init == "image"``.
+      init_image: the starting image when ``config.optimize.init == "image"``.
       weights: the method's weights (`VGGWeights` for "gatys"); the embedded default if None.
       callback: called with the method's progress reports (a `Progress` for "gatys").
 
     Returns:
       (h, w, 3) float32 in [0, 1], with the long side ``config.max_size``.
     """
-    config = (config or StyleConfig()).validate()
-    content = problem.as_rgb(content, "content image")
-    style_set = problem.make_style_set(styles, style_blend, config)
+    config = config or StyleConfig()
+    style_set = prepare.make_style_set(styles, style_blend, config)
     runner = methods.setup(config, style_set, weights=weights)
     return runner.stylize(content, init_image=init_image, callback=callback)

@@ -172,13 +172,27 @@ def _load_canonical(path: Path) -> VGGWeights:
     return VGGWeights(params=params, mean_bgr=_parse_mean(metadata.get("mean_bgr"), source), metadata=metadata)
 
 
-def weights_digest(weights: VGGWeights) -> str:
-    """A short content hash of the weights (the arrays and the mean), to tell weights files apart."""
+def params_digest(params, *, separator: str | None = None, trailer: str = "") -> str:
+    """A short content hash of a weights PyTree, to tell weights apart (batch manifests, the
+    settings hash of a run's parts, image metadata).
+
+    blake2b (8 bytes) over every leaf in the order of its path: the path, shape and dtype as text,
+    then the bytes; then ``trailer`` (e.g. what else the weights mean, such as VGG's input mean).
+    Paths are spelled by `jax.tree_util.keystr`: ``['transformer']['conv1']['kernel']`` by
+    default, ``block1_conv1/kernel`` with ``separator="/"``. Recorded digests stay valid only as
+    long as each caller keeps its spelling and trailer.
+    """
+    import jax  # here, not at the top: `jaxstyle weights info` reads this module without JAX
+
     digest = hashlib.blake2b(digest_size=8)
-    for layer in sorted(weights.params):
-        for name in sorted(weights.params[layer]):
-            array = np.ascontiguousarray(weights.params[layer][name])
-            digest.update(f"{layer}/{name}{array.shape}{array.dtype}".encode())
-            digest.update(memoryview(array).cast("B"))
-    digest.update(repr(tuple(weights.mean_bgr)).encode())
+    for path, leaf in sorted(jax.tree_util.tree_leaves_with_path(params), key=lambda item: str(item[0])):
+        array = np.ascontiguousarray(np.asarray(leaf))
+        name = (
+            jax.tree_util.keystr(path)
+            if separator is None
+            else jax.tree_util.keystr(path, simple=True, separator=separator)
+        )
+        digest.update(f"{name}{array.shape}{array.dtype}".encode())
+        digest.update(memoryview(array).cast("B"))
+    digest.update(trailer.encode())
     return digest.hexdigest()

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from jaxstyle import problem
+from jaxstyle import prepare
 from jaxstyle.batch import (
     BatchStarted,
     BatchStep,
@@ -41,8 +41,8 @@ from jaxstyle.batch import (
 )
 from jaxstyle.config import StyleConfig
 from jaxstyle.errors import NumericalError, OutputError, UsageError
-from jaxstyle.io.image import load_image, read_image_metadata
-from jaxstyle.problem import fit_long_side
+from jaxstyle.io.decode import load_image, read_image_metadata
+from jaxstyle.prepare import fit_long_side
 from jaxstyle.stylization import stylize
 from jaxstyle.weights import load_weights
 
@@ -171,7 +171,7 @@ def test_batch_scores_match_values_derived_by_hand(weights):
     """Not through the loss code the batch shares with single images: the TV ratio from the result
     and the style image in NumPy, each weighted term from its ratio and the config's weight (ratio
     units), and the total as their sum."""
-    from jaxstyle.io.image import resize_to
+    from jaxstyle.io.resize import resize_to
 
     contents = [random_image((40, 60), seed) for seed in (11, 12)]
     style = random_image((50, 50), 13)
@@ -184,22 +184,22 @@ def test_batch_scores_match_values_derived_by_hand(weights):
         image = np.asarray(image, np.float64)
         return np.sum(np.diff(image, axis=0) ** 2) + np.sum(np.diff(image, axis=1) ** 2)
 
-    assert FAST.loss_units == "ratio" and FAST.tv_kind == "l2"
+    assert FAST.loss.loss_units == "ratio" and FAST.loss.tv_kind == "l2"
     for index, result in enumerate(results):
         own = scores[index]
         # the style image as the run sizes it (`style_scale`), then at the output's size
-        (sized,) = problem.styles_for(problem.make_style_set(style, None, FAST), None, result.shape[:2], FAST)
+        (sized,) = prepare.styles_for(prepare.make_style_set(style, None, FAST), None, result.shape[:2], FAST)
         reference = resize_to(sized, *result.shape[:2])
         assert own["tv_ratio"] == pytest.approx(tv(result) / tv(reference), rel=1e-3)
-        assert own["content"] == pytest.approx(FAST.content_weight * own["content_ratio"], rel=1e-5)
-        assert own["style"] == pytest.approx(FAST.resolved_style_weight * own["style_ratio"], rel=1e-5)
-        assert own["tv"] == pytest.approx(FAST.tv_weight * own["tv_ratio"], rel=1e-5)
+        assert own["content"] == pytest.approx(FAST.loss.content_weight * own["content_ratio"], rel=1e-5)
+        assert own["style"] == pytest.approx(FAST.loss.resolved_style_weight * own["style_ratio"], rel=1e-5)
+        assert own["tv"] == pytest.approx(FAST.loss.tv_weight * own["tv_ratio"], rel=1e-5)
         assert own["total"] == pytest.approx(own["content"] + own["style"] + own["tv"], rel=1e-5)
         assert own["content_ratio"] > 0 and own["style_ratio"] > 0
 
 
 def content_resized(content):
-    from jaxstyle.io.image import resize_to
+    from jaxstyle.io.resize import resize_to
 
     return resize_to(content, *fit_long_side(content.shape[:2], 32))
 
@@ -332,7 +332,7 @@ def test_changed_settings_or_unknown_files_are_not_clobbered(folder, tmp_path, w
     output = tmp_path / "out"
     run_batch(photos, output, [style], FAST, weights=weights, batch_size=2)
     before = (output / "p0.png").read_bytes()
-    changed = FAST.replace(iterations=FAST.iterations + 3)
+    changed = FAST.replace(iterations=FAST.optimize.iterations + 3)
     with pytest.raises(OutputError, match="other settings"):
         run_batch(photos, output, [style], changed, weights=weights, batch_size=2)
     assert (output / "p0.png").read_bytes() == before
@@ -432,8 +432,8 @@ SHARDING_SCRIPT = textwrap.dedent(
     assert jax.device_count() == 4, jax.devices()
     from jaxstyle.batch import BucketEngine, stylize_batch
     from jaxstyle.config import StyleConfig
-    from jaxstyle.optimize import init_opt_state, jitted_run_steps, run_steps
-    from jaxstyle.problem import make_style_set
+    from jaxstyle.step import init_opt_state, jitted_run_steps, run_steps
+    from jaxstyle.prepare import make_style_set
     from jaxstyle.weights import load_weights
 
     weights = load_weights()
@@ -574,12 +574,17 @@ def test_cli_runs_reports_failures_and_resumes(folder, tmp_path, fast_cli):
         (["-i", "nowhere/"], 3, "does not exist"),
     ],
 )
-def test_cli_errors_are_one_line(folder, tmp_path, fast_cli, extra, code, message):
+def test_cli_errors_are_one_line(folder, tmp_path, capsys, extra, code, message):
+    """Through the console entry point, as a user runs it (option checks are click's, which
+    CliRunner would print with click's usage text)."""
+    from jaxstyle.cli.app import main
+
     photos, style = folder
-    result = fast_cli(style, "-i", photos, "-o", tmp_path / "out", *extra)
-    assert result.exit_code == code, result.output
-    assert message in result.output and "Traceback" not in result.output
-    assert result.output.count("error:") == 1
+    argv = ["batch", style, "-i", photos, "-o", tmp_path / "out", *extra, *SHALLOW_ARGS]
+    assert main(list(map(str, argv))) == code
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert err.count("error:") == 1
 
 
 def test_cli_ctrl_c_says_how_to_resume(folder, tmp_path, fast_cli, monkeypatch):

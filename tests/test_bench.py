@@ -42,9 +42,9 @@ def test_unknown_conv_is_a_usage_error(params):
 def test_fast_flop_model_counts_every_convolution():
     """25,056 FLOP per content pixel: the transformer's 16 convolutions at their resolutions."""
     from jaxstyle.bench import _FAST_CONVS, FAST_FLOP_PER_PIXEL
-    from jaxstyle.nets import magenta
+    from jaxstyle.nets import magenta_weights
 
-    shapes = magenta.arbitrary_shapes()
+    shapes = magenta_weights.arbitrary_shapes()
     names = [n for n in shapes if n.startswith("transformer/") and n.endswith("/kernel")]
     convs = [shapes[n] for n in names if n.split("/")[-2] in ("conv", "conv1", "conv2")]
     assert [(k, cin, cout) for k, _, cin, cout in convs] == [(k, cin, cout) for k, cin, cout, _ in _FAST_CONVS]

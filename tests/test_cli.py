@@ -33,7 +33,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from jaxstyle import __version__
-from jaxstyle.io.image import read_image_metadata
+from jaxstyle.io.decode import read_image_metadata
 from jaxstyle.weights import default_weights_path
 
 JAXSTYLE = Path(sys.executable).with_name("jaxstyle")  # the console script (`python -m jaxstyle.cli` has no __main__)

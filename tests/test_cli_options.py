@@ -212,7 +212,7 @@ def test_toml_sections_and_top_level_names(tmp_path: Path):
 
 def test_set_reaches_a_field_without_an_option(tmp_path: Path, capsys):
     """--set lbfgs_memory=3 reaches the run: the PNG metadata records the config that ran."""
-    from jaxstyle.io.image import read_image_metadata
+    from jaxstyle.io.decode import read_image_metadata
 
     rng = np.random.default_rng(1)
     for name in ("content.png", "style.png"):

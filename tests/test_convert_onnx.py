@@ -14,7 +14,7 @@ from onnx import helper, numpy_helper
 from safetensors import safe_open
 
 from jaxstyle.errors import InputNotFoundError, WeightsError
-from jaxstyle.nets import magenta
+from jaxstyle.nets import magenta_weights
 
 DATA = Path(__file__).parent / "data" / "magenta"
 PREDICT, TRANSFORM, MULTI = (DATA / f"{n}.onnx" for n in ("arbitrary_predict", "arbitrary_transform", "multistyle26"))
@@ -49,7 +49,7 @@ def test_conversion_reproduces_embedded_assets(kind, tmp_path):
         tensors, metadata = onnx_magenta.read_multistyle(MULTI)
     written = onnx_magenta.save(tmp_path / "out.safetensors", tensors, metadata)
     fresh, fresh_metadata = _read_safetensors(written)
-    embedded, embedded_metadata = _read_safetensors(magenta.default_path(kind))
+    embedded, embedded_metadata = _read_safetensors(magenta_weights.default_path(kind))
     assert sorted(fresh) == sorted(embedded)
     for name, array in embedded.items():
         assert fresh[name].dtype == array.dtype and np.array_equal(fresh[name], array), name
@@ -69,7 +69,7 @@ def test_compact_storage_and_dequantisation_equal_the_onnx_weights():
         if n.op_type == "DequantizeLinear" and n.input[0] == "transformer/contract/conv1/weights"
     )
     expected = arrays["transformer/contract/conv1/weights"] * arrays[dq.input[1]].reshape(-1, 1, 1, 1)  # OIHW
-    params = magenta.load_arbitrary()
+    params = magenta_weights.load_arbitrary()
     got = np.asarray(params["transformer"]["contract1"]["conv"]["kernel"])
     np.testing.assert_array_equal(got, expected.transpose(2, 3, 1, 0).astype(np.float32))
     # depthwise [C, 1, 3, 3] -> [3, 3, 1, C]
@@ -168,17 +168,19 @@ def test_missing_tensor(tmp_path):
 def test_loading_bad_converted_files(tmp_path):
     tensors, metadata = onnx_magenta.read_multistyle(MULTI)
     with pytest.raises(InputNotFoundError):
-        magenta.load_multistyle(tmp_path / "nope.safetensors")
+        magenta_weights.load_multistyle(tmp_path / "nope.safetensors")
     wrong_format = onnx_magenta.save(tmp_path / "a.safetensors", tensors, {**metadata, "format": "jaxstyle-vgg19"})
-    _one_line_error(magenta.load_multistyle, wrong_format, match="not a jaxstyle-magenta-multistyle26 file")
+    _one_line_error(magenta_weights.load_multistyle, wrong_format, match="not a jaxstyle-magenta-multistyle26 file")
     partial = {k: v for k, v in tensors.items() if k != "multistyle/residual3/cin2/gamma"}
     missing = onnx_magenta.save(tmp_path / "b.safetensors", partial, metadata)
-    _one_line_error(magenta.load_multistyle, missing, match="residual3/cin2/gamma' is missing")
+    _one_line_error(magenta_weights.load_multistyle, missing, match="residual3/cin2/gamma' is missing")
     not_safetensors = tmp_path / "c.safetensors"
     not_safetensors.write_bytes(b"hello")
-    _one_line_error(magenta.load_multistyle, not_safetensors, match="not a safetensors weights file")
+    _one_line_error(magenta_weights.load_multistyle, not_safetensors, match="not a safetensors weights file")
     _one_line_error(
-        magenta.load_arbitrary, magenta.default_path("multistyle"), match="not a jaxstyle-magenta-arbitrary"
+        magenta_weights.load_arbitrary,
+        magenta_weights.default_path("multistyle"),
+        match="not a jaxstyle-magenta-arbitrary",
     )
 
 
@@ -194,14 +196,15 @@ def test_cli_convert_and_info_know_the_magenta_kinds(tmp_path, capsys):
     sources = [str(DATA / "arbitrary_transform.onnx"), str(DATA / "arbitrary_predict.onnx")]  # either order
     assert main(["weights", "convert", *sources, "-o", str(out)]) == 0, capsys.readouterr().err
     assert "arbitrary (predictor + transformer)" in capsys.readouterr().err
-    loaded = magenta.load_arbitrary(out)
-    embedded = magenta.load_arbitrary()
+    loaded = magenta_weights.load_arbitrary(out)
+    embedded = magenta_weights.load_arbitrary()
     assert all(
-        np.array_equal(a, b) for a, b in zip(magenta.flatten(loaded).values(), magenta.flatten(embedded).values())
+        np.array_equal(a, b)
+        for a, b in zip(magenta_weights.flatten(loaded).values(), magenta_weights.flatten(embedded).values())
     )
     assert main(["weights", "info", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["metadata"]["format"] == magenta.ARBITRARY_FORMAT
+    assert info["metadata"]["format"] == magenta_weights.ARBITRARY_FORMAT
     assert info["layers"]["transformer/contract1/conv"]["kernel"] == [9, 9, 3, 8]
     # Refused, with one line each: an existing output, a wrong pair, an ONNX file given to info.
     assert main(["weights", "convert", *sources, "-o", str(out)]) == 6
@@ -213,12 +216,12 @@ def test_cli_convert_and_info_know_the_magenta_kinds(tmp_path, capsys):
     assert not (tmp_path / "x.safetensors").exists()
 
 
-@pytest.mark.parametrize("name", [magenta.DEFAULT_ARBITRARY_FILE, magenta.DEFAULT_MULTISTYLE_FILE])
+@pytest.mark.parametrize("name", [magenta_weights.DEFAULT_ARBITRARY_FILE, magenta_weights.DEFAULT_MULTISTYLE_FILE])
 def test_readme_quotes_the_embedded_fast_weights_sha256(name):
     import hashlib
     import re
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     quoted = {h for line in readme.splitlines() if name in line for h in re.findall(r"\b[0-9a-f]{64}\b", line)}
-    kind = "arbitrary" if name == magenta.DEFAULT_ARBITRARY_FILE else "multistyle"
-    assert quoted == {hashlib.sha256(magenta.default_path(kind).read_bytes()).hexdigest()}
+    kind = "arbitrary" if name == magenta_weights.DEFAULT_ARBITRARY_FILE else "multistyle"
+    assert quoted == {hashlib.sha256(magenta_weights.default_path(kind).read_bytes()).hexdigest()}

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from jaxstyle.errors import UsageError
-from jaxstyle.nets import magenta
+from jaxstyle.nets import convolutions, magenta, magenta_predictor, magenta_weights
 
 DATA = Path(__file__).parent / "data" / "magenta"
 IMAGES = Path(magenta.__file__).parents[1] / "assets" / "images"
@@ -53,14 +53,14 @@ def np_reflect(x, top, bottom, left, right):
 
 def test_reflect_pad_matches_index_reference():
     x = np.arange(2 * 5 * 6 * 3, dtype=np.float32).reshape(2, 5, 6, 3)
-    np.testing.assert_array_equal(magenta.reflect_pad(x, 4), np_reflect(x, 4, 4, 4, 4))
-    np.testing.assert_array_equal(magenta.reflect_pad(x, (0, 3, 1, 2)), np_reflect(x, 0, 3, 1, 2))
-    assert magenta.reflect_pad(x, 1)[0, 0, 0, 0] == x[0, 1, 1, 0]  # hand-checked corner
+    np.testing.assert_array_equal(convolutions.reflect_pad(x, 4), np_reflect(x, 4, 4, 4, 4))
+    np.testing.assert_array_equal(convolutions.reflect_pad(x, (0, 3, 1, 2)), np_reflect(x, 0, 3, 1, 2))
+    assert convolutions.reflect_pad(x, 1)[0, 0, 0, 0] == x[0, 1, 1, 0]  # hand-checked corner
 
 
 def test_nearest_upsample_is_onnx_floor_resize():
     x = np.random.default_rng(0).normal(size=(1, 3, 4, 2)).astype(np.float32)
-    up = np.asarray(magenta.upsample_nearest(x, 2))
+    up = np.asarray(convolutions.upsample_nearest(x, 2))
     # ONNX Resize nearest, asymmetric, floor, scale 2: out[i] = in[floor(i / 2)]
     rows, cols = np.arange(6) // 2, np.arange(8) // 2
     np.testing.assert_array_equal(up, x[:, rows][:, :, cols])
@@ -87,7 +87,7 @@ def test_depthwise_same_conv_matches_numpy():
     kernel = onnx_kernel.transpose(2, 3, 1, 0)  # -> [3, 3, 1, C]
     layer = {"kernel": jnp.asarray(kernel), "bias": jnp.zeros(4)}
     for stride, pads in ((1, (1, 1)), (2, (0, 1))):  # TF 'SAME': stride 2 on even sides pads (0, 1)
-        got = magenta._conv_same(jnp.asarray(x), layer, stride, groups=4)
+        got = magenta_predictor._conv_same(jnp.asarray(x), layer, stride, groups=4)
         padded = np.pad(x, ((0, 0), pads, pads, (0, 0)))
         expected = np.stack(
             [
@@ -114,27 +114,27 @@ def test_fft_overlap_save_conv_matches_numpy_across_tiles():
     rng = np.random.default_rng(4)
     x = rng.normal(size=(2, 41, 30, 3)).astype(np.float32)  # 33 x 22 outputs: several 16-px tiles, ragged edges
     kernel = rng.normal(size=(9, 9, 3, 5)).astype(np.float32)
-    got = magenta.conv2d_fft(jnp.asarray(x), jnp.asarray(kernel), tile=16)
+    got = convolutions.conv2d_fft(jnp.asarray(x), jnp.asarray(kernel), tile=16)
     np.testing.assert_allclose(got, np_correlate(x, kernel), rtol=1e-4, atol=1e-4)
 
 
 def test_blend_and_strength():
     vectors = jnp.asarray([[1.0, 0.0], [0.0, 4.0]])
-    np.testing.assert_allclose(magenta.blend_vectors(vectors, [3.0, 1.0]), [0.75, 1.0])
-    np.testing.assert_allclose(magenta.blend_vectors(vectors), [0.5, 2.0])
+    np.testing.assert_allclose(magenta_predictor.blend_vectors(vectors, [3.0, 1.0]), [0.75, 1.0])
+    np.testing.assert_allclose(magenta_predictor.blend_vectors(vectors), [0.5, 2.0])
     own = jnp.asarray([2.0, 2.0])
-    np.testing.assert_allclose(magenta.with_strength(vectors[0], own, 0.0), own)
-    np.testing.assert_allclose(magenta.with_strength(vectors[0], own, 0.25), [1.75, 1.5])
+    np.testing.assert_allclose(magenta_predictor.with_strength(vectors[0], own, 0.0), own)
+    np.testing.assert_allclose(magenta_predictor.with_strength(vectors[0], own, 0.25), [1.75, 1.5])
     with pytest.raises(UsageError):
-        magenta.blend_vectors(vectors, [1.0])
+        magenta_predictor.blend_vectors(vectors, [1.0])
 
 
 def test_resize_style_image_is_short_side_scale_then_central_crop():
     rng = np.random.default_rng(5)
     landscape = rng.random((256, 400, 3)).astype(np.float32)  # short side already 256: a pure crop
-    np.testing.assert_allclose(magenta.resize_style_image(landscape), landscape[:, 72:328], atol=1e-6)
+    np.testing.assert_allclose(magenta_predictor.resize_style_image(landscape), landscape[:, 72:328], atol=1e-6)
     portrait = rng.random((700, 512, 3)).astype(np.float32)
-    assert magenta.resize_style_image(portrait).shape == (256, 256, 3)
+    assert magenta_predictor.resize_style_image(portrait).shape == (256, 256, 3)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,12 +144,12 @@ def test_resize_style_image_is_short_side_scale_then_central_crop():
 
 @pytest.fixture(scope="module")
 def arbitrary():
-    return magenta.load_arbitrary()
+    return magenta_weights.load_arbitrary()
 
 
 @pytest.fixture(scope="module")
 def multistyle():
-    return magenta.load_multistyle()
+    return magenta_weights.load_multistyle()
 
 
 def _image(name: str) -> np.ndarray:
@@ -234,12 +234,12 @@ def _ort_transform(sessions, key, content, vector):
     return sessions[key].run(None, feed)[0][0]
 
 
-predict = jax.jit(magenta.style_vector)
+predict = jax.jit(magenta_predictor.style_vector)
 
 
 def test_predictor_matches_float_graph(arbitrary, photos, ort_sessions):
     for key in ("style", "content"):
-        image = np.asarray(magenta.resize_style_image(photos[key]))
+        image = np.asarray(magenta_predictor.resize_style_image(photos[key]))
         got = np.asarray(predict(arbitrary["predictor"], image[None]))
         np.testing.assert_allclose(got, _ort_vector(ort_sessions, "predict_float", image), atol=1e-4)
 
@@ -247,7 +247,7 @@ def test_predictor_matches_float_graph(arbitrary, photos, ort_sessions):
 @pytest.mark.parametrize("size", [(384, 384), (256, 320)])
 def test_transformer_matches_float_graph(arbitrary, photos, ort_sessions, size):
     content = np.asarray(jax.image.resize(photos["content"], (*size, 3), "bilinear"))
-    style = np.asarray(magenta.resize_style_image(photos["style"]))
+    style = np.asarray(magenta_predictor.resize_style_image(photos["style"]))
     vector = _ort_vector(ort_sessions, "predict_float", style)
     expected = _ort_transform(ort_sessions, "transform_float", content, vector)
     got = np.asarray(magenta.transform(arbitrary["transformer"], content[None], vector))[0]
@@ -256,8 +256,8 @@ def test_transformer_matches_float_graph(arbitrary, photos, ort_sessions, size):
 
 def test_whole_pipeline_close_to_int8_models(arbitrary, photos, ort_sessions):
     """The shipped int8 graphs (fixed 384x384 content, 256x256 style) versus the float port."""
-    content = np.asarray(magenta.resize_style_image(photos["content"], 384))
-    style = np.asarray(magenta.resize_style_image(photos["style"]))
+    content = np.asarray(magenta_predictor.resize_style_image(photos["content"], 384))
+    style = np.asarray(magenta_predictor.resize_style_image(photos["style"]))
     int8_vector = _ort_vector(ort_sessions, "predict_int8", style)
     expected = _ort_transform(ort_sessions, "transform_int8", content, int8_vector)
     vector = predict(arbitrary["predictor"], style[None])
@@ -283,7 +283,9 @@ def test_odd_sizes_pad_crop_and_valid_statistics(arbitrary, photos, ort_sessions
     padded frame (which counts the mirrored rows twice)."""
     h, w = 117, 150
     content = np.asarray(jax.image.resize(photos["content"], (h, w, 3), "bilinear"))
-    vector = _ort_vector(ort_sessions, "predict_float", np.asarray(magenta.resize_style_image(photos["style"])))
+    vector = _ort_vector(
+        ort_sessions, "predict_float", np.asarray(magenta_predictor.resize_style_image(photos["style"]))
+    )
     got = np.asarray(magenta.transform(arbitrary["transformer"], content[None], vector))[0]
     assert got.shape == (h, w, 3) and got.min() >= 0.0 and got.max() <= 1.0
     padded = np_reflect(content[None], 0, 3, 0, 2)[0]
@@ -333,7 +335,7 @@ def test_a_bucket_of_sizes_equals_each_images_own_run(arbitrary, multistyle, pho
     plain = np.asarray(magenta.transform(params, contents[1:], vectors[1:]))[0, :33, :45]  # padded as a picture
     assert np.abs(plain - small)[-1].max() > 1 / 255
     # the 26-style network takes the same path
-    weights = np.eye(magenta.NUM_STYLES, dtype=np.float32)[[4]]
+    weights = np.eye(magenta_weights.NUM_STYLES, dtype=np.float32)[[4]]
     got = np.asarray(magenta.multistyle_transform(multistyle["multistyle"], contents[1:], weights, [[33, 45]]))
     own = np.asarray(magenta.multistyle_transform(multistyle["multistyle"], images[1][None], weights))
     assert np.abs(got[0, :33, :45] - own[0]).max() < 1e-4

@@ -10,13 +10,14 @@ import pytest
 from jaxstyle.cli.app import main
 from PIL import Image
 
-from jaxstyle import methods, problem
+from jaxstyle import methods, prepare
 from jaxstyle.batch import stylize_batch
 from jaxstyle.config import StyleConfig
 from jaxstyle.errors import UsageError
-from jaxstyle.io.image import load_image, read_image_metadata, resize_to
+from jaxstyle.io.decode import load_image, read_image_metadata
+from jaxstyle.io.resize import resize_to
 from jaxstyle.methods.fast import fast_stylize
-from jaxstyle.nets import magenta
+from jaxstyle.nets import magenta, magenta_predictor, magenta_weights
 from jaxstyle.stylization import stylize
 
 ASSETS = Path(__file__).resolve().parents[1] / "jaxstyle" / "assets" / "images"
@@ -29,7 +30,7 @@ def images():
 
 @pytest.fixture(scope="module")
 def params():
-    return magenta.load_arbitrary()
+    return magenta_weights.load_arbitrary()
 
 
 def test_every_registered_method_is_a_config_choice():
@@ -42,7 +43,7 @@ def test_every_registered_method_is_a_config_choice():
 
 def test_unknown_method_is_a_usage_error():
     with pytest.raises(UsageError, match="unknown method 'magic'; choose one of gatys, fast"):
-        StyleConfig(method="magic").validate()
+        StyleConfig(method="magic")
 
 
 def test_fast_method_is_the_network_on_the_resized_content(images, params):
@@ -50,8 +51,8 @@ def test_fast_method_is_the_network_on_the_resized_content(images, params):
     content, style = images
     config = StyleConfig(method="fast", max_size=96)
     ours = stylize(content, style, config, weights=params)
-    shape = problem.fit_long_side(content.shape[:2], 96)
-    vector = magenta.style_vector(params["predictor"], magenta.resize_style_image(style)[None])
+    shape = prepare.fit_long_side(content.shape[:2], 96)
+    vector = magenta_predictor.style_vector(params["predictor"], magenta_predictor.resize_style_image(style)[None])
     direct = np.asarray(magenta.transform(params["transformer"], resize_to(content, *shape)[None], vector))[0]
     assert ours.shape == (*shape, 3)
     np.testing.assert_allclose(ours, direct, atol=2e-6)
@@ -71,7 +72,7 @@ def test_fast_style_strength_and_blend(images, params):
     twice = stylize(content, [style, style], base, style_blend=[0.3, 0.7], weights=params)
     np.testing.assert_allclose(twice, full, atol=1e-5)
     with pytest.raises(UsageError, match="style strength must be in"):
-        StyleConfig(method="fast", style_strength=1.5).validate()
+        StyleConfig(method="fast", style_strength=1.5)
 
 
 @pytest.mark.parametrize("colour", ["none", "luminance", "histogram"])
@@ -140,15 +141,15 @@ def test_builtin_style_weights_parse_and_check():
         with pytest.raises(UsageError, match="built-in style"):
             builtin_style_weights(bad)
     with pytest.raises(UsageError, match="add --method fast"):
-        StyleConfig(builtin_style="7").validate()
+        StyleConfig(builtin_style="7")
 
 
 def test_builtin_style_is_the_multistyle_network_on_the_resized_content(images):
     content, _ = images
     config = StyleConfig(method="fast", builtin_style="3:0.5,12:0.5", max_size=64)
     ours = stylize(content, None, config)
-    params = magenta.load_multistyle()
-    shape = problem.fit_long_side(content.shape[:2], 64)
+    params = magenta_weights.load_multistyle()
+    shape = prepare.fit_long_side(content.shape[:2], 64)
     weights = np.zeros((1, 26), np.float32)
     weights[0, [3, 12]] = 0.5
     direct = np.asarray(magenta.multistyle_transform(params["multistyle"], resize_to(content, *shape)[None], weights))
@@ -190,7 +191,7 @@ def test_fast_folder_of_many_sizes_compiles_a_few_programs(images, params):
     content, style = images
     config = StyleConfig(method="fast", max_size=128)
     crops = [content[:, :w] for w in (300, 330, 360, 400, 451)] + [content[:, :160]]  # 5 landscape, 1 portrait
-    engine = BucketEngine(config, problem.make_style_set(style, None, config), weights=params)
+    engine = BucketEngine(config, prepare.make_style_set(style, None, config), weights=params)
     prepared = [engine.prepare(index, crop) for index, crop in enumerate(crops)]
     buckets = sorted({shape for shape, _ in prepared})
     assert len({image.size for _, image in prepared}) == 6

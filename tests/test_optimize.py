@@ -17,27 +17,23 @@ import pytest
 import scipy.optimize
 
 import jaxstyle.optimize as opt
+from jaxstyle import objective
 from jaxstyle.config import PRESETS, StyleConfig, preset
 from jaxstyle.errors import NumericalError, UsageError
-from jaxstyle.io.image import resize_to
+from jaxstyle.io.resize import resize_to
 from jaxstyle.nets.vgg import prepare_params
-from jaxstyle.optimize import (
-    TERMS,
-    LossSpec,
+from jaxstyle.objective import TERMS, LossSpec, content_targets, loss_terms, style_targets, whole_norms
+from jaxstyle.optimize import optimize
+from jaxstyle.step import (
     OptimizerSpec,
     Stepper,
     batched,
-    content_targets,
     init_opt_state,
     learning_rate_of,
-    loss_terms,
     make_optimizer,
     make_stepper,
-    optimise,
     run_steps,
     set_learning_rate,
-    style_targets,
-    whole_norms,
 )
 from jaxstyle.weights import load_weights
 
@@ -245,13 +241,13 @@ def test_target_passes_ignore_the_prepared_kernels(params, weights):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
-def test_optimise_end_to_end_reduces_style_loss(params, weights, optimizer):
+def test_optimize_end_to_end_reduces_style_loss(params, weights, optimizer):
     """Default losses and layers, 24x24, 60 iterations from noise (Gatys' start; the neural-style
     preset's): the returned image's style loss is at least 10x lower than the start's, and its content
     loss is below that of another noise image (the content is kept, not given up for the style)."""
     h = w = 24
     raw = {"loss_units": "raw", "content_weight": 5.0, "tv_weight": 30.0}  # the balance this was calibrated on
-    config = StyleConfig(max_size=24, iterations=60, optimizer=optimizer, report_every=20, **raw).validate()
+    config = StyleConfig(max_size=24, iterations=60, optimizer=optimizer, report_every=20, **raw)
     spec = LossSpec.from_config(config, weights.mean_bgr)
     targets = make_targets(params, spec, structured_content(h, w), structured_style(h, w), (h, w))
     start = jnp.asarray(noise_image(h, w))
@@ -259,7 +255,7 @@ def test_optimise_end_to_end_reduces_style_loss(params, weights, optimizer):
     before = terms(params, start, targets, spec)
     at_noise = terms(params, jnp.asarray(noise_image(h, w, seed=7)), targets, spec)
 
-    result = optimise(params, jnp.copy(start), targets, config, spec)
+    result = optimize(params, jnp.copy(start), targets, config, spec)
 
     image = np.asarray(result.image)
     assert image.shape == (h, w, 3) and np.all(np.isfinite(image))
@@ -356,7 +352,7 @@ def test_batched_steps_equal_single_image_steps(params, weights, optimizer, per_
     h = w = 16
     config = StyleConfig(optimizer=optimizer, **SHALLOW)
     spec, opt_spec = LossSpec.from_config(config, weights.mean_bgr), OptimizerSpec.from_config(config)
-    lr = config.resolved_learning_rate
+    lr = config.optimize.resolved_learning_rate
     contents = [structured_content(h, w), noise_image(h, w, 3)]
     styles = [structured_style(h, w), structured_style(h, w)[::-1, ::-1] if per_image_style else structured_style(h, w)]
     singles = [make_targets(params, spec, c, s, (h, w)) for c, s in zip(contents, styles)]
@@ -391,7 +387,7 @@ def test_batched_steps_equal_single_image_steps(params, weights, optimizer, per_
     assert np.abs(np.asarray(image) - starts).max() > 1e-3
 
 
-def test_optimise_batched_history_shapes(params, weights):
+def test_optimize_batched_history_shapes(params, weights):
     h = w = 16
     config = StyleConfig(optimizer="adam", iterations=4, report_every=2, **SHALLOW)
     spec = LossSpec.from_config(config, weights.mean_bgr)
@@ -402,7 +398,7 @@ def test_optimise_batched_history_shapes(params, weights):
         "norm": jax.tree.map(lambda *t: jnp.stack(t), *[t["norm"] for t in singles]),
     }
     stepper = batched(make_stepper(spec, OptimizerSpec.from_config(config)))
-    result = optimise(params, jnp.asarray(np.stack([noise_image(h, w, 8)] * 2)), targets, config, spec, stepper=stepper)
+    result = optimize(params, jnp.asarray(np.stack([noise_image(h, w, 8)] * 2)), targets, config, spec, stepper=stepper)
     assert result.image.shape == (2, h, w, 3)
     assert result.history["total"].shape == (4, 2)
     assert np.all(np.isfinite(np.asarray(result.image)))
@@ -419,7 +415,7 @@ def shallow_setup(params, weights, **changes):
     return config, spec, targets
 
 
-def test_optimise_recovers_from_a_non_finite_loss(params, weights, monkeypatch):
+def test_optimize_recovers_from_a_non_finite_loss(params, weights, monkeypatch):
     """A NaN in the second of four dispatches (reports, and dispatches, every 2 iterations): the
     driver steps back to the last good state (iteration 2), halves the learning rate, says so in its
     report, and finishes with a finite image and a complete, finite history."""
@@ -437,7 +433,7 @@ def test_optimise_recovers_from_a_non_finite_loss(params, weights, monkeypatch):
 
     monkeypatch.setattr(opt, "run_steps", flaky_run_steps)
     reports = []
-    result = optimise(params, jnp.asarray(noise_image(16, 16)), targets, config, spec, callback=reports.append)
+    result = optimize(params, jnp.asarray(noise_image(16, 16)), targets, config, spec, callback=reports.append)
 
     assert len(calls) == 4
     assert [r.recovered for r in reports] == [False, True, False, False]
@@ -448,7 +444,7 @@ def test_optimise_recovers_from_a_non_finite_loss(params, weights, monkeypatch):
     assert np.all(np.isfinite(reports[1].image()))  # the snapshot offered after a recovery is the good one
 
 
-def test_optimise_dispatches_the_steps_between_two_reports_at_once(params, weights, monkeypatch):
+def test_optimize_dispatches_the_steps_between_two_reports_at_once(params, weights, monkeypatch):
     """5 iterations reported every 2: dispatches of 2, 2 and the remaining 1 step, a report after each,
     and a history of every iteration, equal to single steps' (the scan changes nothing but speed)."""
     config, spec, targets = shallow_setup(params, weights, optimizer="lbfgs", iterations=5, report_every=2)
@@ -461,23 +457,23 @@ def test_optimise_dispatches_the_steps_between_two_reports_at_once(params, weigh
     monkeypatch.setattr(opt, "run_steps", counting_run_steps)
     reports = []
     start = jnp.asarray(noise_image(16, 16))
-    result = optimise(params, jnp.copy(start), targets, config, spec, callback=reports.append)
+    result = optimize(params, jnp.copy(start), targets, config, spec, callback=reports.append)
     assert steps == [2, 2, 1]
     assert [r.iteration for r in reports] == [2, 4, 5]
     assert [len(r.losses["total"]) for r in reports] == [2, 2, 1]
 
-    one_by_one = optimise(params, jnp.copy(start), targets, config.replace(report_every=1), spec)
+    one_by_one = optimize(params, jnp.copy(start), targets, config.replace(report_every=1), spec)
     assert steps[3:] == [1] * 5
     np.testing.assert_allclose(result.history["total"], one_by_one.history["total"], rtol=1e-5)
     np.testing.assert_allclose(np.asarray(result.image), np.asarray(one_by_one.image), atol=1e-5)
 
 
-def test_optimise_gives_up_with_numerical_error(params, weights):
+def test_optimize_gives_up_with_numerical_error(params, weights):
     """With a style weight of 1e38 the loss is inf at the start itself: no learning rate helps."""
     config, spec, targets = shallow_setup(params, weights, optimizer="adam", style_weight=1e38)
     reports = []
     with pytest.raises(NumericalError):
-        optimise(params, jnp.asarray(structured_content(16, 16)), targets, config, spec, callback=reports.append)
+        optimize(params, jnp.asarray(structured_content(16, 16)), targets, config, spec, callback=reports.append)
     assert len(reports) == opt.MAX_RECOVERIES and all(r.recovered for r in reports)
     rates = [r.learning_rate for r in reports]
     np.testing.assert_allclose(rates, [0.02 / 2 ** (i + 1) for i in range(len(rates))])
@@ -510,18 +506,17 @@ def test_optimise_gives_up_with_numerical_error(params, weights):
     ],
     ids=["adam-lr1e30", "lbfgs-lr1e30", "adam-lr1e4-1-step", "adam-eps0-1-step", "adam-eps0-3-steps"],
 )
-def test_optimise_never_returns_a_non_finite_image(params, weights, changes):
-    config, spec, targets = shallow_setup(params, weights, **changes)
+def test_optimize_never_returns_a_non_finite_image(params, weights, changes):
     try:
-        config.validate()
+        config, spec, targets = shallow_setup(params, weights, **changes)
     except UsageError:
-        return  # refusing the settings up front is also an acceptable answer
+        return  # refusing the settings up front (a config checks itself when built) is also an acceptable answer
     try:
-        result = optimise(params, jnp.asarray(structured_content(16, 16)), targets, config, spec)
+        result = optimize(params, jnp.asarray(structured_content(16, 16)), targets, config, spec)
     except NumericalError:
         return
     image = np.asarray(result.image)
-    assert np.isfinite(image).all(), f"optimise returned an image with {np.sum(~np.isfinite(image))} non-finite values"
+    assert np.isfinite(image).all(), f"optimize returned an image with {np.sum(~np.isfinite(image))} non-finite values"
     assert all(np.all(np.isfinite(v)) for v in result.history.values())
 
 
@@ -537,11 +532,11 @@ def test_ratios_are_measured_against_the_other_input(params, weights):
     config = StyleConfig(content_weight=2.0, style_weight=3.0, tv_weight=0.5, **SHALLOW)
     spec = LossSpec.from_config(config, weights.mean_bgr)
     targets = make_targets(params, spec, content, style, shape)
-    at_content = opt.score(params, jnp.asarray(content), targets, spec)
+    at_content = objective.score(params, jnp.asarray(content), targets, spec)
     assert float(at_content["style_ratio"]) == pytest.approx(1.0, rel=1e-5)
     assert float(at_content["content_ratio"]) == pytest.approx(0.0, abs=1e-6)
     reference = jnp.asarray(resize_to(style, *shape))
-    at_style = opt.score(params, reference, targets, spec)
+    at_style = objective.score(params, reference, targets, spec)
     assert float(at_style["content_ratio"]) == pytest.approx(1.0, rel=1e-5)
     assert float(at_style["tv_ratio"]) == pytest.approx(1.0, rel=1e-5)
     for name, weight in (("content", 2.0), ("style", 3.0), ("tv", 0.5)):
@@ -549,8 +544,8 @@ def test_ratios_are_measured_against_the_other_input(params, weights):
     assert float(at_style["total"]) == pytest.approx(sum(float(at_style[k]) for k in ("content", "style", "tv")))
 
     raw_spec = LossSpec.from_config(config.replace(loss_units="raw"), weights.mean_bgr)
-    raw = opt.score(params, reference, targets, raw_spec)
-    layers = opt.layer_losses(params, reference, targets, raw_spec)
+    raw = objective.score(params, reference, targets, raw_spec)
+    layers = objective.layer_losses(params, reference, targets, raw_spec)
     assert float(raw["style"]) == pytest.approx(3.0 * sum(float(v) for v in layers["style"].values()), rel=1e-5)
     assert float(raw["content_ratio"]) == pytest.approx(float(at_style["content_ratio"]), rel=1e-6)
 
@@ -561,10 +556,10 @@ def test_style_ratio_is_the_layer_weighted_mean_of_layer_ratios(params, weights)
     spec = LossSpec.from_config(config, weights.mean_bgr)
     targets = make_targets(params, spec, structured_content(*shape), structured_style(*shape), shape)
     image = jnp.asarray(noise_image(*shape))
-    layers = opt.layer_losses(params, image, targets, spec)
+    layers = objective.layer_losses(params, image, targets, spec)
     per_layer = [float(layers["style"][n]) / float(targets["norm"]["style"][n]) for n in spec.style_layers]
     expected = (1.0 * per_layer[0] + 3.0 * per_layer[1]) / 4.0
-    assert float(opt.score(params, image, targets, spec)["style_ratio"]) == pytest.approx(expected, rel=1e-5)
+    assert float(objective.score(params, image, targets, spec)["style_ratio"]) == pytest.approx(expected, rel=1e-5)
 
 
 def test_stopping_rule():
@@ -583,13 +578,13 @@ def test_stopping_rule():
     assert opt.converged([np.array([a, b]) for a, b in zip(flat, flat)], config)
 
 
-def test_optimise_stops_early_when_converged_and_says_so(params, weights):
+def test_optimize_stops_early_when_converged_and_says_so(params, weights):
     config, spec, targets = shallow_setup(params, weights, iterations=40, stop_tolerance=0.2, stop_window=4)
     reports = []
-    result = optimise(params, jnp.asarray(noise_image(16, 16)), targets, config, spec, callback=reports.append)
+    result = optimize(params, jnp.asarray(noise_image(16, 16)), targets, config, spec, callback=reports.append)
     assert len(result.history["total"]) < 40 and reports[-1].converged
     assert not any(report.converged for report in reports[:-1])
-    everything = optimise(params, jnp.asarray(noise_image(16, 16)), targets, config.replace(stop_tolerance=0.0), spec)
+    everything = optimize(params, jnp.asarray(noise_image(16, 16)), targets, config.replace(stop_tolerance=0.0), spec)
     assert len(everything.history["total"]) == 40
 
 
@@ -598,14 +593,18 @@ def test_presets_weigh_the_raw_losses_and_run_every_iteration(params, weights, n
     """The peers' presets keep their published settings: raw loss units (their weights times the
     plain sums of `jaxstyle.losses`), no stopping rule, their own start."""
     config = preset(name)
-    assert config.loss_units == "raw" and config.stop_tolerance == 0.0 and config.init == PRESETS[name]["init"]
+    assert (
+        config.loss.loss_units == "raw"
+        and config.optimize.stop_tolerance == 0.0
+        and config.optimize.init == PRESETS[name]["init"]
+    )
     spec = LossSpec.from_config(config, weights.mean_bgr)
     shape = (32, 32)
     targets = make_targets(params, spec, structured_content(*shape), structured_style(*shape), shape)
     image = jnp.asarray(noise_image(*shape))
-    terms, layers = opt.score(params, image, targets, spec), opt.layer_losses(params, image, targets, spec)
+    terms, layers = objective.score(params, image, targets, spec), objective.layer_losses(params, image, targets, spec)
     style = sum(w * float(layers["style"][n]) for n, w in zip(spec.style_layers, spec.style_layer_weights))
-    assert float(terms["style"]) == pytest.approx(config.resolved_style_weight * style, rel=1e-5)
+    assert float(terms["style"]) == pytest.approx(config.loss.resolved_style_weight * style, rel=1e-5)
     content = sum(float(v) for v in layers["content"].values())
-    assert float(terms["content"]) == pytest.approx(config.content_weight * content, rel=1e-5)
-    assert float(terms["tv"]) == pytest.approx(config.tv_weight * float(layers["tv"]), rel=1e-5)
+    assert float(terms["content"]) == pytest.approx(config.loss.content_weight * content, rel=1e-5)
+    assert float(terms["tv"]) == pytest.approx(config.loss.tv_weight * float(layers["tv"]), rel=1e-5)

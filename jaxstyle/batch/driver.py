@@ -31,9 +31,11 @@ from jaxstyle.batch.manifest import Manifest, manifest_name, params_hash, params
 from jaxstyle.config import JPEG_QUALITY, BatchConfig, StyleConfig
 from jaxstyle.errors import JaxstyleError, OutputError, UsageError, one_line
 from jaxstyle.io.behind import Behind
+from jaxstyle.io.decode import load_image
+from jaxstyle.io.encode import save_image
 from jaxstyle.io.files import file_sha256, temporaries_of
-from jaxstyle.io.image import load_image, resize_to, save_image
-from jaxstyle.problem import make_style_set, run_metadata
+from jaxstyle.io.resize import resize_to
+from jaxstyle.prepare import make_style_set, run_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +131,7 @@ def run_batch(
             ``overwrite``); or an output/manifest cannot be written (the run stops; rerun resumes).
         UsageError: bad settings.
     """
-    batch_config = BatchConfig(batch_size, bucket_multiple, output_format.lower().lstrip(".")).validate()
+    batch_config = BatchConfig(batch_size, bucket_multiple, output_format.lower().lstrip("."))
     if not 1 <= jpeg_quality <= 100:
         raise UsageError(f"the JPEG quality must be between 1 and 100, got {jpeg_quality}")
     output_dir = Path(output_dir)

@@ -1,7 +1,7 @@
 """The array engine of a batch: same-shape buckets, a ladder of compiled batch sizes, any method.
 
 Bucket policy (see docs/batch.md): each image is resized so its long side is ``config.max_size``
-(`problem.fit_long_side`, as the single-image command does), which gives its *own size* (h, w).
+(`prepare.fit_long_side`, as the single-image command does), which gives its *own size* (h, w).
 With ``bucket_multiple=1`` (the default) the bucket is exactly (h, w), so a batch result is the
 single-image result. With ``bucket_multiple=m > 1`` the bucket is (h, w) rounded up to multiples
 of m: the method reflect-pads the image at the bottom and right, stylizes the bucket shape and
@@ -21,12 +21,12 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
-from jaxstyle import methods, problem
+from jaxstyle import methods, prepare
 from jaxstyle.batch.events import BatchStep
 from jaxstyle.batch.inputs import batch_ladder, bucket_shape, chunk_size
 from jaxstyle.config import BatchConfig, StyleConfig
 from jaxstyle.errors import NumericalError, UsageError, one_line
-from jaxstyle.problem import BatchImage, StyleSet
+from jaxstyle.prepare import BatchImage, StyleSet
 
 
 class BucketEngine:
@@ -41,11 +41,10 @@ class BucketEngine:
         weights=None,
         devices: Sequence[jax.Device] | None = None,
     ) -> None:
-        config = config.validate()
-        self.batch_config = (batch_config or BatchConfig()).validate()
-        if config.multiscale_min is not None:
+        self.batch_config = batch_config or BatchConfig()
+        if config.optimize.multiscale_min is not None:
             raise UsageError("batch runs one scale only; leave multiscale_min (--start-size) unset")
-        if config.init == "image":
+        if config.optimize.init == "image":
             raise UsageError("batch does not support init 'image'; use content, noise, blend or gray")
         self.config, self.styles = config, styles
         self.devices = list(devices) if devices is not None else jax.local_devices()
@@ -58,7 +57,7 @@ class BucketEngine:
 
     def bucket_of(self, size: tuple[int, int]) -> tuple[int, int]:
         """Bucket of an image of original (H, W) ``size``."""
-        return self._bucket(problem.fit_long_side(size, self.config.max_size))
+        return self._bucket(prepare.fit_long_side(size, self.config.max_size))
 
     def _bucket(self, own: tuple[int, int]) -> tuple[int, int]:
         """The method's compiled shape for an image of own size ``own`` (`Runner.bucket`), after
@@ -70,8 +69,8 @@ class BucketEngine:
     ) -> tuple[tuple[int, int], BatchImage]:
         """Check, resize and colour-handle one content image; returns (its bucket, the image).
         ``original``: the file's full (H, W) where ``content`` was decoded at a reduced scale."""
-        size = None if original is None else problem.fit_long_side(original, self.config.max_size)
-        image = problem.prepare_batch_image(key, content, self.styles, self.config, size)
+        size = None if original is None else prepare.fit_long_side(original, self.config.max_size)
+        image = prepare.prepare_batch_image(key, content, self.styles, self.config, size)
         return self._bucket(image.size), image
 
     def run(
@@ -119,7 +118,7 @@ def stylize_batch(
       batch_size: images per compiled step (rounded up to a multiple of the device count).
       bucket_multiple: round bucket sides up to this many px (reflect-pad, then crop back).
       devices: devices to shard each batch over; all local devices by default.
-      callback: gets a `BatchStep` every ``config.report_every`` iterations of each batch; the
+      callback: gets a `BatchStep` every ``config.optimize.report_every`` iterations of each batch; the
         last one of an optimised batch has each image's index and the result's loss terms and
         ratios (`BucketProgress.scores`; the fast method has none).
 
@@ -132,7 +131,7 @@ def stylize_batch(
     """
     engine = BucketEngine(
         config or StyleConfig(),
-        problem.make_style_set(styles, style_blend, config),
+        prepare.make_style_set(styles, style_blend, config),
         batch_config=BatchConfig(batch_size=batch_size, bucket_multiple=bucket_multiple),
         weights=weights,
         devices=devices,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jaxstyle.errors import ImageError, InputNotFoundError, UsageError, one_line
-from jaxstyle.io.image import SUPPORTED_OUTPUT_SUFFIXES
+from jaxstyle.io.encode import SUPPORTED_OUTPUT_SUFFIXES
 from jaxstyle.nets.vgg_layers import MIN_SIDE
 
 #: File name suffixes (lower case) that input discovery picks up.

@@ -46,7 +46,14 @@ def same_file(target: Path, other: Path) -> bool:
 def check_output_path(path: PathLike, *, overwrite: bool, inputs: Sequence[PathLike] = ()) -> Path:
     """Check, before any long computation, that ``path`` may and can be written.
 
-    Creates the parent folder if it is missing (so that the check is real).
+    Creates the parent folder if it is missing (so that the check is real). An image output's
+    extension is checked apart, by `jaxstyle.io.encode.check_image_suffix`.
+
+    Args:
+        path: the output file.
+        overwrite: whether an existing file may be replaced.
+        inputs: files the run reads; the output may never be one of them, even with
+            ``overwrite``.
 
     Returns:
         The resolved (absolute, symlinks followed) path.

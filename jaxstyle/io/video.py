@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image, ImageSequence
 
 from jaxstyle.errors import ImageError, InputNotFoundError, UsageError
+from jaxstyle.io.decode import DEFAULT_MAX_PIXELS
 from jaxstyle.io.files import PathLike, atomic_path
-from jaxstyle.io.image import DEFAULT_MAX_PIXELS
 
 logger = logging.getLogger(__name__)
 

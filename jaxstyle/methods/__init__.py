@@ -2,9 +2,9 @@
 
 A method module has a function ``setup(config, styles, *, weights=None, devices=None)`` that
 loads what the method needs (networks on the devices, style statistics) and returns a `Runner`.
-`jaxstyle.stylize.stylize` calls ``runner.stylize`` for one image; `jaxstyle.batch` calls
+`jaxstyle.stylization.stylize` calls ``runner.stylize`` for one image; `jaxstyle.batch` calls
 ``runner.stylize_bucket`` for same-shape batches. Everything else (input checks, resizing,
-colours, style sizing and blending, file I/O, progress) is shared (`jaxstyle.problem`), so a new
+colours, style sizing and blending, file I/O, progress) is shared (`jaxstyle.prepare`), so a new
 method is one new module plus one line in `METHODS`.
 """
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from jaxstyle.config import StyleConfig
     from jaxstyle.io.parts import PartsFolder
-    from jaxstyle.problem import BatchImage, StyleSet
+    from jaxstyle.prepare import BatchImage, StyleSet
     from jaxstyle.tiling import ScalePlan
 
 #: Method name (`StyleConfig.method`) -> module implementing it.
@@ -40,7 +40,7 @@ class BucketProgress:
     iterations: int
     report: object  # the method's own report (`optimize.StepReport` for "gatys"), or None
     # The last report of an optimisation (``report`` None): per real image, its key
-    # (`BatchImage.key`) and the result's loss terms and ratios to its inputs (`optimize.score`),
+    # (`BatchImage.key`) and the result's loss terms and ratios to its inputs (`objective.score`),
     # at the bucket's shape.
     scores: tuple[tuple[object, dict[str, float]], ...] | None = None
 

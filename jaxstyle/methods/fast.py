@@ -21,7 +21,6 @@ later runs load them (`nets.programs`, JAX's persistent cache).
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import os
 import threading
@@ -33,36 +32,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle import problem
+from jaxstyle import prepare
 from jaxstyle.config import BUILTIN_STYLES, MIN_TILE, StyleConfig, builtin_style_weights
 from jaxstyle.errors import UsageError
 from jaxstyle.methods import BucketProgress, Previous, Warp
-from jaxstyle.nets import magenta, programs
+from jaxstyle.nets import magenta, magenta_predictor, magenta_tiled, magenta_weights, programs
 from jaxstyle.placement import Placement, memory_budget_bytes
-from jaxstyle.problem import BatchImage, StyleSet
+from jaxstyle.prepare import BatchImage, StyleSet
 from jaxstyle.tiling import ScalePlan
+from jaxstyle.weights import params_digest
 
 _COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-def params_digest(params) -> str:
-    """A short content hash of a params PyTree, to tell weights apart in batch manifests."""
-    digest = hashlib.blake2b(digest_size=8)
-    for path, leaf in sorted(jax.tree_util.tree_leaves_with_path(params), key=lambda item: str(item[0])):
-        array = np.ascontiguousarray(np.asarray(leaf))
-        digest.update(f"{jax.tree_util.keystr(path)}{array.shape}{array.dtype}".encode())
-        digest.update(memoryview(array).cast("B"))
-    return digest.hexdigest()
 
 
 @jax.jit
 def _style_vectors(predictor, images: jax.Array) -> jax.Array:
     """(K, 256, 256, 3) -> (K, 100)."""
-    return magenta.style_vector(predictor, images)
+    return magenta_predictor.style_vector(predictor, images)
 
 
 # One program per style image shape: eagerly, the resize dispatched a dozen small programs.
-_resize_style_image = jax.jit(magenta.resize_style_image)
+_resize_style_image = jax.jit(magenta_predictor.resize_style_image)
 
 
 def bucket_of(shape: tuple[int, int], max_size: int) -> tuple[int, int]:
@@ -101,27 +91,29 @@ def estimate_memory_bytes(shape: tuple[int, int]) -> int:
 
 
 def plan_windows(shape: tuple[int, int], config: StyleConfig, budget: int | None) -> ScalePlan:
-    """Whole, or in windows of ``config.tile_size`` (else the largest that fits ``budget`` beside
-    the image) around cores of that less twice the halo (`magenta.transform_tiled`)."""
+    """Whole, or in windows of ``config.resources.tile_size`` (else the largest that fits ``budget`` beside
+    the image) around cores of that less twice the halo (`magenta_tiled.transform_tiled`)."""
     needed = estimate_memory_bytes(shape)
-    if config.tile_size is None and (budget is None or needed <= budget):
+    if config.resources.tile_size is None and (budget is None or needed <= budget):
         return ScalePlan(shape, needed)
     room = None if budget is None else budget - BASE_BYTES - HOST_BYTES_PER_PIXEL * shape[0] * shape[1]
-    smallest = MIN_TILE + 2 * magenta.TILE_HALO
-    if config.tile_size is not None and config.tile_size < smallest:
-        raise UsageError(f"the fast method's windows need --tile-size {smallest} or more, got {config.tile_size}")
-    window = int(math.sqrt(max(room, 0) / BYTES_PER_PIXEL)) if room is not None else config.tile_size
-    if config.tile_size is not None:
-        window = min(config.tile_size, max(window, smallest))  # forced, but not above the budget
+    smallest = MIN_TILE + 2 * magenta_tiled.TILE_HALO
+    if config.resources.tile_size is not None and config.resources.tile_size < smallest:
+        raise UsageError(
+            f"the fast method's windows need --tile-size {smallest} or more, got {config.resources.tile_size}"
+        )
+    window = int(math.sqrt(max(room, 0) / BYTES_PER_PIXEL)) if room is not None else config.resources.tile_size
+    if config.resources.tile_size is not None:
+        window = min(config.resources.tile_size, max(window, smallest))  # forced, but not above the budget
     if window < smallest:
         raise UsageError(
             f"a memory budget of {budget / 2**30:.1f} GiB is too small for the fast method's windows at "
             f"{shape[1]}x{shape[0]} px; a larger --memory-budget or a smaller --max-size is needed"
         )
-    core = max(32, (window - 2 * magenta.TILE_HALO) // 4 * 4)
+    core = max(32, (window - 2 * magenta_tiled.TILE_HALO) // 4 * 4)
     if core >= max(shape):
         return ScalePlan(shape, needed)
-    side = min(max(shape), core + 2 * magenta.TILE_HALO)
+    side = min(max(shape), core + 2 * magenta_tiled.TILE_HALO)
     count = math.ceil(shape[0] / core) * math.ceil(shape[1] / core)
     return ScalePlan(shape, needed, (min(shape[0], side), min(shape[1], side)), count, core=core)
 
@@ -153,19 +145,19 @@ class FastRunner:
     keeps_parts = False  # a stopped run is redone in the same time
 
     def __init__(self, config: StyleConfig, styles: StyleSet, *, weights=None, devices=None) -> None:
-        self.config = config.validate()
+        self.config = config
         self.styles = styles
         self.placement = Placement(devices) if devices is not None else None
         put = (lambda tree: self.placement.put(tree, split=False)) if self.placement else jax.device_put
-        self.dtype = _COMPUTE_DTYPES[self.config.precision]
+        self.dtype = _COMPUTE_DTYPES[self.config.resources.precision]
         self._shared_vector = None
-        if self.config.builtin_style is not None:
+        if self.config.fast.builtin_style is not None:
             # The 26-style network: a style is a weight vector over its built-in styles.
-            params = weights if weights is not None else magenta.load_multistyle()
+            params = weights if weights is not None else magenta_weights.load_multistyle()
             self.multistyle = put(params["multistyle"])
-            self.builtin = np.asarray(builtin_style_weights(self.config.builtin_style), np.float32)
+            self.builtin = np.asarray(builtin_style_weights(self.config.fast.builtin_style), np.float32)
         else:
-            params = weights if weights is not None else magenta.load_arbitrary()
+            params = weights if weights is not None else magenta_weights.load_arbitrary()
             self.predictor, self.transformer = put(params["predictor"]), put(params["transformer"])
             self.builtin = None
         self._params = params
@@ -197,7 +189,7 @@ class FastRunner:
     def _network(self):
         if self.builtin is not None:
             return magenta.multistyle_transform, self.multistyle, self.builtin.shape[0]
-        return magenta.transform, self.transformer, magenta.STYLE_DIM
+        return magenta.transform, self.transformer, magenta_weights.STYLE_DIM
 
     def bucket(self, shape: tuple[int, int]) -> tuple[int, int]:
         """The compiled shape of an image of own size ``shape`` (`bucket_of`). On the CPU path a
@@ -234,7 +226,7 @@ class FastRunner:
         (decoding the first images); a later call waits only for what it needs."""
         if self._compiler is None:  # accelerators: each bucket compiles at its first call
             return
-        shared = self.builtin is None and self.config.preserve_color not in problem.PER_IMAGE_STYLE_MODES
+        shared = self.builtin is None and self.config.preserve_color not in prepare.PER_IMAGE_STYLE_MODES
         if shared and self._shared_vector is None:  # the shared style vector first: the first batch needs it
             self._shared_vector = self._compiler.submit(self.style_vector, self.styles.images)
         for bucket in dict.fromkeys(self.bucket(shape) for shape in shapes):
@@ -255,7 +247,7 @@ class FastRunner:
         h, w = image.size
         transposed = h > bucket[0] or w > bucket[1]
         params = self._transposed if transposed else self._network[1]
-        content, own = (image.stylized.swapaxes(0, 1), (w, h)) if transposed else (image.stylized, (h, w))
+        content, own = (image.content.swapaxes(0, 1), (w, h)) if transposed else (image.content, (h, w))
         if exact and own == tuple(bucket):
             result = self._program(bucket, 1, exact=True).result()(params, content[None], vector[None])
         else:
@@ -290,7 +282,7 @@ class FastRunner:
 
     def style_vector(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """The blended (100,) vector of style images."""
-        return magenta.blend_vectors(self._predict(images), self.styles.weights)
+        return magenta_predictor.blend_vectors(self._predict(images), self.styles.weights)
 
     def _vectors(self, images: Sequence[BatchImage]) -> np.ndarray:
         """(N, 100): each image's style vector, at the config's style strength."""
@@ -302,15 +294,15 @@ class FastRunner:
                 self._shared_vector = self.style_vector(self.styles.images)
             elif isinstance(self._shared_vector, Future):
                 self._shared_vector = self._shared_vector.result()
-            style = np.broadcast_to(self._shared_vector, (len(images), magenta.STYLE_DIM))
-        strength = self.config.style_strength
+            style = np.broadcast_to(self._shared_vector, (len(images), magenta_weights.STYLE_DIM))
+        strength = self.config.fast.style_strength
         if strength == 1.0:
             return style
-        return magenta.with_strength(style, self._predict([image.content for image in images]), strength)
+        return magenta_predictor.with_strength(style, self._predict([image.original for image in images]), strength)
 
     def plan(self, content_shape: tuple[int, int]) -> list[ScalePlan]:
         """One scale, whole or in windows (`plan_windows`)."""
-        shape = problem.fit_long_side(content_shape, self.config.max_size)
+        shape = prepare.fit_long_side(content_shape, self.config.max_size)
         return [plan_windows(shape, self.config, memory_budget_bytes(self.config))]
 
     def stylize(
@@ -325,7 +317,7 @@ class FastRunner:
         """One forward pass, whole or in windows (``plans``, `plan` by default); (h, w, 3) float32
         with the long side ``max_size``. ``init_image`` and ``parts`` are ignored: there is nothing
         to start from, and nothing worth keeping for a resume."""
-        image = problem.prepare_batch_image(0, content, self.styles, self.config)
+        image = prepare.prepare_batch_image(0, content, self.styles, self.config)
         plan = (plans or self.plan(content.shape[:2]))[0]
         if not plan.tiled:
             # its own shape: a single image is computed exactly as the reference network computes it
@@ -339,10 +331,10 @@ class FastRunner:
             if callback is not None:
                 callback(WindowProgress(image.size, done, total, total // plan.count))
 
-        result = magenta.transform_tiled(
-            kind, params, image.stylized, style, core=plan.core, compute_dtype=self.dtype, callback=report
+        result = magenta_tiled.transform_tiled(
+            kind, params, image.content, style, core=plan.core, compute_dtype=self.dtype, callback=report
         )
-        return problem.finish(result, image.content, self.config)
+        return prepare.finish(result, image.original, self.config)
 
     def stylize_bucket(
         self,
@@ -372,16 +364,16 @@ class FastRunner:
             results = [call.result() for call in calls]
         else:
             if exact and all(image.size == tuple(shape) for image in padded):  # the reference network itself
-                contents, sizes = np.stack([image.stylized for image in padded]), None
+                contents, sizes = np.stack([image.content for image in padded]), None
             else:
-                contents = np.stack([magenta.pad_into_bucket(image.stylized, shape) for image in padded])
+                contents = np.stack([magenta.pad_into_bucket(image.content, shape) for image in padded])
                 sizes = np.asarray([image.size for image in padded], np.int32)
             if self.placement is not None:
                 contents, vectors, sizes = self.placement.put((contents, vectors, sizes), split=True)
             results = np.asarray(self._network[0](params, contents, vectors, sizes, compute_dtype=self.dtype))
         if callback is not None:
             callback(BucketProgress(shape, len(images), size, 1, 1, None))
-        return problem.finish_batch(results, images, self.config)
+        return prepare.finish_batch(results, images, self.config)
 
     def stylize_frames(
         self,
@@ -413,8 +405,8 @@ def fast_stylize(
     The same as ``jaxstyle.stylize(..., config.replace(method="fast"))``; the optimisation can start
     from it (``init="image"`` with this as the init image).
     """
-    config = (config or StyleConfig()).replace(method="fast").validate()
-    return FastRunner(config, problem.make_style_set(styles, style_blend, config), weights=weights).stylize(content)
+    config = (config or StyleConfig()).replace(method="fast")
+    return FastRunner(config, prepare.make_style_set(styles, style_blend, config), weights=weights).stylize(content)
 
 
 def builtin_contact_sheet(content: np.ndarray, config: StyleConfig | None = None, columns: int = 7) -> np.ndarray:
@@ -422,15 +414,15 @@ def builtin_contact_sheet(content: np.ndarray, config: StyleConfig | None = None
 
     Every tile is ``config.max_size`` on its long side; tiles are one compiled batch.
     """
-    config = (config or StyleConfig()).replace(method="fast", builtin_style="0").validate()
-    runner = FastRunner(config, problem.make_style_set(None, None, config))
-    image = problem.prepare_batch_image(0, content, runner.styles, config)
+    config = (config or StyleConfig()).replace(method="fast", builtin_style="0")
+    runner = FastRunner(config, prepare.make_style_set(None, None, config))
+    image = prepare.prepare_batch_image(0, content, runner.styles, config)
     h, w = image.size
-    contents = jnp.asarray(np.stack([image.stylized] * BUILTIN_STYLES))
+    contents = jnp.asarray(np.stack([image.content] * BUILTIN_STYLES))
     tiles = np.asarray(
         magenta.multistyle_transform(runner.multistyle, contents, jnp.eye(BUILTIN_STYLES), compute_dtype=runner.dtype)
     )
-    tiles = [problem.finish(tile, image.content, config) for tile in tiles]
+    tiles = [prepare.finish(tile, image.original, config) for tile in tiles]
     rows = -(-BUILTIN_STYLES // columns)
     sheet = np.ones((rows * h, columns * w, 3), np.float32)
     for index, tile in enumerate(tiles):

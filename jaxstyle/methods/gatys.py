@@ -1,8 +1,9 @@
 """The optimisation method (Gatys et al. 2015): the image itself is optimised against VGG19 losses.
 
-One image runs coarse to fine (`problem.scale_sizes`), each scale starting from the last one's
+One image runs coarse to fine (`prepare.scale_sizes`), each scale starting from the last one's
 result; a batch runs one scale, all images of one bucket in one ``jax.vmap``-ed step
-(`optimize.batched`). Losses, the step and its driver are in `jaxstyle.optimize`.
+(`step.batched`). The losses and targets are in `jaxstyle.objective` (print sizes: `jaxstyle.windowed`),
+the step in `jaxstyle.step`, and its driver in `jaxstyle.optimize`.
 """
 
 from __future__ import annotations
@@ -17,39 +18,35 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle import problem
-from jaxstyle.config import MIN_TILE, StyleConfig
+from jaxstyle import prepare
+from jaxstyle.config import StyleConfig
 from jaxstyle.errors import UsageError
-from jaxstyle.io.image import resize_to
 from jaxstyle.io.parts import PartsFolder
 from jaxstyle.methods import BucketProgress, Previous, Warp
+from jaxstyle.methods.gatys_plan import check_memory, plan_scales
 from jaxstyle.nets.magenta import MIN_SIDE as magenta_min_side
 from jaxstyle.nets.vgg import prepare_params
-from jaxstyle.optimize import (
+from jaxstyle.objective import (
     LossSpec,
-    OptimizerSpec,
-    Stepper,
-    StepReport,
-    batched,
     blend_style_targets,
-    combine,
     content_targets,
-    gram_targets_tiled,
     image_targets,
     input_norms,
-    layer_losses_tiled,
-    make_stepper,
-    optimise,
+    make_targets,
     score,
     score_each,
     style_targets,
     total_of,
+    weighted_terms,
     whole_norms,
 )
+from jaxstyle.optimize import StepReport, optimize
 from jaxstyle.placement import Placement, memory_budget_bytes
-from jaxstyle.problem import BatchImage, StyleSet
+from jaxstyle.prepare import BatchImage, ScaleInput, StyleSet
+from jaxstyle.step import OptimizerSpec, Stepper, batched, make_stepper
 from jaxstyle.tiling import ScalePlan, TilePlan
-from jaxstyle.weights import VGGWeights, load_weights, weights_digest
+from jaxstyle.weights import VGGWeights, load_weights, params_digest
+from jaxstyle.windowed import gram_targets_tiled, layer_losses_tiled
 
 
 @dataclass(frozen=True)
@@ -63,7 +60,7 @@ class Progress:
     total: int  # iterations planned over all scales (a tiled scale counts each tile's)
     report: StepReport | None  # None in the last report, which has the `scores`
     tiles: tuple[int, int] | None = None  # (tiles finished, tiles) of a tiled scale
-    # The last report's: the result's loss terms and their ratios to the inputs (`optimize.score`).
+    # The last report's: the result's loss terms and their ratios to the inputs (`objective.score`).
     scores: dict[str, float] | None = None
 
     @property
@@ -93,105 +90,6 @@ class Progress:
         return text
 
 
-def estimate_memory_bytes(shape: tuple[int, int], config: StyleConfig) -> int:
-    """Rough peak memory of optimising an (H, W) image: VGG activations kept for the backward pass.
-
-    About 3 kB per output pixel plus ~0.9 GB of weights (with the Winograd kernels,
-    `vgg.prepare_params`) and runtime, measured on CPU (float32, L-BFGS; docs/performance.md).
-    """
-    h, w = shape
-    per_pixel = 3000 if config.precision == "float32" else 1800
-    # The style image only runs forward once (no backward): about a third per pixel.
-    style_pixels = h * w * config.style_scale**2 / 3
-    return int((h * w + style_pixels) * per_pixel + 0.9 * 2**30)
-
-
-def check_memory(shape: tuple[int, int], config: StyleConfig) -> None:
-    """Refuse, with the numbers, a size that cannot fit instead of swapping or being OOM-killed."""
-    needed, available = estimate_memory_bytes(shape, config), memory_budget_bytes(config)
-    if available is not None and needed > available:
-        raise UsageError(
-            f"a {shape[1]}x{shape[0]} px stylization needs about {needed / 2**30:.1f} GiB of memory but only "
-            f"{available / 2**30:.1f} GiB is available; use a smaller --max-size"
-        )
-
-
-def _tile_bytes(side: int, config: StyleConfig) -> int:
-    """Memory of optimising one square tile: as `estimate_memory_bytes` without the style image,
-    whose statistics are computed beforehand in windows (`optimize.gram_targets_tiled`)."""
-    return estimate_memory_bytes((side, side), config.replace(style_scale=1e-9))
-
-
-def _overlap(tile: int) -> int:
-    """Tiles share a quarter of their side, at most 256 px: the content layer (relu4_2) sees 84 px
-    and conv5_1 156 px, so the outer ~80 px of a tile see its edge; the feathered blend hides them."""
-    return max(16, min(tile // 4, 256) // 16 * 16)
-
-
-# A tiled scale keeps about eight full-size float32 RGB images on the host (content, what is
-# stylized, the start, the blend and its weights, the style image at that scale, the result):
-# measured, a 4096x4096 run peaked 1.5 GB above its tiles' estimate.
-HOST_BYTES_PER_PIXEL = 100
-
-
-def plan_scales(content_shape: tuple[int, int], config: StyleConfig, budget: int | None) -> list[ScalePlan]:
-    """The scales of an optimisation, each whole or tiled to fit ``budget`` bytes (None: no limit).
-
-    A scale is tiled when it does not fit whole, or is larger than ``config.tile_size``. Tiles are
-    then the largest square that fits beside the scale's full-size arrays on the host (or
-    ``tile_size``), batched as many as fit. When even the first scale is tiled, a whole-image
-    scale is put in front, the largest that fits but at most one tile and half the final size:
-    the composition comes from the whole picture, the detail from the tiles.
-    """
-    sizes = problem.scale_sizes(content_shape, config)
-    per_pixel = _tile_bytes(1, config) - _tile_bytes(0, config)
-
-    def room(shape):  # bytes left for tiles at this scale
-        return None if budget is None else budget - _tile_bytes(0, config) - HOST_BYTES_PER_PIXEL * shape[0] * shape[1]
-
-    def tile_side(shape):
-        if budget is None:
-            return config.tile_size
-        side = int(math.sqrt(max(room(shape), 0) / per_pixel)) // 16 * 16
-        if config.tile_size is not None and side >= MIN_TILE:
-            return min(config.tile_size, side)  # forced, but never above the budget
-        if side < MIN_TILE:
-            raise UsageError(
-                f"a memory budget of {budget / 2**30:.1f} GiB leaves no room for {MIN_TILE}x{MIN_TILE} px tiles at "
-                f"{shape[1]}x{shape[0]} px; a larger --memory-budget or a smaller --max-size is needed"
-            )
-        return side
-
-    def fits(shape):
-        return budget is None or estimate_memory_bytes(shape, config) <= budget
-
-    def tiled(shape):
-        return not fits(shape) or (config.tile_size is not None and max(shape) > config.tile_size)
-
-    if tiled(sizes[-1]) and config.style_statistic != "gram":
-        raise UsageError(
-            f"{sizes[-1][1]}x{sizes[-1][0]} px needs tiles, and tiles need --style-statistic gram "
-            "(the windows add up Gram matrices); use gram or a smaller --max-size"
-        )
-    if tiled(sizes[0]):
-        side = min(tile_side(sizes[-1]), config.max_size // 2)
-        while side > MIN_TILE and not fits(problem.fit_long_side(content_shape, side)):
-            side -= 16
-        sizes = [problem.fit_long_side(content_shape, side), *sizes]
-    plans = []
-    for shape in sizes:
-        needed = estimate_memory_bytes(shape, config)
-        if not tiled(shape):
-            plans.append(ScalePlan(shape, needed))
-            continue
-        tile = tile_side(shape)
-        cover = TilePlan.cover(shape, tile, _overlap(tile))
-        largest_group = max(len(group) for group in cover.groups())
-        batch = 1 if budget is None else max(1, min(room(shape) // (per_pixel * tile * tile), largest_group))
-        plans.append(ScalePlan(shape, needed, cover.tile, cover.count, int(batch), cover.overlap, side=tile))
-    return plans
-
-
 @functools.partial(jax.jit, static_argnames=("spec",))
 def _batch_content_targets(params, contents: jax.Array, spec: LossSpec) -> dict[str, jax.Array]:
     """Content features of (B, H, W, 3) images, each (B, h, w, C)."""
@@ -212,10 +110,10 @@ class GatysRunner:
         weights: VGGWeights | None = None,
         devices: Sequence[jax.Device] | None = None,
     ) -> None:
-        self.config = config.validate()
+        self.config = config
         self.styles = styles
         weights = weights or load_weights()
-        self.weights_id = weights_digest(weights)
+        self.weights_id = params_digest(weights.params, separator="/", trailer=repr(tuple(weights.mean_bgr)))
         self.spec = LossSpec.from_config(self.config, weights.mean_bgr)
         self.stepper = make_stepper(self.spec, OptimizerSpec.from_config(self.config))
         self.placement = Placement(devices) if devices is not None else None
@@ -226,7 +124,7 @@ class GatysRunner:
         self._fast = None  # the feed-forward method, for init="fast"
 
     def style_targets(self, images: Sequence[np.ndarray], shape: tuple[int, int]) -> dict[str, jax.Array]:
-        """The blended style statistics of sized style images (`problem.styles_for`) for ``shape``."""
+        """The blended style statistics of sized style images (`prepare.styles_for`) for ``shape``."""
         per_style = [style_targets(self.params, jnp.asarray(image), self.spec, shape) for image in images]
         return blend_style_targets(per_style, self.styles.weights)
 
@@ -253,7 +151,7 @@ class GatysRunner:
     ) -> np.ndarray:
         """Optimise ``content`` coarse to fine; (h, w, 3) float32 with the long side ``max_size``.
 
-        Scales too large for the memory budget run in tiles (`plan_scales`, `_optimise_tiles`).
+        Scales too large for the memory budget run in tiles (`plan_scales`, `_optimize_tiles`).
         ``parts``: where finished scales and tiles are kept, so that a stopped run resumes; its
         settings must cover ``plans`` (`plan` by default), which a resume must run again.
 
@@ -261,33 +159,36 @@ class GatysRunner:
         from the previous result where it can be trusted and held near it by Ruder et al.'s
         temporal loss (`jaxstyle.losses.temporal_loss`)."""
         config = self.config
-        content = problem.as_rgb(content, "content image")
+        content = prepare.as_rgb(content, "content image")
         plans = list(plans or self.plan(content.shape[:2]))
         if previous is not None:  # a video frame: one whole scale
             plans = [ScalePlan(plans[-1].shape, plans[-1].needed)]
             check_memory(plans[0].shape, config)
-        coarse = config.iterations if config.coarse_iterations is None else config.coarse_iterations
-        per_scale = [coarse] * (len(plans) - 1) + [config.iterations]
+        coarse = (
+            config.optimize.iterations
+            if config.optimize.coarse_iterations is None
+            else config.optimize.coarse_iterations
+        )
+        per_scale = [coarse] * (len(plans) - 1) + [config.optimize.iterations]
         total = sum(n * plan.count for n, plan in zip(per_scale, plans))
 
-        image = resized = scores = None
+        image = inputs = scores = None
         for index, plan in enumerate(plans):
             shape, before = plan.shape, sum(n * p.count for n, p in zip(per_scale[:index], plans))
-            resized, stylized = problem.content_at(content, shape, config)
+            # (the last scale is the result, never kept in ``parts``: `inputs` is always its own)
             saved = parts.load_array(f"scale{index}.npy", (*shape, 3)) if parts is not None else None
             if saved is not None:
                 image = saved
                 continue
-            if index == 0 and config.init == "fast":  # a video frame's too: its newly seen parts
+            if index == 0 and config.optimize.init == "fast":  # a video frame's too: its newly seen parts
                 init_image = self.fast_start(content, shape)
+            inputs = prepare.scale_input(content, self.styles, shape, config, init_image=init_image, coarser=image)
+            temporal = None
             if previous is not None:
-                reference = problem.stylized_colours(previous.image, config)
+                reference = prepare.working_colours(previous.image, config)
                 mask = previous.mask[..., None]
-                start = mask * reference + (1.0 - mask) * problem.initial_image(stylized, config, init_image)
-            elif image is None:
-                start = problem.initial_image(stylized, config, init_image)
-            else:
-                start = resize_to(image, *shape)
+                inputs = dataclasses.replace(inputs, start=mask * reference + (1.0 - mask) * inputs.start)
+                temporal = {"image": jnp.asarray(reference), "mask": jnp.asarray(mask)}
 
             def report(step: StepReport, index=index, shape=shape, before=before, tiles=None) -> None:
                 if callback is not None:
@@ -299,42 +200,36 @@ class GatysRunner:
                     callback(Progress(index, len(plans), shape, done, total, step, tiles and tiles[:2]))
 
             scale_config = config.replace(iterations=per_scale[index])
-            styles = problem.styles_for(self.styles, resized, shape, config)
             last = index == len(plans) - 1
             if plan.tiled:
-                image, scores = self._optimise_tiles(
-                    plan,
-                    start,
-                    stylized,
-                    styles,
-                    scale_config,
-                    report,
-                    parts,
-                    index,
-                    scores=last and callback is not None,
+                image, scores = self._optimize_tiles(
+                    plan, inputs, scale_config, report, parts, index, scores=last and callback is not None
                 )
             else:
-                targets = {
-                    "content": content_targets(self.params, jnp.asarray(stylized), self.spec),
-                    "style": self.style_targets(styles, shape),
-                }
-                targets["norm"] = whole_norms(
-                    self.params, stylized, _references(styles, shape), self.styles.weights, targets, self.spec
+                image, scores = self._optimize_whole(
+                    inputs, scale_config, report, temporal, scores=last and callback is not None
                 )
-                if previous is not None:
-                    targets["temporal"] = {"image": jnp.asarray(reference), "mask": jnp.asarray(mask)}
-                result = optimise(
-                    self.params, jnp.asarray(start, jnp.float32), targets, scale_config, self.spec, callback=report
-                )
-                image = np.asarray(result.image)
-                if last and callback is not None:
-                    scores = score(self.params, jnp.asarray(image), targets, self.spec)
             if parts is not None and index < len(plans) - 1:
                 parts.save_array(f"scale{index}.npy", image)
         if callback is not None and scores is not None:
             final = {key: float(value) for key, value in scores.items()}
             callback(Progress(len(plans) - 1, len(plans), plans[-1].shape, total, total, None, scores=final))
-        return problem.finish(image, resized, config)
+        return prepare.finish(image, inputs.original, config)
+
+    def _optimize_whole(self, inputs: ScaleInput, config, report, temporal=None, scores=False):
+        """One scale optimised whole: the image, and with ``scores`` its `objective.score` (else
+        None). ``temporal``: a video frame's warped predecessor, which the temporal loss holds it near."""
+        features = content_targets(self.params, jnp.asarray(inputs.content), self.spec)
+        style = self.style_targets(inputs.styles, inputs.content.shape[:2])
+        targets = make_targets(features, style, self._norms(inputs, make_targets(features, style)), temporal)
+        start = jnp.asarray(inputs.start, jnp.float32)
+        image = np.asarray(optimize(self.params, start, targets, config, self.spec, callback=report).image)
+        return image, score(self.params, jnp.asarray(image), targets, self.spec) if scores else None
+
+    def _norms(self, inputs: ScaleInput, targets: dict) -> dict[str, jax.Array]:
+        """The inputs' own losses (`objective.whole_norms`) of an image that runs whole, against the
+        content and style of its ``targets``: what every term of its loss is a ratio to."""
+        return whole_norms(self.params, inputs.content, inputs.references, self.styles.weights, targets, self.spec)
 
     def fast_start(self, content: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """``init="fast"``: the feed-forward method's stylization of ``content`` at ``shape``, with the
@@ -356,9 +251,9 @@ class GatysRunner:
         self._fast.config = self._fast.config.replace(max_size=side)
         return self._fast.stylize(content)
 
-    def _optimise_tiles(self, plan, start, stylized, styles, config, report, parts, scale, scores=False):
+    def _optimize_tiles(self, plan, inputs: ScaleInput, config, report, parts, scale, scores=False):
         """One scale in overlapping tiles under the whole style image's statistics: the image, and
-        with ``scores`` its `optimize.score` (computed in windows; else None).
+        with ``scores`` its `objective.score` (computed in windows; else None).
 
         Each tile optimises the *whole-image* loss with the rest of the image held fixed. Its
         content term is its own, weighted by its share ``s`` of the image (the content loss is a
@@ -366,7 +261,7 @@ class GatysRunner:
         no weight). Its style term is the whole image's Gram loss ``mean((G - A)^2)`` with
         ``G = s G_tile + (1 - s) G_rest``: the rest's Gram ``G_rest`` is frozen at what the image is
         when the tile starts (the whole current image's Grams, computed exactly in windows by
-        `optimize.gram_targets_tiled`, less the tile's own). That is the plain Gram loss of the tile
+        `windowed.gram_targets_tiled`, less the tile's own). That is the plain Gram loss of the tile
         against the target ``G_tile_start + (A - G_whole) / s`` with weight ``s^2``, so the loss
         code is unchanged. A tile aiming at the global Grams itself (each tile a small copy of the
         style's statistics) came out 49 % further from the style than the untiled run at 1024 px
@@ -376,7 +271,7 @@ class GatysRunner:
         batches; each tile starts from the tiles finished before it where they overlap it (faded
         in by their blending weights), and the blend of all (`TilePlan.weights`, summing to 1) is
         the result. Finished tiles go to ``parts``. The inputs' losses, which every term is measured
-        against, are the whole image's, computed in windows (`optimize.layer_losses_tiled`).
+        against, are the whole image's, computed in windows (`windowed.layer_losses_tiled`).
         """
         tiles = plan.tiles()
         th, tw = tiles.tile
@@ -387,13 +282,15 @@ class GatysRunner:
         stepper = batched(make_stepper(spec, OptimizerSpec.from_config(config)), 0)
         gram_window = max(tiles.tile)
         style = blend_style_targets(
-            [gram_targets_tiled(self.params, image, spec, gram_window) for image in styles], self.styles.weights
+            [gram_targets_tiled(self.params, image, spec, gram_window) for image in inputs.styles], self.styles.weights
         )
 
         def measure(image):
-            return layer_losses_tiled(self.params, np.asarray(image), {"style": style}, stylized, spec, gram_window)
+            return layer_losses_tiled(
+                self.params, np.asarray(image), {"style": style}, inputs.content, spec, gram_window
+            )
 
-        norm = input_norms(measure, stylized, _references(styles, plan.shape), self.styles.weights)
+        norm = input_norms(measure, inputs.content, inputs.references, self.styles.weights)
         blended = np.zeros((*plan.shape, 3), np.float32)
         covered = np.zeros((*plan.shape, 1), np.float32)
         finished = 0
@@ -409,7 +306,7 @@ class GatysRunner:
                 else:
                     todo.append(window)
             if todo:  # the whole image as it is now: where the tile targets start from
-                canvas = blended + (1.0 - covered) * start
+                canvas = blended + (1.0 - covered) * inputs.start
                 residual = jax.tree.map(
                     lambda a, g: (a - g) / share, style, gram_targets_tiled(self.params, canvas, spec, gram_window)
                 )
@@ -420,19 +317,13 @@ class GatysRunner:
                     # What the finished tiles made, faded into the scale's start with their own
                     # feathered weights: a hard switch where their windows end would be a seam.
                     done = tiles.crop(covered, window)
-                    starts.append(tiles.crop(blended, window) + (1.0 - done) * tiles.crop(start, window))
-                contents = jnp.asarray(np.stack([tiles.crop(stylized, window) for window in chunk]))
-                own = [style_targets(self.params, jnp.asarray(image), spec, tiles.tile) for image in starts]
-                targets = {
-                    "content": _batch_content_targets(self.params, contents, spec),
-                    "style": jax.tree.map(lambda r, *g: jnp.stack([gram + r for gram in g]), residual, *own),
-                    "norm": jax.tree.map(lambda *v: jnp.stack(v), *[norm] * len(chunk)),
-                }
+                    starts.append(tiles.crop(blended, window) + (1.0 - done) * tiles.crop(inputs.start, window))
+                targets = self._tile_targets(tiles, chunk, inputs.content, starts, residual, norm, spec)
 
                 def tile_report(step, chunk=chunk, finished=finished):
                     report(step, tiles=(finished, tiles.count, len(chunk)))
 
-                result = optimise(
+                result = optimize(
                     self.params,
                     jnp.asarray(np.stack(starts), jnp.float32),
                     targets,
@@ -453,8 +344,20 @@ class GatysRunner:
                 covered[top : top + th, left : left + tw] += weights
         if not scores:
             return blended, None
-        terms = combine(measure(blended), norm, self.spec)
+        terms = weighted_terms(measure(blended), norm, self.spec)
         return blended, {**terms, "total": total_of(terms)}
+
+    def _tile_targets(self, tiles: TilePlan, chunk, content, starts, residual, norm, spec: LossSpec) -> dict:
+        """The targets of a batch of tiles (`_optimize_tiles`): each tile's own content features, its
+        Grams where it starts plus the ``residual`` the rest of the image leaves it, and the whole
+        image's ``norm``."""
+        contents = jnp.asarray(np.stack([tiles.crop(content, window) for window in chunk]))
+        own = [style_targets(self.params, jnp.asarray(image), spec, tiles.tile) for image in starts]
+        return make_targets(
+            _batch_content_targets(self.params, contents, spec),
+            jax.tree.map(lambda r, *g: jnp.stack([gram + r for gram in g]), residual, *own),
+            jax.tree.map(lambda *v: jnp.stack(v), *[norm] * len(chunk)),
+        )
 
     def stylize_frames(
         self,
@@ -473,16 +376,16 @@ class GatysRunner:
         for index, frame in enumerate(frames):
             previous = warp(index, last) if last is not None and self.config.resolved_temporal_weight > 0 else None
             whole = [ScalePlan(plan.shape, plan.needed) for plan in self.plan(frame.size)]
-            last = self.stylize(frame.content, callback=callback, previous=previous, plans=whole)
+            last = self.stylize(frame.original, callback=callback, previous=previous, plans=whole)
             results.append(last)
         return results
 
-    def _bucket_style(self, own: tuple[int, int], shape: tuple[int, int]) -> dict[str, jax.Array]:
-        """Style targets shared by every image of bucket ``shape``, once per (style side, shape)."""
-        key = (problem.style_side(own, self.config), shape)
+    def _bucket_style(self, own: tuple[int, int], shape: tuple[int, int], styles) -> dict[str, jax.Array]:
+        """Style targets shared by every image of bucket ``shape``, once per (style side, shape):
+        of ``styles``, the style images sized for an image of own size ``own``."""
+        key = (prepare.style_side(own, self.config), shape)
         if key not in self._shared_style:
-            images = problem.styles_for(self.styles, None, own, self.config)
-            self._shared_style[key] = self.style_targets(images, shape)
+            self._shared_style[key] = self.style_targets(styles, shape)
         return self._shared_style[key]
 
     def device_batch(
@@ -500,29 +403,25 @@ class GatysRunner:
         if not 0 < len(images) <= size or size % placement.count:
             raise ValueError(f"{len(images)} images for a batch of {size} on {placement.count} devices")
         config = self.config
-        padded = [*images, *[images[-1]] * (size - len(images))]
-        fast = [self.fast_start(i.content, i.size) if config.init == "fast" else None for i in images]
-        fast += fast[-1:] * (size - len(images))
-        start = np.stack(
-            [problem.pad_to(problem.initial_image(i.stylized, config, f), shape) for i, f in zip(padded, fast)]
-        )
-        stacked = np.stack([problem.pad_to(i.stylized, shape) for i in padded])
-        contents = placement.put(stacked, split=True)
-        targets = {"content": _batch_content_targets(self.params, contents, self.spec)}
+        fast = [self.fast_start(i.original, i.size) if config.optimize.init == "fast" else None for i in images]
+        inputs = [prepare.batch_scale_input(i, self.styles, shape, config, f) for i, f in zip(images, fast)]
+        inputs += inputs[-1:] * (size - len(images))
+        contents = placement.put(np.stack([own.content for own in inputs]), split=True)
+        features = _batch_content_targets(self.params, contents, self.spec)
         style_axis = _style_axis(images)
         if style_axis == 0:
-            per_image = [self.style_targets(i.styles, shape) for i in padded]
-            targets["style"] = placement.put(jax.tree.map(lambda *v: jnp.stack(v), *per_image), split=True)
+            per_image = [self.style_targets(own.styles, shape) for own in inputs]
+            style = placement.put(jax.tree.map(lambda *v: jnp.stack(v), *per_image), split=True)
         else:
-            targets["style"] = self._bucket_style(images[0].size, shape)
-        norms = []
-        for index, image in enumerate(padded):  # each image against its own inputs, at the bucket's shape
-            own = image_targets(targets, index, style_axis)
-            styles = image.styles or problem.styles_for(self.styles, None, image.size, config)
-            references = _references(styles, shape)
-            norms.append(whole_norms(self.params, stacked[index], references, self.styles.weights, own, self.spec))
-        targets["norm"] = placement.put(jax.tree.map(lambda *v: jnp.stack(v), *norms), split=True)
-        return placement.put(start, split=True), targets, batched(self.stepper, style_axis)
+            style = self._bucket_style(images[0].size, shape, inputs[0].styles)
+        shared = make_targets(features, style)
+        # each image against its own inputs, at the bucket's shape
+        norms = [self._norms(own, image_targets(shared, index, style_axis)) for index, own in enumerate(inputs)]
+        targets = make_targets(
+            features, style, placement.put(jax.tree.map(lambda *v: jnp.stack(v), *norms), split=True)
+        )
+        start = placement.put(np.stack([own.start for own in inputs]), split=True)
+        return start, targets, batched(self.stepper, style_axis)
 
     def stylize_bucket(
         self,
@@ -539,26 +438,20 @@ class GatysRunner:
             if callback is not None:
                 callback(BucketProgress(shape, len(images), size, step.iteration, step.iterations, step))
 
-        result = optimise(self.params, start, targets, self.config, self.spec, stepper=stepper, callback=report)
-        stylized = np.asarray(result.image)
+        result = optimize(self.params, start, targets, self.config, self.spec, stepper=stepper, callback=report)
+        results = np.asarray(result.image)
         if callback is not None:
-            scores = score_each(self.params, stylized[: len(images)], targets, self.spec, _style_axis(images))
+            scores = score_each(self.params, results[: len(images)], targets, self.spec, _style_axis(images))
             done = len(result.history["total"])
             keyed = tuple((image.key, own) for image, own in zip(images, scores))
             callback(BucketProgress(shape, len(images), size, done, done, None, scores=keyed))
-        return problem.finish_batch(stylized, images, self.config)
+        return prepare.finish_batch(results, images, self.config)
 
 
 def _style_axis(images: Sequence[BatchImage]) -> int | None:
     """The batch axis of a batch's style targets: 0 where each image has its own recoloured
     styles (the colour-preserving modes), None where the batch shares them."""
     return 0 if images[0].styles is not None else None
-
-
-def _references(styles: Sequence[np.ndarray], shape: tuple[int, int]) -> list[np.ndarray]:
-    """The style images resized to the output's ``shape``: what the content ratio is measured
-    against (`optimize.input_norms`)."""
-    return [resize_to(image, *shape) for image in styles]
 
 
 def setup(config: StyleConfig, styles: StyleSet, *, weights=None, devices=None) -> GatysRunner:

@@ -123,7 +123,9 @@ def _correlate(x: jax.Array, kernel: jax.Array) -> jax.Array:
 _conv_flipped_given = winograd.with_given_adjoint(_correlate)
 
 
-def _conv(x: jax.Array, layer: Mapping[str, jax.Array]) -> jax.Array:
+def _conv_plus_bias(x: jax.Array, layer: Mapping[str, jax.Array]) -> jax.Array:
+    """One VGG layer's 'SAME' 3x3 convolution plus its bias, with the kernels `prepare_params` left in
+    ``layer`` (Winograd, or ``lax.conv`` with the flipped kernel given), else plain ``lax.conv``."""
     if "winograd" in layer:
         y = winograd.conv3x3(x, layer["winograd"], layer["winograd_flipped"])
     elif "kernel_flipped" in layer:
@@ -209,7 +211,7 @@ def vgg19_features(
     x = images
     for op, layer, name in SEQUENCE[: last + 1]:
         if op == "conv":
-            x = _conv(x, params[layer])
+            x = _conv_plus_bias(x, params[layer])
         elif op == "relu":
             x = jax.nn.relu(x)
         else:

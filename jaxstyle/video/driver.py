@@ -28,13 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxstyle import methods, problem
+from jaxstyle import methods, prepare
 from jaxstyle.config import BatchConfig, StyleConfig
 from jaxstyle.errors import ImageError, OutputError
 from jaxstyle.io.behind import Behind
+from jaxstyle.io.decode import load_image
+from jaxstyle.io.encode import save_image, to_8bit
 from jaxstyle.io.files import check_output_path
-from jaxstyle.io.image import load_image, resize_to, save_image, to_8bit
 from jaxstyle.io.parts import PartsFolder, parts_folder
+from jaxstyle.io.resize import resize_to
 from jaxstyle.io.video import Frame, VideoInfo, output_kind, probe, read_frames, write_frames
 from jaxstyle.methods import Previous
 from jaxstyle.video import flow
@@ -242,8 +244,7 @@ def run_video(
         KeyboardInterrupt: passed on; every finished frame is kept in `parts_folder`.
     """
     emit = callback or (lambda event: None)
-    config = config.validate()
-    batch = (batch or BatchConfig()).validate()
+    batch = batch or BatchConfig()
     input_path, output = Path(input_path), Path(output)
     style_paths = [Path(path) for path in style_paths]
     info = probe(input_path)
@@ -251,19 +252,19 @@ def run_video(
     inputs = [input_path, *style_paths]
     output = check_output_path(output, overwrite=overwrite, inputs=inputs)
     if style_paths:
-        problem.check_style_blend(style_blend, len(style_paths))
-    style_set = problem.make_style_set([load_image(path).rgb for path in style_paths], style_blend, config)
-    size = problem.fit_long_side(info.size, config.max_size)
+        prepare.check_style_blend(style_blend, len(style_paths))
+    style_set = prepare.make_style_set([load_image(path).rgb for path in style_paths], style_blend, config)
+    size = prepare.fit_long_side(info.size, config.max_size)
     runner = methods.setup(config, style_set, weights=weights)
-    record = problem.settings_record(config, [input_path, *style_paths], style_blend, runner.weights_id)
+    record = prepare.settings_record(config, [input_path, *style_paths], style_blend, runner.weights_id)
     parts = _Parts(parts_folder(output), record, overwrite=overwrite)
     done = parts.done
     emit(VideoStarted(info, size, parts.folder, len(done)))
 
     chunk_size = runner.frame_batch or batch.batch_size
     timing: list[tuple[float, float]] = []
-    pending: list[problem.BatchImage] = []
-    before: problem.BatchImage | None = None  # the frame before `pending`
+    pending: list[prepare.BatchImage] = []
+    before: prepare.BatchImage | None = None  # the frame before `pending`
     last: np.ndarray | None = None  # its result
     stylized, started = 0, time.perf_counter()
 
@@ -274,7 +275,7 @@ def run_video(
         while len(pending) > keep:
             chunk = pending[:chunk_size]
             del pending[:chunk_size]
-            contents = [before.content if before is not None else None, *(image.content for image in chunk)]
+            contents = [before.original if before is not None else None, *(image.original for image in chunk)]
             keys = [image.key for image in chunk]
 
             def warp(index: int, result: np.ndarray, contents=contents, keys=keys) -> Previous:
@@ -288,11 +289,11 @@ def run_video(
                 report(image.key)
             before, last = chunk[-1], _quantised(results[-1])
 
-    def add(image: problem.BatchImage) -> None:
+    def add(image: prepare.BatchImage) -> None:
         """A frame to stylize; its link to the frame before is computed from here on."""
         previous = pending[-1] if pending else before
         if previous is not None:
-            pipeline.link_ahead(image.key, image.content, previous.content)
+            pipeline.link_ahead(image.key, image.original, previous.original)
         pending.append(image)
 
     def report(index: int) -> None:
@@ -317,9 +318,9 @@ def run_video(
                         report(frame.index)
                         continue
                     if skipped is not None:  # carry on from a frame an earlier run finished
-                        before = problem.prepare_batch_image(skipped.index, skipped.rgb, style_set, config)
+                        before = prepare.prepare_batch_image(skipped.index, skipped.rgb, style_set, config)
                         last, skipped = load_image(parts.frame(skipped.index)).rgb, None
-                    add(problem.prepare_batch_image(frame.index, frame.rgb, style_set, config))
+                    add(prepare.prepare_batch_image(frame.index, frame.rgb, style_set, config))
                     if len(pending) == 2 * chunk_size:
                         flush(keep=chunk_size)
             except ImageError as error:  # the stream broke: keep what it gave

@@ -18,7 +18,7 @@ import numpy as np
 from jaxstyle import color
 from jaxstyle.config import StyleConfig
 from jaxstyle.errors import ImageError, UsageError
-from jaxstyle.io.image import resize_to
+from jaxstyle.io.resize import resize_to
 from jaxstyle.nets.vgg_layers import MIN_SIDE
 
 # Colour modes that recolour the styles for each content image, so nothing about the styles can
@@ -67,10 +67,10 @@ def make_style_set(
 ) -> StyleSet:
     """Checked styles: one array or a list, each converted with `as_rgb`, and their weights.
 
-    There may be none only with ``config.builtin_style`` (the fast method's own styles)."""
+    There may be none only with ``config.fast.builtin_style`` (the fast method's own styles)."""
     images = [styles] if isinstance(styles, np.ndarray) else list(styles or ())
     if not images:
-        if config is not None and config.builtin_style is not None:
+        if config is not None and config.fast.builtin_style is not None:
             return StyleSet((), ())
         raise UsageError("at least one style image is needed")
     images = [as_rgb(s, f"style image {i + 1}") for i, s in enumerate(images)]
@@ -86,9 +86,9 @@ def fit_long_side(shape: tuple[int, int], long_side: int) -> tuple[int, int]:
 
 def scale_sizes(shape: tuple[int, int], config: StyleConfig) -> list[tuple[int, int]]:
     """Output (H, W) of every scale, coarse to fine, growing by sqrt(2) up to ``config.max_size``."""
-    if config.multiscale_min is None:
+    if config.optimize.multiscale_min is None:
         return [fit_long_side(shape, config.max_size)]
-    count = math.floor(math.log(config.max_size / config.multiscale_min, math.sqrt(2)) + 1e-9) + 1
+    count = math.floor(math.log(config.max_size / config.optimize.multiscale_min, math.sqrt(2)) + 1e-9) + 1
     sides = [config.max_size / math.sqrt(2) ** (count - 1 - i) for i in range(count)]
     return [fit_long_side(shape, round(side)) for side in sides]
 
@@ -99,12 +99,12 @@ def style_side(shape: tuple[int, int], config: StyleConfig) -> int:
 
 
 def content_at(content: np.ndarray, shape: tuple[int, int], config: StyleConfig) -> tuple[np.ndarray, np.ndarray]:
-    """``(resized, stylized)``: the content at ``shape``, and what the method stylizes (its
-    luminance, as a grey RGB image, in luminance mode; the resized content otherwise)."""
-    resized = resize_to(content, *shape)
+    """``(original, to_stylize)``: the content at ``shape`` in its own colours, and what the method
+    stylizes (its luminance, as a grey RGB image, in luminance mode; the resized content otherwise)."""
+    original = resize_to(content, *shape)
     if config.preserve_color == "luminance":
-        return resized, color.luminance_image(resized)
-    return resized, resized
+        return original, color.luminance_image(original)
+    return original, original
 
 
 def styles_for(
@@ -127,21 +127,21 @@ def initial_image(content: np.ndarray, config: StyleConfig, init_image: np.ndarr
     """The starting image of an optimisation of ``content`` (already at its output size)."""
     rng = np.random.default_rng(config.seed)
     noise = rng.uniform(0.0, 1.0, content.shape).astype(np.float32)
-    if config.init == "content":
+    if config.optimize.init == "content":
         return content
-    if config.init == "noise":
+    if config.optimize.init == "noise":
         return noise
-    if config.init == "blend":
+    if config.optimize.init == "blend":
         # The TF tutorial's variant of a noisy start: (1 - f) * content + f * noise.
-        return (1.0 - config.init_noise_fraction) * content + config.init_noise_fraction * noise
-    if config.init == "gray":
+        return (1.0 - config.optimize.init_noise_fraction) * content + config.optimize.init_noise_fraction * noise
+    if config.optimize.init == "gray":
         return np.full_like(content, 0.5)
     if init_image is None:  # "image": the caller's; "fast": the fast method's result (`methods.gatys`)
-        raise UsageError(f"init {config.init!r} needs an init image")
-    return stylized_colours(resize_to(as_rgb(init_image, "init image"), *content.shape[:2]), config)
+        raise UsageError(f"init {config.optimize.init!r} needs an init image")
+    return working_colours(resize_to(as_rgb(init_image, "init image"), *content.shape[:2]), config)
 
 
-def stylized_colours(image: np.ndarray, config: StyleConfig) -> np.ndarray:
+def working_colours(image: np.ndarray, config: StyleConfig) -> np.ndarray:
     """A finished result in the colours the method optimises (`content_at`'s second image):
     its luminance in luminance mode, itself otherwise. The inverse of `finish` but for KNN."""
     if config.preserve_color == "luminance":
@@ -149,14 +149,65 @@ def stylized_colours(image: np.ndarray, config: StyleConfig) -> np.ndarray:
     return image
 
 
-def finish(result: np.ndarray, content: np.ndarray, config: StyleConfig) -> np.ndarray:
-    """The colour post-processing of a stylized ``result`` of the resized ``content``."""
+@dataclass(frozen=True)
+class ScaleInput:
+    """One content image's setup at one output size, computed once: what an optimisation at that
+    size starts from and is measured against (an untiled scale, a tiled one, an image of a batch)."""
+
+    original: np.ndarray  # the content at its output size in its own colours (for `finish`)
+    content: np.ndarray  # (H, W, 3) the content to stylize (`content_at`)
+    styles: tuple[np.ndarray, ...]  # the style images recoloured and sized for this output (`styles_for`)
+    references: tuple[np.ndarray, ...]  # the styles resized to (H, W) (`references_at`)
+    start: np.ndarray  # (H, W, 3) the starting image
+
+
+def references_at(styles: Sequence[np.ndarray], shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """The style images resized to the output's ``shape``: what the content ratio is measured
+    against (`objective.input_norms`)."""
+    return tuple(resize_to(image, *shape) for image in styles)
+
+
+def scale_input(
+    content: np.ndarray,
+    styles: StyleSet,
+    shape: tuple[int, int],
+    config: StyleConfig,
+    *,
+    init_image: np.ndarray | None = None,
+    coarser: np.ndarray | None = None,
+) -> ScaleInput:
+    """The `ScaleInput` of a checked ``content`` image (`as_rgb`) at ``shape``, started from
+    ``coarser`` (the scale before's result) resized, or else from `initial_image`."""
+    original, to_stylize = content_at(content, shape, config)
+    start = initial_image(to_stylize, config, init_image) if coarser is None else resize_to(coarser, *shape)
+    sized = tuple(styles_for(styles, original, shape, config))
+    return ScaleInput(original, to_stylize, sized, references_at(sized, shape), start)
+
+
+def batch_scale_input(
+    image: BatchImage,
+    styles: StyleSet,
+    shape: tuple[int, int],
+    config: StyleConfig,
+    init_image: np.ndarray | None = None,
+) -> ScaleInput:
+    """The `ScaleInput` of a batch image in a bucket of ``shape``: what it stylizes and starts from
+    reflect-padded to the bucket (`pad_to`); ``original`` at the image's own size, as
+    `finish_batch` takes it."""
+    sized = image.styles or tuple(styles_for(styles, None, image.size, config))
+    start = pad_to(initial_image(image.content, config, init_image), shape)
+    return ScaleInput(image.original, pad_to(image.content, shape), sized, references_at(sized, shape), start)
+
+
+def finish(result: np.ndarray, original: np.ndarray, config: StyleConfig) -> np.ndarray:
+    """The colour post-processing of a stylized ``result`` of the resized content in its own
+    colours (``original``: `content_at`'s first image)."""
     if config.preserve_color == "luminance":
-        return color.restore_chroma(result, content)
+        return color.restore_chroma(result, original)
     if config.preserve_color == "knn":
         from jaxstyle.color_knn import knn_color_transfer
 
-        return np.asarray(knn_color_transfer(result, [content]), np.float32)[..., :3]
+        return np.asarray(knn_color_transfer(result, [original]), np.float32)[..., :3]
     return result
 
 
@@ -218,8 +269,8 @@ class BatchImage:
 
     key: object  # the caller's handle (an index, a file)
     size: tuple[int, int]  # its own (h, w): the output size
-    content: np.ndarray  # (h, w, 3) resized content with its colours (for `finish`)
-    stylized: np.ndarray  # (h, w, 3) what the method stylizes (see `content_at`)
+    original: np.ndarray  # (h, w, 3) resized content in its own colours (for `finish`)
+    content: np.ndarray  # (h, w, 3) the content to stylize (see `content_at`)
     styles: tuple[np.ndarray, ...] | None  # its own `styles_for` in per-image colour modes, else None
 
 
@@ -231,18 +282,18 @@ def prepare_batch_image(
     file decoded at a reduced scale: `fit_long_side` of its full size)."""
     content = as_rgb(content, "content image")
     size = size or fit_long_side(content.shape[:2], config.max_size)
-    resized, stylized = content_at(content, size, config)
+    original, to_stylize = content_at(content, size, config)
     own_styles = None
     if config.preserve_color in PER_IMAGE_STYLE_MODES:
-        own_styles = tuple(styles_for(styles, resized, size, config))
-    return BatchImage(key, size, resized, stylized, own_styles)
+        own_styles = tuple(styles_for(styles, original, size, config))
+    return BatchImage(key, size, original, to_stylize, own_styles)
 
 
 def finish_batch(results: np.ndarray, images: Sequence[BatchImage], config: StyleConfig) -> list[np.ndarray]:
     """A bucket's (B, H, W, 3) results cropped to each image's own size and `finish`-ed (padding
     copies beyond ``images`` are dropped)."""
     return [
-        finish(np.ascontiguousarray(result[: image.size[0], : image.size[1]]), image.content, config)
+        finish(np.ascontiguousarray(result[: image.size[0], : image.size[1]]), image.original, config)
         for image, result in zip(images, results)
     ]
 
