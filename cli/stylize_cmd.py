@@ -90,14 +90,14 @@ def run_stylize(
 ) -> None:
     import numpy as np
 
-    from jaxstyle import methods, prepare
+    from jaxstyle import prepare
     from jaxstyle.io.decode import load_image
     from jaxstyle.io.encode import check_image_suffix, save_image
     from jaxstyle.io.files import atomic_write_text, check_output_path
     from jaxstyle.io.parts import PartsFolder, parts_folder
     from jaxstyle.io.resize import resize_to
-    from jaxstyle.placement import memory_budget_bytes
     from jaxstyle.prepare import check_style_blend, run_metadata
+    from jaxstyle.stylization import Planned, stylize
 
     inputs = [content_path, *style_paths, *([init_image_path] if init_image_path else [])]
     if style_paths:
@@ -113,17 +113,15 @@ def run_stylize(
     if save_every:
         config = config.replace(report_every=math.gcd(save_every, config.optimize.report_every))
 
-    runner = methods.setup(config, prepare.make_style_set(styles, style_blend, config), weights=weights)
-    plans = runner.plan(content.size)
-    parts = None
-    if any(plan.tiled for plan in plans):
-        say(describe_plan(plans, memory_budget_bytes(config)))
-    if any(plan.tiled for plan in plans) and runner.keeps_parts:
+    kept: list = []  # the parts folder of a tiled optimisation, once the library asks for it
+
+    def keep_parts(plans, weights_id):
         # the plan too: it follows the free memory, which changes between runs
         record = prepare.settings_record(
-            config, inputs, style_blend, runner.weights_id, plan=[dataclasses.asdict(plan) for plan in plans]
+            config, inputs, style_blend, weights_id, plan=[dataclasses.asdict(plan) for plan in plans]
         )
-        parts = PartsFolder(parts_folder(output), record, overwrite=overwrite, what="tiles")
+        kept.append(PartsFolder(parts_folder(output), record, overwrite=overwrite, what="tiles"))
+        return kept[-1]
 
     history: dict[str, list[float]] = {}
     final: dict[str, float] = {}  # the result's loss terms and ratios to the inputs (optimisations)
@@ -139,6 +137,9 @@ def run_stylize(
         task = bar.add_task(config.method, total=None, status="compiling")
 
         def on_progress(progress) -> None:
+            if isinstance(progress, Planned):
+                say(describe_plan(progress.plans, progress.budget))
+                return
             # Any method's report has done/total/description/status; an optimisation's also has
             # the loss terms and the current image.
             if getattr(progress, "scores", None) is not None:  # the last report: the result's own terms
@@ -163,13 +164,22 @@ def run_stylize(
                 save_image(path, fetch(), overwrite=True, inputs=inputs, metadata=metadata, jpeg_quality=jpeg_quality)
 
         try:
-            result = runner.stylize(content.rgb, init_image=init_image, callback=on_progress, parts=parts, plans=plans)
+            result = stylize(
+                content.rgb,
+                styles,
+                config,
+                style_blend=style_blend,
+                init_image=init_image,
+                weights=weights,
+                callback=on_progress,
+                keep_parts=keep_parts,
+            )
         except KeyboardInterrupt:
             bar.stop()
-            kept = parts.names("*.npy") if parts is not None else []
-            if kept:
+            pieces = kept[0].names("*.npy") if kept else []
+            if pieces:
                 say(
-                    f"interrupted; {len(kept)} finished tile(s) and scale(s) are kept in '{parts.folder}'. "
+                    f"interrupted; {len(pieces)} finished tile(s) and scale(s) are kept in '{kept[0].folder}'. "
                     "Run the same command again to resume."
                 )
             elif snapshot.fetch is None:
@@ -190,7 +200,7 @@ def run_stylize(
     if history_path is not None:
         record = {**history, "final": final} if final else history
         atomic_write_text(history_path, json.dumps(record), overwrite=overwrite, inputs=[*inputs, output])
-    if parts is not None:
+    for parts in kept:
         parts.remove()
     say(f"wrote {output} ({result.shape[1]}x{result.shape[0]})")
 

@@ -39,7 +39,7 @@ from jaxstyle.batch import (
     shard_of,
     stylize_batch,
 )
-from jaxstyle.config import StyleConfig
+from jaxstyle.config import BatchConfig, StyleConfig
 from jaxstyle.errors import NumericalError, OutputError, UsageError
 from jaxstyle.io.decode import load_image, read_image_metadata
 from jaxstyle.prepare import fit_long_side
@@ -136,7 +136,7 @@ def test_batch_equals_single(weights, optimizer, colour, iterations):
     config = FAST.replace(optimizer=optimizer, preserve_color=colour, init="blend", seed=7, iterations=iterations)
     scores = {}  # each image's own loss terms and ratios, from the last report of its batch
     collect = lambda event: scores.update(event.scores or ())
-    batch = stylize_batch(contents, style, config, weights=weights, batch_size=2, callback=collect)
+    batch = stylize_batch(contents, style, config, weights=weights, batch=BatchConfig(batch_size=2), callback=collect)
     assert sorted(scores) == [0, 1, 2]
     for index, (content, result) in enumerate(zip(contents, batch)):
         reports = []
@@ -177,7 +177,7 @@ def test_batch_scores_match_values_derived_by_hand(weights):
     style = random_image((50, 50), 13)
     scores = {}
     results = stylize_batch(
-        contents, style, FAST, weights=weights, batch_size=2, callback=lambda e: scores.update(e.scores or ())
+        contents, style, FAST, weights=weights, batch=BatchConfig(batch_size=2), callback=lambda e: scores.update(e.scores or ())
     )
 
     def tv(image):  # "l2": squared differences of neighbours, summed
@@ -274,8 +274,7 @@ def test_buckets_keep_each_images_aspect_ratio(tmp_path, weights):
             [style],
             FAST,
             weights=weights,
-            batch_size=2,
-            bucket_multiple=multiple,
+            batch=BatchConfig(batch_size=2, bucket_multiple=multiple),
             callback=events.append,
         )
         started = next(e for e in events if isinstance(e, BatchStarted))
@@ -299,14 +298,14 @@ def test_resume_after_interruption_completes_without_duplicates(folder, tmp_path
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_batch(photos, output, [style], FAST, weights=weights, batch_size=2, callback=stop_in_second_batch)
+        run_batch(photos, output, [style], FAST, weights=weights, batch=BatchConfig(batch_size=2), callback=stop_in_second_batch)
     # the first batch's two results were handed to the writer: written and recorded on the way out
     assert done_counts(output) == {"p0.png": 1, "p1.png": 1}
-    summary = run_batch(photos, output, [style], FAST, weights=weights, batch_size=2)
+    summary = run_batch(photos, output, [style], FAST, weights=weights, batch=BatchConfig(batch_size=2))
     assert (summary.total, summary.skipped, summary.done, summary.failed) == (4, 2, 2, 0)
     assert done_counts(output) == {f"p{i}.png": 1 for i in range(4)}
     assert sorted(p.name for p in output.glob("*.png")) == [f"p{i}.png" for i in range(4)]
-    again = run_batch(photos, output, [style], FAST, weights=weights, batch_size=2)
+    again = run_batch(photos, output, [style], FAST, weights=weights, batch=BatchConfig(batch_size=2))
     assert (again.skipped, again.done) == (4, 0)
     assert done_counts(output) == {f"p{i}.png": 1 for i in range(4)}
 
@@ -317,33 +316,33 @@ def test_corrupt_images_are_recorded_and_the_batch_goes_on(folder, tmp_path, wei
     truncated = write_png(tmp_path / "t.png", (40, 60), 5).read_bytes()
     (photos / "truncated.png").write_bytes(truncated[: len(truncated) // 2])  # header fine, pixels cut
     output = tmp_path / "out"
-    summary = run_batch(photos, output, [style], FAST, weights=weights, batch_size=2)
+    summary = run_batch(photos, output, [style], FAST, weights=weights, batch=BatchConfig(batch_size=2))
     assert (summary.done, summary.failed) == (4, 2)
     failed = {r["input"]: r["error"] for r in records(output) if r["status"] == "failed"}
     assert set(failed) == {"garbage.jpg", "truncated.png"}
     assert all(error and "\n" not in error and "truncated.png" in failed["truncated.png"] for error in failed.values())
     assert sorted(p.name for p in output.glob("*.png")) == [f"p{i}.png" for i in range(4)]
-    rerun = run_batch(photos, output, [style], FAST, weights=weights, batch_size=2)
+    rerun = run_batch(photos, output, [style], FAST, weights=weights, batch=BatchConfig(batch_size=2))
     assert (rerun.skipped, rerun.done, rerun.failed) == (4, 0, 2)  # failures are retried, still failing
 
 
 def test_changed_settings_or_unknown_files_are_not_clobbered(folder, tmp_path, weights):
     photos, style = folder
     output = tmp_path / "out"
-    run_batch(photos, output, [style], FAST, weights=weights, batch_size=2)
+    run_batch(photos, output, [style], FAST, weights=weights, batch=BatchConfig(batch_size=2))
     before = (output / "p0.png").read_bytes()
     changed = FAST.replace(iterations=FAST.optimize.iterations + 3)
     with pytest.raises(OutputError, match="other settings"):
-        run_batch(photos, output, [style], changed, weights=weights, batch_size=2)
+        run_batch(photos, output, [style], changed, weights=weights, batch=BatchConfig(batch_size=2))
     assert (output / "p0.png").read_bytes() == before
-    redo = run_batch(photos, output, [style], changed, weights=weights, batch_size=2, overwrite=True)
+    redo = run_batch(photos, output, [style], changed, weights=weights, batch=BatchConfig(batch_size=2), overwrite=True)
     assert redo.done == 4 and (output / "p0.png").read_bytes() != before
 
     other = tmp_path / "other"
     other.mkdir()
     (other / "p1.png").write_bytes(b"someone else's file")
     with pytest.raises(OutputError, match="no manifest"):
-        run_batch(photos, other, [style], FAST, weights=weights, batch_size=2)
+        run_batch(photos, other, [style], FAST, weights=weights, batch=BatchConfig(batch_size=2))
     assert (other / "p1.png").read_bytes() == b"someone else's file"
 
 
@@ -377,13 +376,13 @@ KILL_SCRIPT = textwrap.dedent(
     """
     import sys, time
     from jaxstyle.batch import ImageFinished, run_batch
-    from jaxstyle.config import StyleConfig
+    from jaxstyle.config import BatchConfig, StyleConfig
     config = StyleConfig(max_size=32, iterations=3, optimizer="adam",
                          style_layers=("relu1_1", "relu2_1"), content_layers=("relu2_2",))
     def stall(event):
         if sys.argv[4] == "stall" and isinstance(event, ImageFinished):
             time.sleep(60)
-    run_batch(sys.argv[1], sys.argv[2], [sys.argv[3]], config, batch_size=2, callback=stall)
+    run_batch(sys.argv[1], sys.argv[2], [sys.argv[3]], config, batch=BatchConfig(batch_size=2), callback=stall)
     """
 )
 
@@ -431,7 +430,7 @@ SHARDING_SCRIPT = textwrap.dedent(
     import jax, numpy as np
     assert jax.device_count() == 4, jax.devices()
     from jaxstyle.batch import BucketEngine, stylize_batch
-    from jaxstyle.config import StyleConfig
+    from jaxstyle.config import BatchConfig, StyleConfig
     from jaxstyle.step import init_opt_state, jitted_run_steps, run_steps
     from jaxstyle.prepare import make_style_set
     from jaxstyle.weights import load_weights
@@ -550,7 +549,7 @@ def test_cli_runs_reports_failures_and_resumes(folder, tmp_path, fast_cli):
     expected = {}
     contents = [load_image(photos / name).rgb for name in names]
     collect = lambda event: expected.update(event.scores or ())
-    stylize_batch(contents, load_image(style).rgb, FAST, batch_size=2, callback=collect)
+    stylize_batch(contents, load_image(style).rgb, FAST, batch=BatchConfig(batch_size=2), callback=collect)
     for index, name in enumerate(names):
         losses = next(record["losses"] for record in done if record["input"] == name)
         assert losses == pytest.approx(expected[index], rel=1e-4), name

@@ -107,9 +107,7 @@ def run_batch(
     *,
     style_blend: Sequence[float] | None = None,
     weights=None,
-    batch_size: int = BatchConfig.batch_size,
-    bucket_multiple: int = BatchConfig.bucket_multiple,
-    output_format: str = BatchConfig.output_format,
+    batch: BatchConfig | None = None,
     shard: tuple[int, int] = (0, 1),
     overwrite: bool = False,
     jpeg_quality: int = JPEG_QUALITY,
@@ -131,7 +129,7 @@ def run_batch(
             ``overwrite``); or an output/manifest cannot be written (the run stops; rerun resumes).
         UsageError: bad settings.
     """
-    batch_config = BatchConfig(batch_size, bucket_multiple, output_format.lower().lstrip("."))
+    batch_config = batch or BatchConfig()
     if not 1 <= jpeg_quality <= 100:
         raise UsageError(f"the JPEG quality must be between 1 and 100, got {jpeg_quality}")
     output_dir = Path(output_dir)

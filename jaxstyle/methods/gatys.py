@@ -149,7 +149,9 @@ class GatysRunner:
         parts: PartsFolder | None = None,
         plans: Sequence[ScalePlan] | None = None,
     ) -> np.ndarray:
-        """Optimise ``content`` coarse to fine; (h, w, 3) float32 with the long side ``max_size``.
+        """Optimise ``content`` (float32 RGB in [0, 1], as `prepare.as_rgb` gives it: the input
+        checks are `stylization.stylize`'s) coarse to fine; (h, w, 3) float32 with the long side
+        ``max_size``.
 
         Scales too large for the memory budget run in tiles (`plan_scales`, `_optimize_tiles`).
         ``parts``: where finished scales and tiles are kept, so that a stopped run resumes; its
@@ -159,7 +161,6 @@ class GatysRunner:
         from the previous result where it can be trusted and held near it by Ruder et al.'s
         temporal loss (`jaxstyle.losses.temporal_loss`)."""
         config = self.config
-        content = prepare.as_rgb(content, "content image")
         plans = list(plans or self.plan(content.shape[:2]))
         if previous is not None:  # a video frame: one whole scale
             plans = [ScalePlan(plans[-1].shape, plans[-1].needed)]
