@@ -80,7 +80,7 @@ def worker(kind: str, size: int, batch: int, steps: int) -> dict:
     import jax
 
     from jaxstyle.batch import stylize_batch
-    from jaxstyle.config import StyleConfig
+    from jaxstyle.config import BatchConfig, StyleConfig
     from jaxstyle.stylization import stylize
     from jaxstyle.weights import load_weights
 
@@ -99,7 +99,9 @@ def worker(kind: str, size: int, batch: int, steps: int) -> dict:
 
         def run(iterations, callback=None):
             cfg = config.replace(iterations=iterations, report_every=1)
-            return stylize_batch(contents, style, cfg, weights=weights, batch_size=batch, callback=callback)
+            return stylize_batch(
+                contents, style, cfg, weights=weights, batch=BatchConfig(batch_size=batch), callback=callback
+            )
     else:  # the single-image library path in a loop, warm
 
         def run(iterations, callback=None):
@@ -145,45 +147,46 @@ def worker(kind: str, size: int, batch: int, steps: int) -> dict:
 def interleaved(size: int, batches: list[int], reps: int) -> dict:
     """The jitted step alone, round-robin over the cases so that a busy machine's load hits them all.
 
-    Case 0 is the single-image step (``batched=False``, what `stylize` runs); the others are the
-    vmapped step with B images. Reports the median seconds per step and per image-iteration.
+    Case 0 is the single-image step (what `stylize` runs); the others are the vmapped step
+    (`step.batched`) with B images. Reports the median seconds per step and per image-iteration.
     """
     import jax
     import jax.numpy as jnp
 
     from jaxstyle.config import StyleConfig
-    from jaxstyle.objective import LossSpec, content_targets, style_targets
+    from jaxstyle.io.resize import resize_to
+    from jaxstyle.nets.vgg import prepare_params
+    from jaxstyle.objective import LossSpec, content_targets, make_targets, style_targets, whole_norms
     from jaxstyle.prepare import fit_long_side
-    from jaxstyle.step import OptimizerSpec, init_opt_state, run_steps
+    from jaxstyle.step import OptimizerSpec, batched, init_opt_state, make_stepper, run_steps
     from jaxstyle.weights import load_weights
 
     weights = load_weights()
-    params = jax.device_put(weights.params)
     config = StyleConfig(max_size=size)
     spec, opt_spec = LossSpec.from_config(config, weights.mean_bgr), OptimizerSpec.from_config(config)
+    params = jax.device_put(prepare_params(weights.params, spec.layers))  # as the runner prepares them
     contents, style = _inputs(1)
-    from jaxstyle.io.resize import resize_to
-
     shape = fit_long_side(contents[0].shape[:2], size)
     image = jnp.asarray(resize_to(contents[0], *shape))
     shared = style_targets(params, jnp.asarray(resize_to(style, *fit_long_side(style.shape[:2], size))), spec, shape)
+    own = make_targets(content_targets(params, image, spec), shared)
+    norm = whole_norms(params, image, [resize_to(style, *shape)], (1.0,), own, spec)
+    single = make_stepper(spec, opt_spec)
     cases = {}
     for batch in [0, *batches]:
         if batch == 0:
-            x = jnp.copy(image)
-            targets = {"content": content_targets(params, image, spec), "style": shared}
+            stepper, x, targets = single, jnp.copy(image), make_targets(own["content"], shared, norm)
         else:
-            x = jnp.stack([image] * batch)
-            targets = {"content": jax.vmap(lambda c: content_targets(params, c, spec))(x), "style": shared}
-        cases[batch] = [x, init_opt_state(x, opt_spec, 1.0, batched=batch > 0), targets]
+            stepper, x = batched(single), jnp.stack([image] * batch)
+            per_image = jax.tree.map(lambda v, b=batch: jnp.stack([v] * b), norm)
+            targets = make_targets(jax.vmap(lambda c: content_targets(params, c, spec))(x), shared, per_image)
+        cases[batch] = [stepper, x, init_opt_state(x, stepper, config.optimize.resolved_learning_rate), targets]
     times: dict[int, list[float]] = {b: [] for b in cases}
     for rep in range(reps + 1):  # the first round compiles
         for batch, case in cases.items():
             start = time.perf_counter()
-            case[0], case[1], _ = run_steps(
-                params, case[0], case[1], case[2], loss_spec=spec, opt_spec=opt_spec, batched=batch > 0
-            )
-            case[0].block_until_ready()
+            case[1], case[2], _ = run_steps(params, case[1], case[2], case[3], stepper=case[0])
+            case[1].block_until_ready()
             if rep:
                 times[batch].append(time.perf_counter() - start)
     return {

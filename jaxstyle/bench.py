@@ -31,7 +31,14 @@ import numpy as np
 from jaxstyle.config import preset
 from jaxstyle.errors import UsageError
 from jaxstyle.nets.vgg import CONV_SHAPES, prepare_params
-from jaxstyle.objective import LossSpec, blend_style_targets, content_targets, style_targets, whole_norms
+from jaxstyle.objective import (
+    LossSpec,
+    blend_style_targets,
+    content_targets,
+    make_targets,
+    style_targets,
+    whole_norms,
+)
 from jaxstyle.step import OptimizerSpec, Stepper, batched, init_opt_state, jitted_run_steps, make_stepper, run_steps
 
 CONV_CHOICES = {"auto": None, "winograd": True, "direct": False}
@@ -158,14 +165,13 @@ def run_case(
         image = jnp.copy(contents)
     else:
         content, image = content_targets(params, contents[0], loss_spec), jnp.copy(contents[0])
-    targets = {
-        "content": content,
-        "style": blend_style_targets([style_targets(params, style, loss_spec, shape)], (1.0,)),
-    }
+    shared = blend_style_targets([style_targets(params, style, loss_spec, shape)], (1.0,))
     # The inputs' losses, which every step measures its ratios against (`objective.weighted_terms`).
-    first = {"content": content_targets(params, contents[0], loss_spec), "style": targets["style"]}
+    first = make_targets(content_targets(params, contents[0], loss_spec), shared)
     norm = whole_norms(params, contents[0], [style], (1.0,), first, loss_spec)
-    targets["norm"] = jax.tree.map(lambda v: jnp.stack([v] * case.batch), norm) if case.batch > 1 else norm
+    targets = make_targets(
+        content, shared, jax.tree.map(lambda v: jnp.stack([v] * case.batch), norm) if case.batch > 1 else norm
+    )
     opt_state = init_opt_state(image, stepper, config.optimize.resolved_learning_rate)
     dispatch: Callable = lambda image, state: run_steps(params, image, state, targets, stepper=stepper, steps=steps)
 

@@ -98,7 +98,7 @@ class LossSettings(_Section):
     """The optimisation's loss terms. Units and normalisations are those of `jaxstyle.losses`."""
 
     # "ratio": every loss term is its ratio to the inputs (content against the style image, style
-    # against the content image, layer by layer; `optimize.combine`), so that one set of weights
+    # against the content image, layer by layer; `objective.weighted_terms`), so that one set of weights
     # holds the same balance at every size (docs/quality.md). "raw": the plain sums of
     # `jaxstyle.losses`, as the peers' presets weigh them.
     loss_units: LossUnits = "ratio"

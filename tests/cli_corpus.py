@@ -261,8 +261,8 @@ CASES: list[Case] = [
         ("coarse iterations", "0"),
     ),
     Case("save-every-0", _stylize("--save-every", "0"), USAGE, ("--save-every", "0")),
-    Case("quality-0", _stylize("--quality", "0"), USAGE, ("--quality", "0")),
-    Case("quality-101", _stylize("--quality", "101"), USAGE, ("--quality", "101")),
+    Case("quality-0", _stylize("--quality", "0"), USAGE, ("--quality", "0"), click_usage=True),
+    Case("quality-101", _stylize("--quality", "101"), USAGE, ("--quality", "101"), click_usage=True),
     Case("max-size-not-a-number", _stylize("--max-size", "big"), USAGE, ("--max-size", "integer"), click_usage=True),
     Case(
         "style-weight-not-a-number",
@@ -403,6 +403,7 @@ CASES: list[Case] = [
         ("color", "{content_png}", "{style_png}", "-o", "{out}", "--quality", "0"),
         USAGE,
         ("--quality",),
+        click_usage=True,
     ),
     # --- bench --------------------------------------------------------------------------------
     Case("bench-size-8", ("bench", "--size", "8"), USAGE, ("'8'", "16")),
@@ -439,7 +440,7 @@ CASES: list[Case] = [
     Case("video-output-avi", _video(out="{tmp}/v.avi"), USAGE, ("v.avi", ".avi", ".mp4")),
     Case("video-temporal-weight-2", _video("--temporal-weight", "2"), USAGE, ("temporal weight", "2")),
     Case("video-temporal-weight-nan", _video("--temporal-weight", "nan"), USAGE, ("temporal weight", "nan")),
-    Case("video-batch-size-0", _video("--batch-size", "0"), USAGE, ("--batch-size", "0")),
+    Case("video-batch-size-0", _video("--batch-size", "0"), USAGE, ("--batch-size", "0"), click_usage=True),
     Case("video-method-magic", _video("--method", "magic"), USAGE, ("method", "magic")),
     # --- demo ---------------------------------------------------------------------------------
     Case("demo-max-size-0", ("demo", "-o", "{out}", "--max-size", "0"), USAGE, ("max size", "0")),

@@ -158,7 +158,7 @@ def test_scores_of_a_padded_batch_are_each_images_own(weights):
             style,
             FAST,
             weights=weights,
-            batch_size=size,
+            batch=BatchConfig(batch_size=size),
             callback=lambda e, c=collected: c.update(e.scores or ()),
         )
     assert sorted(scores[4]) == [0, 1, 2]
@@ -177,7 +177,12 @@ def test_batch_scores_match_values_derived_by_hand(weights):
     style = random_image((50, 50), 13)
     scores = {}
     results = stylize_batch(
-        contents, style, FAST, weights=weights, batch=BatchConfig(batch_size=2), callback=lambda e: scores.update(e.scores or ())
+        contents,
+        style,
+        FAST,
+        weights=weights,
+        batch=BatchConfig(batch_size=2),
+        callback=lambda e: scores.update(e.scores or ()),
     )
 
     def tv(image):  # "l2": squared differences of neighbours, summed
@@ -298,7 +303,15 @@ def test_resume_after_interruption_completes_without_duplicates(folder, tmp_path
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_batch(photos, output, [style], FAST, weights=weights, batch=BatchConfig(batch_size=2), callback=stop_in_second_batch)
+        run_batch(
+            photos,
+            output,
+            [style],
+            FAST,
+            weights=weights,
+            batch=BatchConfig(batch_size=2),
+            callback=stop_in_second_batch,
+        )
     # the first batch's two results were handed to the writer: written and recorded on the way out
     assert done_counts(output) == {"p0.png": 1, "p1.png": 1}
     summary = run_batch(photos, output, [style], FAST, weights=weights, batch=BatchConfig(batch_size=2))
@@ -444,8 +457,8 @@ SHARDING_SCRIPT = textwrap.dedent(
     out = {}
     for colour, count in (("none", 5), ("histogram", 4)):  # shared / per-image style targets
         cfg = config.replace(preserve_color=colour)
-        four = stylize_batch(contents[:count], style, cfg, weights=weights, batch_size=3)  # -> batches of 4
-        one = stylize_batch(contents[:count], style, cfg, weights=weights, batch_size=4, devices=jax.devices()[:1])
+        four = stylize_batch(contents[:count], style, cfg, weights=weights, batch=BatchConfig(batch_size=3))  # -> batches of 4
+        one = stylize_batch(contents[:count], style, cfg, weights=weights, batch=BatchConfig(batch_size=4), devices=jax.devices()[:1])
         out[colour] = max(float(np.abs(a - b).max()) for a, b in zip(four, one))
 
     engine = BucketEngine(config, make_style_set(style), weights=weights)

@@ -228,7 +228,7 @@ def test_stylize_writes_result_then_refuses_then_overwrites(files: dict[str, Pat
         assert max(image.size) == 32 and image.size == (32, 26)  # 40x32 content, long side 32
     metadata = read_image_metadata(output)
     config = json.loads(metadata["jaxstyle.config"])
-    assert config["max_size"] == 32 and config["iterations"] == 3
+    assert config["max_size"] == 32 and config["optimize"]["iterations"] == 3
     inputs = json.loads(metadata["jaxstyle.inputs"])
     assert inputs["content"] == str(files["content_png"]) and inputs["weights"] == "embedded"
     assert metadata["Software"] == f"jaxstyle {__version__}"
@@ -246,7 +246,7 @@ def test_stylize_writes_result_then_refuses_then_overwrites(files: dict[str, Pat
     capsys.readouterr()
     assert output.stat().st_ino != stat_before.st_ino
     assert output.read_bytes() != written
-    assert json.loads(read_image_metadata(output)["jaxstyle.config"])["init"] == "noise"
+    assert json.loads(read_image_metadata(output)["jaxstyle.config"])["optimize"]["init"] == "noise"
     assert [p.name for p in output.parent.iterdir()] == ["result.png"]
     assert {name: files[name].read_bytes() for name in inputs_before} == inputs_before
 
@@ -484,4 +484,4 @@ def test_stylize_in_tiles_says_the_plan_and_leaves_only_the_output(
     with Image.open(output) as image:
         assert image.size == (96, 77)
     assert [p.name for p in output.parent.iterdir()] == ["result.png"]  # the parts folder is gone
-    assert json.loads(read_image_metadata(output)["jaxstyle.config"])["tile_size"] == 64
+    assert json.loads(read_image_metadata(output)["jaxstyle.config"])["resources"]["tile_size"] == 64

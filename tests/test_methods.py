@@ -12,7 +12,7 @@ from PIL import Image
 
 from jaxstyle import methods, prepare
 from jaxstyle.batch import stylize_batch
-from jaxstyle.config import StyleConfig
+from jaxstyle.config import BatchConfig, StyleConfig
 from jaxstyle.errors import UsageError
 from jaxstyle.io.decode import load_image, read_image_metadata
 from jaxstyle.io.resize import resize_to
@@ -80,7 +80,7 @@ def test_fast_batch_equals_single_images(images, params, colour):
     content, style = images
     config = StyleConfig(method="fast", max_size=96, preserve_color=colour)
     contents = [content, content[:, :300], content[:200]]
-    batch = stylize_batch(contents, style, config, weights=params, batch_size=2)
+    batch = stylize_batch(contents, style, config, weights=params, batch=BatchConfig(batch_size=2))
     for image, result in zip(contents, batch):
         np.testing.assert_allclose(result, stylize(image, style, config, weights=params), atol=2e-5)
 
@@ -98,7 +98,7 @@ def test_cli_stylize_method_fast_records_the_method(tmp_path: Path, capsys):
     args = ["stylize", str(content), str(style), "-o", str(out), "--method", "fast", "--max-size", "64"]
     assert main([*args, "--style-strength", "0.8"]) == 0, capsys.readouterr().err
     config = json.loads(read_image_metadata(out)["jaxstyle.config"])
-    assert config["method"] == "fast" and config["style_strength"] == 0.8
+    assert config["method"] == "fast" and config["fast"]["style_strength"] == 0.8
     with Image.open(out) as written:
         assert written.size == (64, 48)
 
@@ -160,7 +160,7 @@ def test_cli_builtin_style_and_contact_sheet(tmp_path: Path, capsys):
     content = _png(tmp_path / "c.png", (60, 80), 3)
     out = tmp_path / "out.png"
     assert main(["stylize", str(content), "-o", str(out), "--method", "fast", "--builtin-style", "7"]) == 0
-    assert json.loads(read_image_metadata(out)["jaxstyle.config"])["builtin_style"] == "7"
+    assert json.loads(read_image_metadata(out)["jaxstyle.config"])["fast"]["builtin_style"] == "7"
     assert main(["stylize", str(content), "-o", str(tmp_path / "x.png")]) == 2  # no styles, no built-in style
     assert "Missing argument" in capsys.readouterr().err
     sheet = tmp_path / "sheet.png"

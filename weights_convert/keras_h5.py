@@ -41,7 +41,7 @@ import h5py
 import numpy as np
 
 from jaxstyle.errors import WeightsError, one_line
-from jaxstyle.nets.vgg import CONV_SHAPES, KERAS_MEAN_BGR
+from jaxstyle.nets.vgg_layers import CONV_SHAPES, KERAS_MEAN_BGR
 from jaxstyle.weights import base_metadata, require_weights_file
 
 LICENSE = "VGG19 weights: Simonyan & Zisserman (Oxford VGG), CC BY 4.0; released for Keras"

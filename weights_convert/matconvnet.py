@@ -46,7 +46,7 @@ import scipy.io
 from scipy.io.matlab import MatReadError
 
 from jaxstyle.errors import WeightsError, one_line
-from jaxstyle.nets.vgg import CONV_SHAPES
+from jaxstyle.nets.vgg_layers import CONV_SHAPES
 from jaxstyle.weights import base_metadata, require_weights_file
 
 SOURCE = "MatConvNet imagenet-vgg-verydeep-19"

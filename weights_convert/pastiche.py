@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxstyle.errors import WeightsError
-from jaxstyle.nets.vgg import CONV_SHAPES
+from jaxstyle.nets.vgg_layers import CONV_SHAPES
 from jaxstyle.weights import base_metadata
 
 from .torch_pickle import load_torch_file

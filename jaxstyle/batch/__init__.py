@@ -4,7 +4,7 @@ One job per module:
 
 * `inputs`: which files (folder or glob), this worker's shard, header sizes, buckets, batch ladders;
 * `engine`: arrays in, arrays out: buckets of one shape, each batch through the method's
-  ``stylize_bucket`` (`jaxstyle.methods`), so every image gets what `jaxstyle.stylize.stylize`
+  ``stylize_bucket`` (`jaxstyle.methods`), so every image gets what `jaxstyle.stylization.stylize`
   would give it (same resize, init, colour handling and targets), up to float rounding;
 * `manifest`: the append-only record of every image's fate and the settings hash;
 * `driver`: `run_batch`, the resumable file-level run;

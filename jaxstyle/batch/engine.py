@@ -105,8 +105,7 @@ def stylize_batch(
     *,
     style_blend: Sequence[float] | None = None,
     weights=None,
-    batch_size: int = BatchConfig.batch_size,
-    bucket_multiple: int = BatchConfig.bucket_multiple,
+    batch: BatchConfig | None = None,
     devices: Sequence[jax.Device] | None = None,
     callback: Callable[[BatchStep], None] | None = None,
 ) -> list[np.ndarray]:
@@ -114,9 +113,9 @@ def stylize_batch(
 
     Args:
       contents: (H, W, 3) RGB images in [0, 1] (uint8 and grey accepted), any sizes.
-      styles, config, style_blend, weights: as `jaxstyle.stylize.stylize` (one scale only).
-      batch_size: images per compiled step (rounded up to a multiple of the device count).
-      bucket_multiple: round bucket sides up to this many px (reflect-pad, then crop back).
+      styles, config, style_blend, weights: as `jaxstyle.stylization.stylize` (one scale only).
+      batch: how the images are cut into compiled batches (`BatchConfig`: images per step,
+        rounded up to a multiple of the device count; bucket sides); its defaults if None.
       devices: devices to shard each batch over; all local devices by default.
       callback: gets a `BatchStep` every ``config.optimize.report_every`` iterations of each batch; the
         last one of an optimised batch has each image's index and the result's loss terms and
@@ -132,7 +131,7 @@ def stylize_batch(
     engine = BucketEngine(
         config or StyleConfig(),
         prepare.make_style_set(styles, style_blend, config),
-        batch_config=BatchConfig(batch_size=batch_size, bucket_multiple=bucket_multiple),
+        batch_config=batch or BatchConfig(),
         weights=weights,
         devices=devices,
     )

@@ -277,9 +277,10 @@ class GatysRunner:
         tiles = plan.tiles()
         th, tw = tiles.tile
         share = th * tw / (plan.shape[0] * plan.shape[1])
-        spec = dataclasses.replace(
-            self.spec, content_weight=self.spec.content_weight * share, style_weight=self.spec.style_weight * share**2
+        loss = self.spec.settings.replace(
+            content_weight=self.spec.content_weight * share, style_weight=self.spec.style_weight * share**2
         )
+        spec = dataclasses.replace(self.spec, settings=loss)
         stepper = batched(make_stepper(spec, OptimizerSpec.from_config(config)), 0)
         gram_window = max(tiles.tile)
         style = blend_style_targets(

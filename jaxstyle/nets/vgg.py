@@ -116,7 +116,7 @@ def _correlate(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 
 # ``lax.conv`` whose input gradient uses a precomputed `_flip` kernel. Why: inside ``lax.scan`` (many
-# steps per dispatch, as `jaxstyle.optimize.run_steps` runs them), XLA:CPU hoists autodiff's kernel
+# steps per dispatch, as `jaxstyle.step.run_steps` runs them), XLA:CPU hoists autodiff's kernel
 # flip out of the loop as an OI-ordered kernel and then runs the backward conv with its generic
 # convolution instead of YNNPACK's; with the flipped kernel given, the step is much faster
 # (measured in docs/performance.md).

@@ -1,11 +1,11 @@
-"""`run_video`: stream a video's frames through a method, keep each finished frame, encode at the end.
+"""`run_video`: stream a video's frames through a method, keep each finished frame, encode as they finish.
 
 Every finished frame is written at once, atomically, as ``NNNNNN.png`` into a parts folder
 beside the output (``OUTPUT.parts/``), with the settings that made it in ``settings.json``. A
 re-run with the same input and settings after Ctrl-C, a crash or kill -9 decodes the video again,
-skips the frames it finds there and carries on from the last one; the output itself is encoded
-only when every frame is in, into a temporary file that then takes its name, and the parts
-folder is removed. Frames stream: at any time the driver holds one batch of decoded frames,
+skips the frames it finds there and carries on from the last one. The output is encoded on a
+thread of its own as frames finish (`_LiveEncoder`), into a temporary file that takes the
+output's name only when every frame is in; then the parts folder is removed. Frames stream: at any time the driver holds one batch of decoded frames,
 their results, and the frame before them.
 
 Temporal consistency: for each frame, the optical flow to and from the previous input frame
