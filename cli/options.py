@@ -21,7 +21,8 @@ import typer
 from typer._click import exceptions as click_exceptions
 
 from jaxstyle import config as config_module
-from jaxstyle.config import JPEG_QUALITY, PRESETS, TEMPORAL_WEIGHTS, BatchConfig, choices, default
+from jaxstyle.config import JPEG_QUALITY, TEMPORAL_WEIGHTS, BatchConfig, choices, default
+from jaxstyle.config_sources import PRESETS, build_config
 
 from .common import float_list, user_errors
 
@@ -182,7 +183,7 @@ def with_config(*fields: str, defaults: dict[str, object] | None = None, helps: 
         def run(*args, preset_name=None, config_file=None, set_=None, **kwargs):
             given = {setting.field: kwargs.pop(setting.field) for setting in settings}
             with user_errors():
-                config = config_module.build_config(
+                config = build_config(
                     preset_name,
                     defaults=defaults,
                     config_file=config_file,

@@ -12,7 +12,8 @@ from typing import Annotated
 
 import typer
 
-from jaxstyle.config import JPEG_QUALITY, StyleConfig, build_config
+from jaxstyle.config import JPEG_QUALITY, StyleConfig
+from jaxstyle.config_sources import build_config
 from jaxstyle.errors import UsageError
 
 from . import options as opt

@@ -22,8 +22,8 @@ _EXPORTS = {
     "Progress": "jaxstyle.stylization",
     "stylize_batch": "jaxstyle.batch",
     "StyleConfig": "jaxstyle.config",
-    "preset": "jaxstyle.config",
-    "PRESETS": "jaxstyle.config",
+    "preset": "jaxstyle.config_sources",
+    "PRESETS": "jaxstyle.config_sources",
     "load_weights": "jaxstyle.weights",
     "VGGWeights": "jaxstyle.weights",
     "load_image": "jaxstyle.io.decode",
@@ -51,7 +51,8 @@ __all__ = [
 if TYPE_CHECKING:
     from jaxstyle.batch import stylize_batch
     from jaxstyle.color_knn import KNNColorTransfer, knn_color_transfer
-    from jaxstyle.config import PRESETS, StyleConfig, preset
+    from jaxstyle.config import StyleConfig
+    from jaxstyle.config_sources import PRESETS, preset
     from jaxstyle.io.decode import load_image
     from jaxstyle.io.encode import save_image
     from jaxstyle.stylization import Progress, stylize

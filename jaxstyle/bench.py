@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle.config import preset
+from jaxstyle.config_sources import preset
 from jaxstyle.errors import UsageError
 from jaxstyle.nets.vgg import CONV_SHAPES, prepare_params
 from jaxstyle.objective import (

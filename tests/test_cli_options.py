@@ -21,11 +21,9 @@ from jaxstyle.config import (
     LossSettings,
     OptimizeSettings,
     StyleConfig,
-    build_config,
     field_path,
-    load_toml,
-    parse_setting,
 )
+from jaxstyle.config_sources import build_config, load_toml, parse_setting
 from jaxstyle.errors import InputNotFoundError, UsageError
 
 HEAVY = ("jax", "sklearn", "skimage", "cv2", "av")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from jaxstyle import losses
-from jaxstyle.config import PRESETS
+from jaxstyle.config_sources import PRESETS
 
 # --------------------------------------------------------------------------- NumPy references
 

@@ -18,7 +18,8 @@ import scipy.optimize
 
 import jaxstyle.optimize as opt
 from jaxstyle import objective
-from jaxstyle.config import PRESETS, StyleConfig, preset
+from jaxstyle.config import StyleConfig
+from jaxstyle.config_sources import PRESETS, preset
 from jaxstyle.errors import NumericalError, UsageError
 from jaxstyle.io.resize import resize_to
 from jaxstyle.nets.vgg import prepare_params

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from jaxstyle.cli.app import main
 
-from jaxstyle.config import preset
+from jaxstyle.config_sources import preset
 from jaxstyle.objective import LossSpec, content_targets, style_targets, total_loss, whole_norms
 from jaxstyle.peers import PEERS, PeerUnavailable, check_peer, run_peer
 from jaxstyle.weights import load_weights
