@@ -175,9 +175,11 @@ def _planned_bytes(plan, config) -> int:
 
     if not plan.tiled:
         return gatys_plan.estimate_memory_bytes(plan.shape, config)
-    per_pixel = gatys_plan._tile_bytes(1, config) - gatys_plan._tile_bytes(0, config)
+    per_pixel = gatys_plan.TILE_BYTES_PER_PIXEL[config.resources.precision]
     host = gatys_plan.HOST_BYTES_PER_PIXEL * plan.shape[0] * plan.shape[1]
-    return gatys_plan._tile_bytes(0, config) + plan.batch * per_pixel * plan.side**2 + host
+    planned = gatys_plan.TILED_BASE_BYTES + plan.batch * per_pixel * plan.side**2 + host
+    assert planned == gatys_plan.planned_peak_bytes(plan, config)
+    return planned
 
 
 def test_plans_tile_what_does_not_fit():
