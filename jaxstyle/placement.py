@@ -57,8 +57,10 @@ def available_memory_bytes() -> int | None:
     return None
 
 
-# The default budget leaves a fifth of the free memory to the rest of the machine and to what
-# the estimates miss (they are within ~10 % of measured peaks, docs/highres.md).
+# The default budget leaves a fifth of the free memory to the rest of the machine. The estimates
+# it is planned against are of the whole process's peak (runtime and weights included) and cover
+# every peak measured on the 2-core CPU VM, 2026-12-06 (benchmarks/memory_plan.py: tiled runs
+# within their budgets at 2048 and 4096 px), so nothing more is held back for them.
 DEFAULT_BUDGET_SHARE = 0.8
 
 

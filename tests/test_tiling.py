@@ -175,9 +175,11 @@ def _planned_bytes(plan, config) -> int:
 
     if not plan.tiled:
         return gatys_plan.estimate_memory_bytes(plan.shape, config)
-    per_pixel = gatys_plan._tile_bytes(1, config) - gatys_plan._tile_bytes(0, config)
+    per_pixel = gatys_plan.TILE_BYTES_PER_PIXEL[config.resources.precision]
     host = gatys_plan.HOST_BYTES_PER_PIXEL * plan.shape[0] * plan.shape[1]
-    return gatys_plan._tile_bytes(0, config) + plan.batch * per_pixel * plan.side**2 + host
+    planned = gatys_plan.TILED_BASE_BYTES + plan.batch * per_pixel * plan.side**2 + host
+    assert planned == gatys_plan.planned_peak_bytes(plan, config)
+    return planned
 
 
 def test_plans_tile_what_does_not_fit():
@@ -196,15 +198,18 @@ def test_plans_tile_what_does_not_fit():
         plan_scales((300, 400), config, int(0.905 * 2**30))
     from jaxstyle.methods import fast as fast_method
 
-    fast = plan_windows((8192, 8192), config.replace(method="fast"), 4 * 2**30)
+    fast = plan_windows((8192, 8192), config.replace(method="fast"), 6 * 2**30)
     held = (
         fast_method.BASE_BYTES
-        + fast_method.BYTES_PER_PIXEL * max(fast.tile) ** 2
+        + fast_method.WINDOW_BYTES_PER_PIXEL * fast.tile[0] * fast.tile[1]
         + fast_method.HOST_BYTES_PER_PIXEL * 8192 * 8192
     )
-    assert fast.tiled and fast.core % 4 == 0 and held <= 4 * 2**30
+    assert fast.tiled and fast.core % 4 == 0 and held == fast_method.planned_peak_bytes(fast) <= 6 * 2**30
+    assert held > 0.9 * 6 * 2**30  # the largest window that fits, not far below the budget
+    # the runtime and the image's full-size arrays alone are more than the budget
+    assert fast_method.BASE_BYTES + fast_method.HOST_BYTES_PER_PIXEL * 8192 * 8192 > 4 * 2**30
     with pytest.raises(UsageError, match="memory budget"):
-        plan_windows((8192, 8192), config.replace(method="fast"), 2 * 2**30)  # the image alone takes 1.6 GB
+        plan_windows((8192, 8192), config.replace(method="fast"), 4 * 2**30)
 
 
 def _tiny_run(parts=None, stop_after=None):

@@ -77,17 +77,41 @@ def blend_previous(result: np.ndarray, previous: Previous, weight: float) -> np.
 
 
 # Peak memory of the untiled transformer on CPU, float32: about 280 bytes per pixel above 0.45 GB
-# of runtime and weights (peak RSS at 512, 1024 and 2048 px square), rounded up. On the host, the
-# image takes about two float32 copies more, and in windows the 1/4-resolution activations kept
-# between stages two more of 8 bytes per pixel (an 8192x8192 run with windows planned at 4.3 GB
-# and 24 bytes per pixel for the host peaked at 4.8 GB).
+# of runtime and weights (peak RSS at 512, 1024 and 2048 px square), rounded up; on the host, the
+# image takes about two float32 copies more.
 BYTES_PER_PIXEL = 320
-HOST_BYTES_PER_PIXEL = 40
 BASE_BYTES = int(0.5 * 2**30)
+# In windows, peak RSS of the whole process (ru_maxrss), measured on the 2-core x86 CPU VM,
+# 2026-12-06, float32, chelsea.jpg (benchmarks/memory_plan.py):
+#
+#   image      window      peak
+#   2048x1362  528x528     0.70 GB
+#   4096x2725  528x528     1.15 GB  (1.07 GiB: --memory-budget 1 before this fit, 7 % over)
+#   4096x2725  1400x1400   1.83 GB  (1.71 GiB: --memory-budget 1.5 before, 14 % over)
+#   4096x2725  1904x1904   2.30 GB  (2.14 GiB: --memory-budget 2 before, 7 % over)
+#
+# The host holds 54 bytes per image pixel (the image, the result and the 1/4-resolution
+# activations kept between stages, 8 bytes per pixel), above ~0.43 GB of runtime and weights; a
+# window costs 406 bytes per pixel from 528 to 1400 px, 280 from 1400 to 1904 px. Windows are
+# planned at 410 bytes per pixel and the host at 60 above `BASE_BYTES`, which covers every peak.
+WINDOW_BYTES_PER_PIXEL = 410
+HOST_BYTES_PER_PIXEL = 60
 
 
 def estimate_memory_bytes(shape: tuple[int, int]) -> int:
     return shape[0] * shape[1] * (BYTES_PER_PIXEL + HOST_BYTES_PER_PIXEL) + BASE_BYTES
+
+
+def planned_peak_bytes(plan: ScalePlan) -> int:
+    """What a plan holds at once, by the estimates it is planned from: the whole image's
+    `estimate_memory_bytes`, or the runtime, the full-size host arrays and one window."""
+    if not plan.tiled:
+        return plan.needed
+    return (
+        BASE_BYTES
+        + HOST_BYTES_PER_PIXEL * plan.shape[0] * plan.shape[1]
+        + WINDOW_BYTES_PER_PIXEL * plan.tile[0] * plan.tile[1]
+    )
 
 
 def plan_windows(shape: tuple[int, int], config: StyleConfig, budget: int | None) -> ScalePlan:
@@ -102,7 +126,7 @@ def plan_windows(shape: tuple[int, int], config: StyleConfig, budget: int | None
         raise UsageError(
             f"the fast method's windows need --tile-size {smallest} or more, got {config.resources.tile_size}"
         )
-    window = int(math.sqrt(max(room, 0) / BYTES_PER_PIXEL)) if room is not None else config.resources.tile_size
+    window = int(math.sqrt(max(room, 0) / WINDOW_BYTES_PER_PIXEL)) if room is not None else config.resources.tile_size
     if config.resources.tile_size is not None:
         window = min(config.resources.tile_size, max(window, smallest))  # forced, but not above the budget
     if window < smallest:

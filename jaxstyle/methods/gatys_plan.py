@@ -12,18 +12,29 @@ from jaxstyle.errors import UsageError
 from jaxstyle.placement import memory_budget_bytes
 from jaxstyle.tiling import ScalePlan, TilePlan
 
+# Peak resident memory of the whole process (ru_maxrss: Python, JAX, the XLA runtime, the VGG
+# weights with their Winograd kernels, the compiled programs, XLA's temporaries), measured on the
+# 2-core x86 CPU VM, 2026-12-06, float32, L-BFGS (its memory is allocated whole in the first step),
+# chelsea.jpg and starry_night.jpg resized, 1 or 2 iterations (benchmarks/memory_plan.py checks
+# the plans against measured peaks).
+#
+# Whole runs (content and style at one size): 384x256 peaked at 1.55 GB, 768x512 at 2.44 GB,
+# 1152x768 at 4.02 GB, about 3,200 bytes per content pixel above ~1.2 GB. The estimate takes 3,000
+# bytes per pixel for the content and a third of that for the style image (forward only), above
+# 1.15 GiB, which covers all three (by 5, 15 and 19 %).
+WHOLE_BASE_BYTES = int(1.15 * 2**30)
+# bfloat16 is scaled by the same 0.6 as before (not measured again on this VM).
+WHOLE_BYTES_PER_PIXEL = {"float32": 3000, "bfloat16": 1800}
+
 
 def estimate_memory_bytes(shape: tuple[int, int], config: StyleConfig) -> int:
-    """Rough peak memory of optimising an (H, W) image: VGG activations kept for the backward pass.
-
-    About 3 kB per output pixel plus ~0.9 GB of weights (with the Winograd kernels,
-    `vgg.prepare_params`) and runtime, measured on CPU (float32, L-BFGS; docs/performance.md).
-    """
+    """Peak memory of a whole process optimising an (H, W) image whole: the runtime and weights,
+    and the VGG activations kept for the backward pass (measured, see above)."""
     h, w = shape
-    per_pixel = 3000 if config.resources.precision == "float32" else 1800
+    per_pixel = WHOLE_BYTES_PER_PIXEL.get(config.resources.precision, WHOLE_BYTES_PER_PIXEL["float32"])
     # The style image only runs forward once (no backward): about a third per pixel.
     style_pixels = h * w * config.style_scale**2 / 3
-    return int((h * w + style_pixels) * per_pixel + 0.9 * 2**30)
+    return int((h * w + style_pixels) * per_pixel + WHOLE_BASE_BYTES)
 
 
 def check_memory(shape: tuple[int, int], config: StyleConfig) -> None:
@@ -36,22 +47,45 @@ def check_memory(shape: tuple[int, int], config: StyleConfig) -> None:
         )
 
 
-def _tile_bytes(side: int, config: StyleConfig) -> int:
-    """Memory of optimising one square tile: as `estimate_memory_bytes` without the style image,
-    whose statistics are computed beforehand in windows (`windowed.gram_targets_tiled`)."""
-    return estimate_memory_bytes((side, side), config.replace(style_scale=1e-9))
-
-
 def _overlap(tile: int) -> int:
     """Tiles share a quarter of their side, at most 256 px: the content layer (relu4_2) sees 84 px
     and conv5_1 156 px, so the outer ~80 px of a tile see its edge; the feathered blend hides them."""
     return max(16, min(tile // 4, 256) // 16 * 16)
 
 
-# A tiled scale keeps about eight full-size float32 RGB images on the host (content, what it
-# stylizes, the start, the blend and its weights, the style image at that scale, the result):
-# measured, a 4096x4096 run peaked 1.5 GB above its tiles' estimate.
+# A tiled scale (same VM, date and inputs): one tile side at a time, with the image around it at
+# 1.5 its side (a batch of 1), and the 2048x1362 benchmark at two budgets:
+#
+#   tile      image       peak
+#   384x384   576x576     2.04 GB
+#   576x576   864x864     2.53 GB
+#   768x768   1152x1152   3.45 GB
+#   800x800   2048x1362   3.75 GB  (3.49 GiB: --memory-budget 3 before this fit, 16 % over)
+#   1168x1168 2048x1362   6.09 GB  (5.67 GiB: --memory-budget 5 before this fit, 13 % over)
+#   2 x 384   384x1000    2.29 GB  (a batch of two tiles: the fit gives 2.45 GB)
+#
+# A least-squares fit of the batches of 1 gives 1.48 GB + 3,214 bytes per tile pixel + 76 bytes per image pixel
+# (residuals within 66 MB). The tile's own part is more than a whole image's per pixel (the
+# vmapped L-BFGS step, the tile's targets, the windowed statistics of the image around it), and
+# the fixed part more (the windowed programs beside the step). The host keeps about eight full-size
+# float32 RGB images (content, what it stylizes, the start, the blend and its weights, the style
+# image at that scale, the result). The constants cover every measured peak:
+TILED_BASE_BYTES = int(1.45 * 2**30)
+TILE_BYTES_PER_PIXEL = {"float32": 3300, "bfloat16": 2000}  # bfloat16: float32 x 0.6, not measured
 HOST_BYTES_PER_PIXEL = 100
+
+
+def _tile_pixel_bytes(config: StyleConfig) -> int:
+    return TILE_BYTES_PER_PIXEL.get(config.resources.precision, TILE_BYTES_PER_PIXEL["float32"])
+
+
+def planned_peak_bytes(plan: ScalePlan, config: StyleConfig) -> int:
+    """What one scale of a plan holds at once, by the estimates it is planned from: a whole scale's
+    `estimate_memory_bytes`, or a tiled scale's runtime, batch of tiles and full-size host arrays."""
+    if not plan.tiled:
+        return estimate_memory_bytes(plan.shape, config)
+    host = HOST_BYTES_PER_PIXEL * plan.shape[0] * plan.shape[1]
+    return TILED_BASE_BYTES + plan.batch * _tile_pixel_bytes(config) * plan.side**2 + host
 
 
 def plan_scales(content_shape: tuple[int, int], config: StyleConfig, budget: int | None) -> list[ScalePlan]:
@@ -64,10 +98,10 @@ def plan_scales(content_shape: tuple[int, int], config: StyleConfig, budget: int
     the composition comes from the whole picture, the detail from the tiles.
     """
     sizes = prepare.scale_sizes(content_shape, config)
-    per_pixel = _tile_bytes(1, config) - _tile_bytes(0, config)
+    per_pixel = _tile_pixel_bytes(config)
 
     def room(shape):  # bytes left for tiles at this scale
-        return None if budget is None else budget - _tile_bytes(0, config) - HOST_BYTES_PER_PIXEL * shape[0] * shape[1]
+        return None if budget is None else budget - TILED_BASE_BYTES - HOST_BYTES_PER_PIXEL * shape[0] * shape[1]
 
     def tile_side(shape):
         if budget is None:
