@@ -21,7 +21,7 @@ import typer
 from typer._click import exceptions as click_exceptions
 
 from jaxstyle import config as config_module
-from jaxstyle.config import JPEG_QUALITY, TEMPORAL_WEIGHTS, BatchConfig, choices, default
+from jaxstyle.config import TEMPORAL_WEIGHTS, choices, default
 from jaxstyle.config_sources import PRESETS, build_config
 
 from .common import float_list, user_errors
@@ -245,5 +245,3 @@ BucketMultiple = Annotated[
 OutputFormat = Annotated[
     str, typer.Option("--format", help=f"Output format: {', '.join(get_args(config_module.OutputFormat))}.")
 ]
-
-__all__ = ["JPEG_QUALITY", "BatchConfig"]

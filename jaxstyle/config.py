@@ -52,9 +52,11 @@ def _check(checks) -> None:
 
 
 def _check_choices(settings) -> None:
-    for name, allowed in _choice_fields(type(settings)).items():
-        value = getattr(settings, name)
-        if value not in allowed:
+    """Each of ``settings``' choice fields (`CHOICE_FIELDS`) holds one of its values."""
+    for field in dataclasses.fields(settings):
+        name, value = field.name, getattr(settings, field.name)
+        allowed = CHOICE_FIELDS.get(name)
+        if allowed is not None and value not in allowed:
             shown = name.replace("_", " ")
             raise UsageError(f"unknown {shown} {value!r}; choose one of {', '.join(allowed)}")
 
@@ -436,10 +438,6 @@ def _literal_of(annotation) -> tuple[str, ...] | None:
     return None
 
 
-def _choice_fields(cls) -> dict[str, tuple[str, ...]]:
-    return {name: values for name, kind in _field_types(cls).items() if (values := _literal_of(kind)) is not None}
-
-
 # Every field of a stylization by its name: section ("" for the shared fields) and type.
 _SHARED = {name: kind for name, kind in _field_types(StyleConfig).items() if name not in SECTIONS}
 FIELDS: dict[str, tuple[str, object]] = {
@@ -463,6 +461,17 @@ def field_path(name: str) -> tuple[str, str]:
     if field not in FIELDS or (dot and FIELDS[field][0] != section):
         raise KeyError(name)
     return FIELDS[field][0], field
+
+
+def is_field(name: str) -> bool:
+    """Whether ``name`` names a field, by its name or its path (a section's own name does not)."""
+    if name in SECTIONS:
+        return False
+    try:
+        field_path(name)
+    except KeyError:
+        return False
+    return True
 
 
 def choices(field: str) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, get_args
 
-from jaxstyle.config import _DEFAULTS, FIELDS, SECTIONS, STYLE_LAYERS, StyleConfig, field_path
+from jaxstyle.config import _DEFAULTS, FIELDS, SECTIONS, STYLE_LAYERS, StyleConfig, field_path, is_field
 from jaxstyle.errors import InputNotFoundError, UsageError
 
 
@@ -65,11 +65,7 @@ def parse_setting(text: str) -> tuple[str, object]:
     may also be named by its path, ``'loss.tv_weight=10'``."""
     name, sep, value = text.partition("=")
     name = name.strip().replace("-", "_")
-    try:
-        field_path(name)
-    except KeyError:
-        sep = ""
-    if not sep or name in SECTIONS:
+    if not sep or not is_field(name):
         raise UsageError(f"--set takes FIELD=VALUE with one of the fields {_known_fields()}; got {text!r}")
     return _typed(name, value.strip())
 
@@ -93,14 +89,7 @@ def load_toml(path: str | Path) -> dict[str, object]:
             flat.update({f"{key}.{name}": item for name, item in value.items()})
         else:
             flat[key] = value
-    unknown = []
-    for name in flat:
-        try:
-            if name in SECTIONS:
-                raise KeyError(name)
-            field_path(name)
-        except KeyError:
-            unknown.append(name)
+    unknown = [name for name in flat if not is_field(name)]
     if unknown:
         raise UsageError(f"config file '{path}': unknown setting(s) {', '.join(sorted(unknown))}")
     return dict(_typed(name, value) for name, value in flat.items())
@@ -121,7 +110,7 @@ def build_config(
 
     def merge(changes: Mapping[str, object]) -> None:
         for name, value in changes.items():  # one key per field, whether named by name or path
-            merged[field_path(name)[1] if name not in SECTIONS else name] = value
+            merged[field_path(name)[1]] = value
 
     merge(defaults or {})
     merge(PRESETS[_preset_name(preset_name)] if preset_name else {})
