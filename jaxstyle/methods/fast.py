@@ -102,16 +102,17 @@ def estimate_memory_bytes(shape: tuple[int, int]) -> int:
     return shape[0] * shape[1] * (BYTES_PER_PIXEL + HOST_BYTES_PER_PIXEL) + BASE_BYTES
 
 
+def _windowed_fixed_bytes(shape: tuple[int, int]) -> int:
+    """What a windowed run of ``shape`` holds besides its window: the runtime and the host arrays."""
+    return BASE_BYTES + HOST_BYTES_PER_PIXEL * shape[0] * shape[1]
+
+
 def planned_peak_bytes(plan: ScalePlan) -> int:
     """What a plan holds at once, by the estimates it is planned from: the whole image's
     `estimate_memory_bytes`, or the runtime, the full-size host arrays and one window."""
     if not plan.tiled:
         return plan.needed
-    return (
-        BASE_BYTES
-        + HOST_BYTES_PER_PIXEL * plan.shape[0] * plan.shape[1]
-        + WINDOW_BYTES_PER_PIXEL * plan.tile[0] * plan.tile[1]
-    )
+    return _windowed_fixed_bytes(plan.shape) + WINDOW_BYTES_PER_PIXEL * plan.tile[0] * plan.tile[1]
 
 
 def plan_windows(shape: tuple[int, int], config: StyleConfig, budget: int | None) -> ScalePlan:
@@ -120,7 +121,7 @@ def plan_windows(shape: tuple[int, int], config: StyleConfig, budget: int | None
     needed = estimate_memory_bytes(shape)
     if config.resources.tile_size is None and (budget is None or needed <= budget):
         return ScalePlan(shape, needed)
-    room = None if budget is None else budget - BASE_BYTES - HOST_BYTES_PER_PIXEL * shape[0] * shape[1]
+    room = None if budget is None else budget - _windowed_fixed_bytes(shape)
     smallest = MIN_TILE + 2 * magenta_tiled.TILE_HALO
     if config.resources.tile_size is not None and config.resources.tile_size < smallest:
         raise UsageError(

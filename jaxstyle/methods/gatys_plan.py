@@ -31,7 +31,7 @@ def estimate_memory_bytes(shape: tuple[int, int], config: StyleConfig) -> int:
     """Peak memory of a whole process optimising an (H, W) image whole: the runtime and weights,
     and the VGG activations kept for the backward pass (measured, see above)."""
     h, w = shape
-    per_pixel = WHOLE_BYTES_PER_PIXEL.get(config.resources.precision, WHOLE_BYTES_PER_PIXEL["float32"])
+    per_pixel = WHOLE_BYTES_PER_PIXEL[config.resources.precision]
     # The style image only runs forward once (no backward): about a third per pixel.
     style_pixels = h * w * config.style_scale**2 / 3
     return int((h * w + style_pixels) * per_pixel + WHOLE_BASE_BYTES)
@@ -75,8 +75,9 @@ TILE_BYTES_PER_PIXEL = {"float32": 3300, "bfloat16": 2000}  # bfloat16: float32 
 HOST_BYTES_PER_PIXEL = 100
 
 
-def _tile_pixel_bytes(config: StyleConfig) -> int:
-    return TILE_BYTES_PER_PIXEL.get(config.resources.precision, TILE_BYTES_PER_PIXEL["float32"])
+def _tiled_fixed_bytes(shape: tuple[int, int]) -> int:
+    """What a tiled scale of ``shape`` holds besides its tiles: the runtime and the host arrays."""
+    return TILED_BASE_BYTES + HOST_BYTES_PER_PIXEL * shape[0] * shape[1]
 
 
 def planned_peak_bytes(plan: ScalePlan, config: StyleConfig) -> int:
@@ -84,8 +85,7 @@ def planned_peak_bytes(plan: ScalePlan, config: StyleConfig) -> int:
     `estimate_memory_bytes`, or a tiled scale's runtime, batch of tiles and full-size host arrays."""
     if not plan.tiled:
         return estimate_memory_bytes(plan.shape, config)
-    host = HOST_BYTES_PER_PIXEL * plan.shape[0] * plan.shape[1]
-    return TILED_BASE_BYTES + plan.batch * _tile_pixel_bytes(config) * plan.side**2 + host
+    return _tiled_fixed_bytes(plan.shape) + plan.batch * TILE_BYTES_PER_PIXEL[config.resources.precision] * plan.side**2
 
 
 def plan_scales(content_shape: tuple[int, int], config: StyleConfig, budget: int | None) -> list[ScalePlan]:
@@ -98,10 +98,10 @@ def plan_scales(content_shape: tuple[int, int], config: StyleConfig, budget: int
     the composition comes from the whole picture, the detail from the tiles.
     """
     sizes = prepare.scale_sizes(content_shape, config)
-    per_pixel = _tile_pixel_bytes(config)
+    per_pixel = TILE_BYTES_PER_PIXEL[config.resources.precision]
 
     def room(shape):  # bytes left for tiles at this scale
-        return None if budget is None else budget - TILED_BASE_BYTES - HOST_BYTES_PER_PIXEL * shape[0] * shape[1]
+        return None if budget is None else budget - _tiled_fixed_bytes(shape)
 
     def tile_side(shape):
         if budget is None:
