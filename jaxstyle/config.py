@@ -1,8 +1,8 @@
 """Every default of a stylization in one frozen config, in sections.
 
 `StyleConfig` holds the settings every method shares and one section per part of the work
-(`FastSettings`, `LossSettings`, `OptimizeSettings`, `VideoSettings`, `ResourceSettings`); each
-checks itself when built, so no unchecked config exists. `BatchConfig` says how a batch is cut.
+(`FastSettings`, `LossSettings`, `OptimizeSettings`, `VideoSettings`, `ResourceSettings`,
+`MaskSettings`); each checks itself when built, so no unchecked config exists. `BatchConfig` says how a batch is cut.
 The CLI reads its defaults and choices from here rather than repeating them. Choices are
 ``Literal`` types, and `choices` lists them. Every field has a name unique across sections and a
 path (`field_path`: ``iterations``, ``optimize.iterations``). Where settings come from (presets,
@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from jaxstyle.builtin_styles import builtin_style_weights
 from jaxstyle.errors import UsageError
 from jaxstyle.nets.vgg_layers import canonical_layer
 
@@ -30,6 +31,7 @@ Pooling = Literal["max", "avg"]
 Precision = Literal["float32", "bfloat16"]
 TVKind = Literal["l1", "l2"]
 LossUnits = Literal["ratio", "raw"]
+MaskFit = Literal["exact", "stretch"]
 OutputFormat = Literal["png", "jpg", "webp", "tif", "bmp"]
 
 JPEG_QUALITY = 95  # JPEG/WebP quality of every image jaxstyle writes, unless --quality says otherwise
@@ -260,12 +262,26 @@ class ResourceSettings(_Section):
         _check_choices(self)
 
 
+@dataclass(frozen=True)
+class MaskSettings(_Section):
+    """Style masks (`jaxstyle.masks`): the width of a mask's soft edge in output pixels (None: 1/128
+    of the long side), and "stretch" to lay a mask of another aspect ratio over the image."""
+
+    mask_feather: float | None = None
+    mask_fit: MaskFit = "exact"
+
+    def __post_init__(self) -> None:
+        _check_numbers({"mask feather": 0.0 if self.mask_feather is None else self.mask_feather})
+        _check_choices(self)
+
+
 SECTIONS: dict[str, type] = {
     "fast": FastSettings,
     "loss": LossSettings,
     "optimize": OptimizeSettings,
     "video": VideoSettings,
     "resources": ResourceSettings,
+    "masks": MaskSettings,
 }
 
 
@@ -294,6 +310,7 @@ class StyleConfig:
     optimize: OptimizeSettings = dataclasses.field(default_factory=OptimizeSettings)
     video: VideoSettings = dataclasses.field(default_factory=VideoSettings)
     resources: ResourceSettings = dataclasses.field(default_factory=ResourceSettings)
+    masks: MaskSettings = dataclasses.field(default_factory=MaskSettings)
 
     def __init__(self, **settings: object) -> None:
         values = {
@@ -369,30 +386,6 @@ MIN_TILE = 64
 # 200 is the strongest within 1 % (benchmarks/results/video_consistency_gatys_ratio_units.json).
 TEMPORAL_WEIGHTS: dict[str, float] = {"fast": 0.6, "gatys": 200.0}
 RAW_TEMPORAL_WEIGHT = 1e8  # "gatys" with loss_units="raw" (the presets): as measured in raw units
-
-BUILTIN_STYLES = 26  # styles of the multistyle26 network
-
-
-def builtin_style_weights(text: str) -> tuple[float, ...]:
-    """``"7"`` or ``"3:0.5,12:0.5"`` -> one weight per built-in style (26), normalised to sum 1."""
-    weights = [0.0] * BUILTIN_STYLES
-    message = f"built-in style must be N or N:W,N:W with N in 0..{BUILTIN_STYLES - 1}, got {text!r}"
-    parts = [part for part in text.replace(" ", "").split(",") if part]
-    if not parts:
-        raise UsageError(message)
-    for part in parts:
-        index, _, weight = part.partition(":")
-        try:
-            number, value = int(index), float(weight) if weight else 1.0
-        except ValueError:
-            raise UsageError(message) from None
-        if not 0 <= number < BUILTIN_STYLES or not math.isfinite(value) or value < 0:
-            raise UsageError(message)
-        weights[number] += value
-    total = sum(weights)
-    if total <= 0:
-        raise UsageError(f"built-in style weights must not all be 0, got {text!r}")
-    return tuple(w / total for w in weights)
 
 
 @dataclass(frozen=True)

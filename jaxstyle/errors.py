@@ -50,6 +50,13 @@ class NumericalError(JaxstyleError):
     exit_code = 7
 
 
+class MaskError(JaxstyleError):
+    """A style mask or region that cannot be used: unreadable, all black, of another aspect ratio
+    than the image, or not one per style (`jaxstyle.masks`)."""
+
+    exit_code = 8
+
+
 def one_line(error: BaseException, limit: int = 300) -> str:
     """An exception as one short line: its message with whitespace folded, or its type's name.
 

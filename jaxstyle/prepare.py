@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jaxstyle import color
+from jaxstyle import color, masks
 from jaxstyle.config import StyleConfig
-from jaxstyle.errors import ImageError, UsageError
+from jaxstyle.errors import ImageError, MaskError, UsageError
 from jaxstyle.io.resize import resize_to
 from jaxstyle.nets.vgg_layers import MIN_SIDE
 
@@ -28,10 +28,18 @@ PER_IMAGE_STYLE_MODES = frozenset({"luminance", "histogram"})
 
 @dataclass(frozen=True)
 class StyleSet:
-    """The style images of a run and their blend weights (one per image, > 0 in sum)."""
+    """The style images of a run and their blend weights (one per image, > 0 in sum); with masks
+    (`jaxstyle.masks`), where each style goes instead of a blend, and which part of each style
+    image it is taken from."""
 
     images: tuple[np.ndarray, ...]
     weights: tuple[float, ...]
+    # One (H, W) float32 mask per style (per built-in style named, in order), at any size: checked
+    # with `masks.as_mask`; None: the styles are blended over the whole image.
+    masks: tuple[np.ndarray, ...] | None = None
+    # Per style image: its (h, w) region (`masks.as_mask`) of that image's aspect ratio, or None
+    # for all of it; None: every style from all of its image.
+    regions: tuple[np.ndarray | None, ...] | None = None
 
 
 def as_rgb(image: np.ndarray, what: str) -> np.ndarray:
@@ -64,17 +72,77 @@ def make_style_set(
     styles: np.ndarray | Sequence[np.ndarray] | None,
     style_blend: Sequence[float] | None = None,
     config: StyleConfig | None = None,
+    *,
+    style_masks: Sequence[np.ndarray] | None = None,
+    style_regions: Sequence[np.ndarray | None] | None = None,
 ) -> StyleSet:
-    """Checked styles: one array or a list, each converted with `as_rgb`, and their weights.
+    """Checked styles: one array or a list, each converted with `as_rgb`, and their weights; with
+    ``style_masks``, one mask per style (per built-in style named in ``config.fast.builtin_style``),
+    and ``style_regions``, one region or None per style image (`masks.as_mask` arrays or images).
 
-    There may be none only with ``config.fast.builtin_style`` (the fast method's own styles)."""
+    There may be no style images only with ``config.fast.builtin_style`` (the fast method's own)."""
     images = [styles] if isinstance(styles, np.ndarray) else list(styles or ())
-    if not images:
-        if config is not None and config.fast.builtin_style is not None:
-            return StyleSet((), ())
+    builtin = config is not None and config.fast.builtin_style is not None
+    if not images and not builtin:
         raise UsageError("at least one style image is needed")
     images = [as_rgb(s, f"style image {i + 1}") for i, s in enumerate(images)]
-    return StyleSet(tuple(images), check_style_blend(style_blend, len(images)))
+    blend = check_style_blend(style_blend, len(images)) if images else ()
+    checked_masks = None
+    if style_masks is not None:
+        if style_blend is not None:
+            raise UsageError(
+                "style weights and style masks do not combine: the masks say how much of each style goes where"
+            )
+        if builtin:
+            from jaxstyle.builtin_styles import builtin_style_parts
+
+            count, what = len(builtin_style_parts(config.fast.builtin_style)), "built-in style"
+        else:
+            count, what = len(images), "style"
+        if len(style_masks) != count:
+            raise MaskError(
+                f"{count} {what}{'s' if count != 1 else ''} but {len(style_masks)} style masks: give one per {what}"
+            )
+        checked_masks = tuple(masks.as_mask(m, what=f"style mask {i + 1}") for i, m in enumerate(style_masks))
+    regions = None
+    if style_regions is not None:
+        if not images:
+            raise UsageError("style regions are parts of style images; built-in styles have none")
+        masks.check_masks(list(style_regions), len(images), (1, 1), fit="stretch", kind="region")
+        regions = tuple(
+            None if region is None else masks.as_mask(region, what=f"style region {i + 1}")
+            for i, region in enumerate(style_regions)
+        )
+        for i, (region, image) in enumerate(zip(regions, images)):
+            if region is not None:
+                masks.check_masks(
+                    [region],
+                    1,
+                    image.shape[:2],
+                    fit=config.masks.mask_fit if config else "exact",
+                    names=[f"style region {i + 1}"],
+                )
+    return StyleSet(tuple(images), blend, checked_masks, regions)
+
+
+def check_content_masks(styles: StyleSet, content_shape: tuple[int, int], config: StyleConfig) -> None:
+    """The masks of ``styles`` fit an image of ``content_shape`` (H, W) (`masks.check_masks`)."""
+    if styles.masks is not None:
+        masks.check_masks(styles.masks, len(styles.masks), content_shape, fit=config.masks.mask_fit)
+
+
+def guides_for(styles: StyleSet, shape: tuple[int, int], config: StyleConfig) -> np.ndarray | None:
+    """The (H, W, K + 1) guides of an output of ``shape`` (`masks.guides_at`), or None without masks."""
+    if styles.masks is None:
+        return None
+    return masks.guides_at(styles.masks, shape, config.masks.mask_feather)
+
+
+def regions_for(styles: StyleSet, sized: Sequence[np.ndarray]) -> tuple[np.ndarray | None, ...] | None:
+    """Each style's region at its ``sized`` style image's size (`styles_for`), or None without regions."""
+    if styles.regions is None:
+        return None
+    return tuple(masks.region_at(region, image.shape[:2]) for region, image in zip(styles.regions, sized))
 
 
 def fit_long_side(shape: tuple[int, int], long_side: int) -> tuple[int, int]:
@@ -159,6 +227,8 @@ class ScaleInput:
     styles: tuple[np.ndarray, ...]  # the style images recoloured and sized for this output (`styles_for`)
     references: tuple[np.ndarray, ...]  # the styles resized to (H, W) (`references_at`)
     start: np.ndarray  # (H, W, 3) the starting image
+    guides: np.ndarray | None = None  # (H, W, K + 1) where each style goes (`guides_for`), or None
+    regions: tuple[np.ndarray | None, ...] | None = None  # each style's region at its size (`regions_for`)
 
 
 def references_at(styles: Sequence[np.ndarray], shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
@@ -181,7 +251,8 @@ def scale_input(
     original, to_stylize = content_at(content, shape, config)
     start = initial_image(to_stylize, config, init_image) if coarser is None else resize_to(coarser, *shape)
     sized = tuple(styles_for(styles, original, shape, config))
-    return ScaleInput(original, to_stylize, sized, references_at(sized, shape), start)
+    guides, regions = guides_for(styles, shape, config), regions_for(styles, sized)
+    return ScaleInput(original, to_stylize, sized, references_at(sized, shape), start, guides, regions)
 
 
 def batch_scale_input(
@@ -196,7 +267,16 @@ def batch_scale_input(
     `finish_batch` takes it."""
     sized = image.styles or tuple(styles_for(styles, None, image.size, config))
     start = pad_to(initial_image(image.content, config, init_image), shape)
-    return ScaleInput(image.original, pad_to(image.content, shape), sized, references_at(sized, shape), start)
+    guides = None if image.guides is None else pad_to(image.guides, shape)
+    return ScaleInput(
+        image.original,
+        pad_to(image.content, shape),
+        sized,
+        references_at(sized, shape),
+        start,
+        guides,
+        regions_for(styles, sized),
+    )
 
 
 def finish(result: np.ndarray, original: np.ndarray, config: StyleConfig) -> np.ndarray:
@@ -272,6 +352,7 @@ class BatchImage:
     original: np.ndarray  # (h, w, 3) resized content in its own colours (for `finish`)
     content: np.ndarray  # (h, w, 3) the content to stylize (see `content_at`)
     styles: tuple[np.ndarray, ...] | None  # its own `styles_for` in per-image colour modes, else None
+    guides: np.ndarray | None = None  # (h, w, K + 1) where each style goes (`guides_for`), or None
 
 
 def prepare_batch_image(
@@ -286,7 +367,7 @@ def prepare_batch_image(
     own_styles = None
     if config.preserve_color in PER_IMAGE_STYLE_MODES:
         own_styles = tuple(styles_for(styles, original, size, config))
-    return BatchImage(key, size, original, to_stylize, own_styles)
+    return BatchImage(key, size, original, to_stylize, own_styles, guides_for(styles, size, config))
 
 
 def finish_batch(results: np.ndarray, images: Sequence[BatchImage], config: StyleConfig) -> list[np.ndarray]:

@@ -36,6 +36,8 @@ def stylize(
     config: StyleConfig | None = None,
     *,
     style_blend: Sequence[float] | None = None,
+    style_masks: Sequence[np.ndarray] | None = None,
+    style_regions: Sequence[np.ndarray | None] | None = None,
     init_image: np.ndarray | None = None,
     weights=None,
     callback: Callable[[object], None] | None = None,
@@ -49,6 +51,12 @@ def stylize(
         empty with ``config.fast.builtin_style``).
       config: all settings, the method included; `StyleConfig()` by default.
       style_blend: one non-negative weight per style (normalised to sum 1); equal by default.
+      style_masks: where each style goes (`jaxstyle.masks`): one greyscale mask per style (per
+        built-in style named), white for "this style here", of the content's aspect ratio (or
+        any, with ``config.masks.mask_fit="stretch"``); what the masks leave stays the photo.
+        Instead of ``style_blend``.
+      style_regions: which part of each style image its style is taken from: one mask or None
+        per style image, of that image's aspect ratio.
       init_image: the starting image when ``config.optimize.init == "image"``.
       weights: the method's weights (`VGGWeights` for "gatys"); the embedded default if None.
       callback: called with a `Planned` first when the image runs in tiles, then with the
@@ -63,8 +71,12 @@ def stylize(
     """
     config = config or StyleConfig()
     emit = callback or (lambda report: None)
-    runner = methods.setup(config, prepare.make_style_set(styles, style_blend, config), weights=weights)
+    style_set = prepare.make_style_set(
+        styles, style_blend, config, style_masks=style_masks, style_regions=style_regions
+    )
     content = prepare.as_rgb(content, "content image")
+    prepare.check_content_masks(style_set, content.shape[:2], config)
+    runner = methods.setup(config, style_set, weights=weights)
     plans = runner.plan(content.shape[:2])
     parts = None
     if any(plan.tiled for plan in plans):

@@ -131,7 +131,7 @@ def test_demo_writes_the_fast_picture_first_then_the_optimised_one(tmp_path: Pat
 
 
 def test_builtin_style_weights_parse_and_check():
-    from jaxstyle.config import builtin_style_weights
+    from jaxstyle.builtin_styles import builtin_style_weights
 
     one = builtin_style_weights("7")
     assert len(one) == 26 and one[7] == 1.0 and sum(one) == 1.0

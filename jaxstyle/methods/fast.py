@@ -33,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxstyle import prepare
-from jaxstyle.config import BUILTIN_STYLES, MIN_TILE, StyleConfig, builtin_style_weights
+from jaxstyle.builtin_styles import BUILTIN_STYLES, builtin_style_weights
+from jaxstyle.config import MIN_TILE, StyleConfig
 from jaxstyle.errors import UsageError
 from jaxstyle.methods import BucketProgress, Previous, Warp
 from jaxstyle.nets import magenta, magenta_predictor, magenta_tiled, magenta_weights, programs
