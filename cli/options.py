@@ -116,6 +116,12 @@ SETTINGS: dict[str, Setting] = {
         Setting("style_statistic", str, _choice_help("style_statistic")),
         Setting("pooling", str, _choice_help("pooling")),
         Setting(
+            "mask_feather",
+            float,
+            "Soft edge of the style masks in px. [default: 1/128 of the long side]",
+        ),
+        Setting("mask_fit", str, _choice_help("mask_fit", "A mask of another aspect ratio than the photo:")),
+        Setting(
             "temporal_weight",
             float,
             "How closely each frame follows the previous one: fast, the previous result's share (0-1); "
@@ -219,6 +225,23 @@ Styles = Annotated[
 ]
 Output = Annotated[Path, typer.Option("--output", "-o", help="Output image (.png .jpg .webp .tif .bmp).")]
 StyleBlend = Annotated[str | None, typer.Option(help="Blend of several styles, e.g. 0.7,0.3. [default: equal]")]
+StyleMasks = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--style-mask",
+        help="Where each style goes: one greyscale image (or alpha) per style, in order; white = this "
+        "style. What the masks leave stays the photo.",
+        show_default=False,
+    ),
+]
+StyleRegions = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--style-region",
+        help="Which part of each style image to take its style from: one mask per style, in order.",
+        show_default=False,
+    ),
+]
 Weights = Annotated[
     Path | None,
     typer.Option(

@@ -31,6 +31,8 @@ Examples:
       --preserve-color luminance --start-size 128
   jaxstyle stylize photo.jpg wave.jpg -o out.png --preset neural-style
   jaxstyle stylize photo.jpg wave.jpg -o out.png --set lbfgs_memory=20
+  jaxstyle stylize photo.jpg wave.jpg starry.jpg -o out.png \\
+      --style-mask sky.png --style-mask sea.png
 """
 
 
@@ -82,6 +84,8 @@ def run_stylize(
     *,
     style_blend: tuple[float, ...] | None,
     init_image_path: Path | None,
+    mask_paths: list[Path] | None = None,
+    region_paths: list[Path] | None = None,
     weights_path: Path | None,
     save_every: int | None,
     history_path: Path | None,
@@ -92,19 +96,37 @@ def run_stylize(
     import numpy as np
 
     from jaxstyle import prepare
+    from jaxstyle.builtin_styles import builtin_style_parts
     from jaxstyle.io.decode import load_image
     from jaxstyle.io.encode import check_image_suffix, save_image
     from jaxstyle.io.files import atomic_write_text, check_output_path
     from jaxstyle.io.parts import PartsFolder, parts_folder
     from jaxstyle.io.resize import resize_to
+    from jaxstyle.masks import check_masks, load_masks
     from jaxstyle.prepare import check_style_blend, run_metadata
     from jaxstyle.stylization import Planned, stylize
 
-    inputs = [content_path, *style_paths, *([init_image_path] if init_image_path else [])]
+    mask_paths, region_paths = mask_paths or [], region_paths or []
+    inputs = [content_path, *style_paths, *([init_image_path] if init_image_path else []), *mask_paths, *region_paths]
     if style_paths:
         check_style_blend(style_blend, len(style_paths))
+    if mask_paths and style_blend is not None:
+        raise UsageError(
+            "--style-weights and --style-mask do not combine: the masks say how much of each style goes where"
+        )
+    if region_paths and not style_paths:
+        raise UsageError("--style-region takes a part of a style image; built-in styles have none")
+    style_count = len(builtin_style_parts(config.fast.builtin_style)) if not style_paths else len(style_paths)
+    masks = load_masks(mask_paths, style_count) if mask_paths else None  # the count before any file
+    regions = load_masks(region_paths, len(style_paths), kind="region") if region_paths else None
     content = load_image(content_path)
+    if masks is not None:
+        check_masks(
+            masks, style_count, content.size, fit=config.masks.mask_fit, names=[f"style mask '{p}'" for p in mask_paths]
+        )
     styles = [load_image(path).rgb for path in style_paths]
+    for region, path, style in zip(regions or [], region_paths, styles):
+        check_masks([region], 1, style.shape[:2], fit=config.masks.mask_fit, names=[f"style region '{path}'"])
     init_image = load_image(init_image_path).rgb if init_image_path else None
     check_image_suffix(output)
     output = check_output_path(output, overwrite=overwrite, inputs=inputs)
@@ -133,6 +155,8 @@ def run_stylize(
         styles=[str(s) for s in style_paths],
         style_weights=style_blend,
         weights=str(weights_path or "embedded"),
+        masks=[str(p) for p in mask_paths],
+        regions=[str(p) for p in region_paths],
     )
     with progress_bar() as bar:
         task = bar.add_task(config.method, total=None, status="compiling")
@@ -170,6 +194,8 @@ def run_stylize(
                 styles,
                 config,
                 style_blend=style_blend,
+                style_masks=masks,
+                style_regions=regions,
                 init_image=init_image,
                 weights=weights,
                 callback=on_progress,
@@ -229,6 +255,8 @@ def run_stylize(
     "preserve_color",
     "style_statistic",
     "pooling",
+    "mask_feather",
+    "mask_fit",
 )
 def stylize_command(
     content: Annotated[Path, typer.Argument(help="The photo to stylize.", show_default=False)],
@@ -237,6 +265,8 @@ def stylize_command(
     output: opt.Output,
     config: StyleConfig,
     style_weights: opt.StyleBlend = None,
+    style_mask: opt.StyleMasks = None,
+    style_region: opt.StyleRegions = None,
     init_image: Annotated[Path | None, typer.Option(help="Starting image for --init image.")] = None,
     save_every: Annotated[int | None, typer.Option(help="Also save the image every N iterations.")] = None,
     history: Annotated[Path | None, typer.Option(help="Write the per-term loss history as JSON.")] = None,
@@ -259,6 +289,8 @@ def stylize_command(
             config,
             style_blend=float_list(style_weights, "--style-weights"),
             init_image_path=init_image,
+            mask_paths=style_mask,
+            region_paths=style_region,
             weights_path=weights,
             save_every=save_every,
             history_path=history,

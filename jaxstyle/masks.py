@@ -75,6 +75,16 @@ def load_mask(path: str | Path, *, what: str | None = None) -> np.ndarray:
     return as_mask(loaded.rgb, loaded.alpha, what=what)
 
 
+def load_masks(paths: Sequence[str | Path], styles: int, *, kind: str = "mask") -> list[np.ndarray]:
+    """One mask file per style (``kind`` "mask" or "region"), the count checked before any file
+    is read, each read with `load_mask`."""
+    if len(paths) != styles:
+        raise MaskError(
+            f"{styles} style{'s' if styles != 1 else ''} but {len(paths)} style {kind}s: give one per style"
+        )
+    return [load_mask(path, what=f"style {kind} '{path}'") for path in paths]
+
+
 def check_masks(
     masks: Sequence[np.ndarray],
     styles: int,

@@ -298,9 +298,12 @@ def run_metadata(
     styles: Sequence[str],
     style_weights: Sequence[float] | None,
     weights: str,
+    masks: Sequence[str] = (),
+    regions: Sequence[str] = (),
     **extra: str,
 ) -> dict[str, str]:
-    """Everything needed to reproduce a result, stored as PNG text (or EXIF) metadata."""
+    """Everything needed to reproduce a result, stored as PNG text (or EXIF) metadata; ``masks``
+    and ``regions``: the style masks' and regions' files, if any."""
     from jaxstyle import __version__
 
     return {
@@ -312,6 +315,8 @@ def run_metadata(
                 "styles": list(styles),
                 "style_weights": list(style_weights) if style_weights else None,
                 "weights": weights,
+                **({"masks": list(masks)} if masks else {}),
+                **({"regions": list(regions)} if regions else {}),
             }
         ),
         **extra,

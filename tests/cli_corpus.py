@@ -23,6 +23,7 @@ from PIL import Image
 from jaxstyle.errors import (
     ImageError,
     InputNotFoundError,
+    MaskError,
     OutputError,
     UsageError,
     WeightsError,
@@ -34,6 +35,7 @@ NOT_FOUND = InputNotFoundError.exit_code  # 3
 IMAGE = ImageError.exit_code  # 4
 WEIGHTS = WeightsError.exit_code  # 5
 OUTPUT = OutputError.exit_code  # 6
+MASK = MaskError.exit_code  # 8
 
 
 def _noise_image(width: int, height: int, seed: int) -> Image.Image:
@@ -92,6 +94,10 @@ def build_files(folder: Path) -> dict[str, Path]:
     put("tiny.png", _png_bytes(_noise_image(8, 8, 7)))
     put("gigantic.png", gigantic_png(100_000, 100_000))
     put("existing.png", _png_bytes(_noise_image(20, 20, 8)))
+    left = np.zeros((32, 40), np.uint8)
+    left[:, :20] = 255
+    put("mask.png", _png_bytes(Image.fromarray(left)))
+    put("black_mask.png", _png_bytes(Image.new("L", (40, 32), 0)))
     put("notes.txt", b"a regular file, used where a folder is expected\n")
     # Weight files that are not weights.
     put("garbage.safetensors", np.random.default_rng(9).integers(0, 256, 4096, dtype=np.uint8).tobytes())
@@ -298,6 +304,34 @@ CASES: list[Case] = [
         ("5 style layers", "2 layer weights"),
     ),
     Case("style-layer-weights-empty", _stylize("--style-layer-weights", ","), USAGE, ("--style-layer-weights",)),
+    # --- style masks and regions --------------------------------------------------------------
+    Case(
+        "mask-count",
+        _stylize("--style-mask", "{mask_png}", "--style-mask", "{mask_png}"),
+        MASK,
+        ("1 style", "2 style masks"),
+    ),
+    Case("mask-missing", _stylize("--style-mask", "{missing}"), MASK, ("no_such_photo.png", "does not exist")),
+    Case("mask-empty", _stylize("--style-mask", "{empty_png}"), MASK, ("empty.png", "empty")),
+    Case("mask-not-an-image", _stylize("--style-mask", "{text_jpg}"), MASK, ("text.jpg",)),
+    Case("mask-bomb", _stylize("--style-mask", "{gigantic_png}"), MASK, ("gigantic.png", "limit")),
+    Case("mask-all-black", _stylize("--style-mask", "{black_mask_png}"), MASK, ("black_mask.png", "all black")),
+    Case("mask-aspect", _stylize("--style-mask", "{style_png}"), MASK, ("36x36", "40x32", "--mask-fit stretch")),
+    Case(
+        "mask-with-style-weights",
+        _stylize("--style-mask", "{mask_png}", "--style-weights", "1"),
+        USAGE,
+        ("--style-weights", "--style-mask"),
+    ),
+    Case(
+        "region-count",
+        _stylize("--style-region", "{style_png}", "--style-region", "{style_png}"),
+        MASK,
+        ("2 style regions",),
+    ),
+    Case("region-aspect", _stylize("--style-region", "{mask_png}"), MASK, ("mask.png", "40x32", "36x36")),
+    Case("mask-feather-negative", _stylize("--mask-feather", "-1"), USAGE, ("mask feather", "-1")),
+    Case("mask-fit-unknown", _stylize("--mask-fit", "crop"), USAGE, ("mask fit", "crop")),
     # --- command-line syntax ------------------------------------------------------------------
     Case("unknown-option", _stylize("--frobnicate"), USAGE, ("--frobnicate",), click_usage=True),
     Case("missing-output-option", ("stylize", "{content_png}", "{style_png}"), USAGE, ("--output",), click_usage=True),
@@ -456,6 +490,7 @@ SUBPROCESS_CASES = (
     "output-exists",
     "output-folder-is-a-file",
     "style-weight-nan",
+    "mask-all-black",
     "unknown-option",
     "missing-output-option",
     "weights-garbage",
