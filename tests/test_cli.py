@@ -7,7 +7,7 @@ with 'error:' that names the culprit, no traceback, and leave every file as it w
 written, inputs' bytes and mtimes unchanged). Then the happy paths, `--verbose` tracebacks and
 Ctrl-C.
 
-Exit codes (jaxstyle.errors): usage 2, input not found 3, image 4, weights 5, output 6,
+Exit codes (jaxstyle.errors): usage 2, input not found 3, image 4, weights 5, output 6, mask 8,
 numerical 7, internal 70, interrupted 130.
 """
 
