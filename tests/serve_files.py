@@ -10,7 +10,7 @@ from PIL import Image
 
 PORT = 8765
 ORIGIN = f"http://127.0.0.1:{PORT}"
-SIZE = 48  # every job's long side: the optimisation's programs compile once per test session
+SIZE = 64  # every job's long side: the optimisation's programs compile once per test session
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
