@@ -19,6 +19,7 @@ from .batch_cmd import batch_command
 from .bench_cmd import bench_command
 from .color_cmd import color_command
 from .common import EXIT_INTERNAL, EXIT_INTERRUPTED, VERBOSITY, configure_logging, stderr
+from .serve_cmd import serve_command
 from .stylize_cmd import builtin_styles_command, demo_command, stylize_command
 from .video_cmd import video_command
 from .weights_cmd import app as weights_app
@@ -39,6 +40,7 @@ app.command("video", no_args_is_help=True)(video_command)
 app.command("demo")(demo_command)
 app.command("builtin-styles", no_args_is_help=True)(builtin_styles_command)
 app.command("bench")(bench_command)
+app.command("serve")(serve_command)
 app.add_typer(weights_app, name="weights")
 
 

@@ -1,0 +1,389 @@
+// The page of `jaxstyle serve`: plain JavaScript, no framework, nothing from outside.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { photo: null, style: null, builtin: null, job: null, events: null, shown: null,
+                previewBusy: false, previewAgain: false, live: null, losses: [] };
+const counters = document.body.dataset;  // read by the browser tests
+counters.progressImages = "0"; counters.liveFrames = "0"; counters.previews = "0";
+
+// ------------------------------------------------------------------------------------ helpers
+
+async function api(path, options = {}) {
+  const response = await fetch(path, options);
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try { message = (await response.json()).error || message; } catch (_) { /* not JSON */ }
+    throw new Error(message);
+  }
+  const type = response.headers.get("content-type") || "";
+  return type.startsWith("application/json") ? response.json() : response.blob();
+}
+
+function postJSON(path, body) {
+  return api(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+}
+
+function showError(error) {
+  $("error-text").textContent = error.message || String(error);
+  $("error").hidden = false;
+}
+
+function status(text) { $("status").textContent = text; }
+
+function clock(seconds) {
+  if (seconds == null || !isFinite(seconds)) return "–";
+  const s = Math.round(seconds);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+function debounce(fn, ms) {
+  let timer = null;
+  return () => { clearTimeout(timer); timer = setTimeout(fn, ms); };
+}
+
+function show(element) {
+  for (const id of ["stage-hint", "compare", "picture", "camera"]) $(id).hidden = id !== element;
+}
+
+function setPicture(blobOrUrl) {
+  const img = $("picture");
+  if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+  img.src = typeof blobOrUrl === "string" ? blobOrUrl : URL.createObjectURL(blobOrUrl);
+  show("picture");
+}
+
+// ------------------------------------------------------------------------------------ inputs
+
+async function uploadFile(file, kind) {
+  if (!file) return;
+  try {
+    status(`Reading ${file.name}…`);
+    const upload = await api(`/api/images?name=${encodeURIComponent(file.name)}`, { method: "POST", body: file });
+    usePicked(kind, upload, URL.createObjectURL(file));
+  } catch (error) { showError(error); status("Ready"); }
+}
+
+function usePicked(kind, upload, thumbnail) {
+  if (kind === "photo") {
+    state.photo = upload;
+    $("photo-thumb").src = thumbnail; $("photo-thumb").hidden = false;
+    $("photo-hint").firstChild.textContent = `${upload.name} (${upload.width}×${upload.height}). Drop another or `;
+  } else {
+    state.style = upload; state.builtin = null;
+    $("style-thumb").src = thumbnail; $("style-thumb").hidden = false;
+    markChoice(null);
+    $("style-chosen").textContent = `Style: ${upload.name}`;
+  }
+  status("Ready");
+  settingsChanged();
+}
+
+function dropZone(zone, input, kind) {
+  input.addEventListener("change", () => uploadFile(input.files[0], kind));
+  zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault(); zone.classList.remove("over");
+    uploadFile(event.dataTransfer.files[0], kind);
+  });
+}
+
+function markChoice(button) {
+  for (const other of document.querySelectorAll(".choice")) other.setAttribute("aria-pressed", String(other === button));
+}
+
+async function bundled(name) {
+  return api(`/api/bundled/${encodeURIComponent(name)}`, { method: "POST" });
+}
+
+function addPainting(upload, title) {
+  const button = document.createElement("button");
+  button.type = "button"; button.className = "choice"; button.title = title;
+  const img = document.createElement("img");
+  img.src = `/api/images/${upload.id}.jpg`; img.alt = title;
+  button.append(img);
+  button.addEventListener("click", () => {
+    state.style = upload; state.builtin = null; markChoice(button);
+    $("style-chosen").textContent = `Style: ${title}`;
+    settingsChanged();
+  });
+  $("paintings").append(button);
+}
+
+function addBuiltins() {
+  for (let i = 0; i < 26; i++) {
+    const button = document.createElement("button");
+    button.type = "button"; button.className = "choice"; button.title = `Built-in style ${i}`;
+    button.dataset.builtin = String(i);
+    const tile = document.createElement("span");
+    tile.style.backgroundPosition = `${-48 * i}px 0`;
+    button.append(tile);
+    button.addEventListener("click", () => {
+      state.builtin = i; state.style = null; markChoice(button);
+      $("style-chosen").textContent = `Style: built-in style ${i} (fast method)`;
+      document.querySelector('input[name="method"][value="fast"]').checked = true;
+      settingsChanged();
+    });
+    $("builtins").append(button);
+  }
+}
+
+async function cameraStream() {
+  return navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 640 } }, audio: false });
+}
+
+function frameBlob(video, longSide, quality = 0.8) {
+  const scale = Math.min(1, longSide / Math.max(video.videoWidth, video.videoHeight));
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.round(video.videoWidth * scale); canvas.height = Math.round(video.videoHeight * scale);
+  canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", quality));
+}
+
+async function takePhoto() {
+  try {
+    const stream = await cameraStream();
+    const video = $("camera"); video.srcObject = stream; show("camera");
+    await video.play();
+    await new Promise((resolve) => setTimeout(resolve, 400));  // let the exposure settle
+    const blob = await frameBlob(video, 1280, 0.92);
+    stream.getTracks().forEach((track) => track.stop());
+    await uploadFile(new File([blob], "webcam.jpg", { type: "image/jpeg" }), "photo");
+    show("stage-hint");
+  } catch (error) { showError(error); }
+}
+
+// ------------------------------------------------------------------------------------ settings
+
+const method = () => document.querySelector('input[name="method"]:checked').value;
+
+function settings() {
+  const body = {
+    content: state.photo && state.photo.id, style: state.style && state.style.id, builtin: state.builtin,
+    method: method(), max_size: Number($("size").value), preserve_color: $("color").value,
+  };
+  if (state.builtin === null && body.method === "fast") body.style_strength = Number($("strength").value);
+  if (body.method === "gatys") {
+    body.content_weight = Number($("content").value);
+    body.iterations = Number($("iterations").value);
+  }
+  const masks = collectMasks();
+  if (masks) body.style_masks = masks;
+  return body;
+}
+
+// Masks (issue #26, not built yet): return one painted mask per style to send with the job, as
+// the library's `stylize(..., style_masks=[...])` takes them; null sends none.
+function collectMasks() { return null; }
+
+function syncOutputs() {
+  $("strength-out").textContent = Number($("strength").value).toFixed(2);
+  $("content-out").textContent = Number($("content").value).toFixed(2);
+  $("size-out").textContent = `${$("size").value} px`;
+  const fast = method() === "fast";
+  $("strength").disabled = state.builtin !== null;
+  $("content").disabled = fast;
+  $("iterations-row").hidden = fast;
+}
+
+function settingsChanged() {
+  syncOutputs();
+  if (method() === "fast" && $("live-preview").checked && !state.live) schedulePreview();
+}
+
+const schedulePreview = debounce(preview, 150);
+
+async function preview() {
+  if (!state.photo || (!state.style && state.builtin === null)) return;
+  if (state.previewBusy) { state.previewAgain = true; return; }
+  state.previewBusy = true;
+  const started = performance.now();
+  try {
+    const blob = await postJSON("/api/preview", settings());
+    setPicture(blob);
+    counters.previews = String(Number(counters.previews) + 1);
+    status(`Preview in ${Math.round(performance.now() - started)} ms`);
+  } catch (error) { showError(error); }
+  state.previewBusy = false;
+  if (state.previewAgain) { state.previewAgain = false; preview(); }
+}
+
+// ------------------------------------------------------------------------------------ jobs
+
+async function stylize() {
+  try {
+    const job = await postJSON("/api/jobs", settings());
+    follow(job.id);
+  } catch (error) { showError(error); }
+}
+
+function follow(jobId) {
+  if (state.events) state.events.close();
+  state.job = jobId; state.losses = [];
+  $("cancel").disabled = false; $("progress").hidden = false; $("details").hidden = true;
+  $("progress-bar").removeAttribute("value"); $("progress-text").textContent = "Starting…";
+  drawLoss();
+  const events = new EventSource(`/api/jobs/${jobId}/events`);
+  state.events = events;
+  const on = (type, fn) => events.addEventListener(type, (message) => fn(JSON.parse(message.data)));
+  on("queued", (event) => status(event.position > 1 ? `Waiting: ${event.position - 1} job(s) before this one` : "Starting…"));
+  on("started", () => status(method() === "fast" ? "Stylizing…" : "Optimising…"));
+  on("progress", (event) => {
+    $("progress-bar").max = event.total; $("progress-bar").value = event.done;
+    $("progress-text").textContent = `${event.description}: ${event.done}/${event.total}, ` +
+      `${clock(event.elapsed)} so far, about ${clock(event.eta)} left`;
+    if (event.loss) { state.losses.push(event.loss.total); drawLoss(); }
+    if (event.image) {
+      setPicture(event.image);
+      counters.progressImages = String(Number(counters.progressImages) + 1);
+    }
+  });
+  const end = (text) => { events.close(); state.events = null; $("cancel").disabled = true; status(text); };
+  on("done", (event) => { end(`Done in ${event.result.seconds} s`); $("progress").hidden = true; addResult(event.result, true); });
+  on("failed", (event) => { end("Failed"); showError(new Error(event.error)); });
+  on("cancelled", () => end("Cancelled"));
+  events.onerror = () => { if (state.events === events) { end("Lost the connection to the server"); } };
+}
+
+async function cancel() {
+  if (!state.job) return;
+  try { await api(`/api/jobs/${state.job}/cancel`, { method: "POST" }); } catch (error) { showError(error); }
+}
+
+function drawLoss() {
+  const canvas = $("loss"), context = canvas.getContext("2d");
+  context.clearRect(0, 0, canvas.width, canvas.height);
+  const values = state.losses.filter((v) => v > 0).map(Math.log);
+  if (values.length < 2) return;
+  const low = Math.min(...values), high = Math.max(...values), span = high - low || 1;
+  context.strokeStyle = "#2f5d8a"; context.lineWidth = 2; context.beginPath();
+  values.forEach((value, i) => {
+    const x = 4 + (i / (values.length - 1)) * (canvas.width - 8);
+    const y = 4 + (1 - (value - low) / span) * (canvas.height - 8);
+    if (i === 0) context.moveTo(x, y); else context.lineTo(x, y);
+  });
+  context.stroke();
+}
+
+// ------------------------------------------------------------------------------------ gallery
+
+function addResult(record, select) {
+  const button = document.createElement("button");
+  button.type = "button"; button.title = `${record.content} × ${record.style}`; button.dataset.result = record.id;
+  const img = document.createElement("img");
+  img.src = `/api/results/${record.id}/thumb.jpg`; img.alt = button.title;
+  button.append(img);
+  button.addEventListener("click", () => showResult(record, button));
+  $("gallery").prepend(button);
+  if (select) showResult(record, button);
+}
+
+function showResult(record, button) {
+  for (const other of $("gallery").children) other.setAttribute("aria-pressed", String(other === button));
+  $("after").src = `/api/results/${record.id}.png`;
+  $("before").src = `/api/results/${record.id}/before.jpg`;
+  show("compare"); setCompare();
+  $("download").href = `/api/results/${record.id}.png`;
+  $("command").textContent = record.command;
+  $("details").hidden = false;
+}
+
+function setCompare() {
+  const share = Number($("compare-slider").value);
+  $("before-clip").style.width = `${share}%`;
+  $("before").style.width = `${$("after").clientWidth}px`;
+}
+
+// ------------------------------------------------------------------------------------ webcam
+
+async function toggleLive() {
+  if (state.live) { stopLive(); return; }
+  if (!state.style && state.builtin === null) { showError(new Error("choose a style first")); return; }
+  try {
+    const body = settings(); delete body.content; body.method = "fast";
+    body.max_size = Math.min(body.max_size, 256);
+    const session = await postJSON("/api/live", body);
+    const stream = await cameraStream();
+    const video = $("camera"); video.srcObject = stream; await video.play();
+    state.live = { id: session.id, stream, times: [], size: body.max_size };
+    $("live").setAttribute("aria-pressed", "true"); $("fps").hidden = false;
+    status("Live: stylizing the webcam");
+    liveLoop(state.live);
+  } catch (error) { showError(error); stopLive(); }
+}
+
+async function liveLoop(live) {
+  const video = $("camera");
+  while (state.live === live) {
+    try {
+      const blob = await frameBlob(video, live.size);
+      const frame = await api(`/api/live/${live.id}/frame`, { method: "POST", body: blob });
+      if (state.live !== live) break;
+      setPicture(frame);
+      counters.liveFrames = String(Number(counters.liveFrames) + 1);
+      const now = performance.now();
+      live.times.push(now); live.times = live.times.filter((t) => now - t < 2000);
+      const fps = live.times.length > 1 ? (live.times.length - 1) / ((now - live.times[0]) / 1000) : 0;
+      $("fps").textContent = `${fps.toFixed(1)} frames per second at ${live.size} px`;
+    } catch (error) { showError(error); stopLive(); }
+  }
+}
+
+function stopLive() {
+  const live = state.live;
+  state.live = null;
+  $("live").setAttribute("aria-pressed", "false");
+  if (!live) return;
+  live.stream.getTracks().forEach((track) => track.stop());
+  api(`/api/live/${live.id}/stop`, { method: "POST" }).catch(() => {});
+  status("Ready");
+}
+
+// ------------------------------------------------------------------------------------ start
+
+async function start() {
+  $("error-close").addEventListener("click", () => { $("error").hidden = true; });
+  dropZone($("photo-drop"), $("photo-file"), "photo");
+  dropZone($("style-drop"), $("style-file"), "style");
+  for (const tab of document.querySelectorAll("[data-tab]")) {
+    tab.addEventListener("click", () => {
+      for (const other of document.querySelectorAll("[data-tab]")) {
+        other.setAttribute("aria-selected", String(other === tab));
+        $(`tab-${other.dataset.tab}`).hidden = other !== tab;
+      }
+    });
+  }
+  for (const input of ["strength", "content", "size", "color"]) $(input).addEventListener("input", settingsChanged);
+  for (const radio of document.querySelectorAll('input[name="method"]')) radio.addEventListener("change", settingsChanged);
+  $("compare-slider").addEventListener("input", setCompare);
+  $("after").addEventListener("load", setCompare);
+  window.addEventListener("resize", setCompare);
+  $("stylize").addEventListener("click", stylize);
+  $("cancel").addEventListener("click", cancel);
+  $("live").addEventListener("click", toggleLive);
+  $("photo-webcam").addEventListener("click", takePhoto);
+  $("copy").addEventListener("click", () => navigator.clipboard.writeText($("command").textContent).catch(showError));
+  addBuiltins();
+  try {
+    const info = await api("/api/info");
+    $("results-folder").textContent = info.results;
+    $("strength").value = info.defaults.style_strength;
+    $("content").value = info.defaults.content_weight;
+    $("size").value = 384;
+    $("iterations").value = info.defaults.iterations;
+    $("color").value = info.defaults.preserve_color;
+    syncOutputs();
+    for (const item of info.bundled.filter((item) => item.kind === "painting")) addPainting(await bundled(item.name), item.title);
+    $("photo-sample").addEventListener("click", async () => {
+      try {
+        const upload = await bundled(info.bundled.find((item) => item.kind === "photo").name);
+        usePicked("photo", upload, `/api/images/${upload.id}.jpg`);
+      } catch (error) { showError(error); }
+    });
+    for (const record of (await api("/api/results")).reverse()) addResult(record, false);
+    status("Ready");
+  } catch (error) { showError(error); }
+}
+
+start();

@@ -1,0 +1,111 @@
+"""Images the page sent (or picked from the bundled ones), decoded once and kept by id.
+
+Each upload is decoded with the CLI's own `jaxstyle.io.decode.decode_image_bytes`: the same
+formats, size and decompression-bomb checks, and the same one-line errors. Its name is never a
+path: it is kept for display only, the bytes under a random id, and the bytes are written to the
+results folder (by their hash) only when a result uses them. The newest `KEEP` uploads are kept;
+an older id answers 404 and the page sends the image again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import secrets
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from jaxstyle.errors import InputNotFoundError
+from jaxstyle.io.decode import LoadedImage, decode_image_bytes
+from jaxstyle.io.resize import resize_to
+from jaxstyle.prepare import fit_long_side
+
+KEEP = 24  # uploads kept in memory, the newest first
+BUNDLED = {"chelsea": "chelsea.jpg", "starry_night": "starry_night.jpg"}  # name -> file in jaxstyle/assets/images
+# name -> (kind, title) as the page shows them
+BUNDLED_TITLES = {"chelsea": ("photo", "Chelsea the cat"), "starry_night": ("painting", "The Starry Night (van Gogh)")}
+_SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp", "GIF": ".gif"}
+
+
+def bundled_path(name: str) -> Path:
+    """The bundled image ``name`` (a key of `BUNDLED`, never a path)."""
+    if name not in BUNDLED:
+        raise InputNotFoundError(f"there is no bundled image {name!r}; choose one of {', '.join(BUNDLED)}")
+    return Path(str(resources.files("jaxstyle.assets").joinpath("images", BUNDLED[name])))
+
+
+@dataclass(eq=False)
+class Upload:
+    """One decoded image and the bytes it came from."""
+
+    id: str
+    name: str  # what the page called it: shown, never used as a path
+    data: bytes
+    image: LoadedImage
+    path: Path | None = None  # a bundled image's own file (the CLI command names it)
+    _sized: OrderedDict = field(default_factory=OrderedDict)
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def suffix(self) -> str:
+        """The file suffix of the bytes' format, by their magic bytes (not the name)."""
+        from PIL import Image
+
+        with Image.open(io.BytesIO(self.data)) as opened:
+            return _SUFFIXES.get(opened.format or "", ".img")
+
+    def at(self, max_size: int) -> np.ndarray:
+        """The image resized as `jaxstyle.prepare` resizes content for ``max_size`` (`fit_long_side`,
+        `resize_to`), kept for the last few sizes: previews and webcam frames skip the resize from
+        the full photo, and the network sees the same pixels (a same-size resize is a copy).
+        Called from the interactive lane's one thread only (`jaxstyle.serve.live`)."""
+        shape = fit_long_side(self.image.size, max_size)
+        if shape not in self._sized:
+            self._sized[shape] = resize_to(self.image.rgb, *shape)
+            while len(self._sized) > 3:
+                self._sized.popitem(last=False)
+        self._sized.move_to_end(shape)
+        return self._sized[shape]
+
+
+class Uploads:
+    """The newest `KEEP` uploads by id; thread-safe."""
+
+    def __init__(self, max_pixels: int) -> None:
+        self.max_pixels = max_pixels
+        self._items: OrderedDict[str, Upload] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, data: bytes, name: str) -> Upload:
+        """Decode ``data`` (ImageError with the CLI's message if it is not a usable image)."""
+        shown = " ".join(name.split())[:80] or "upload"
+        image = decode_image_bytes(data, name=shown, max_pixels=self.max_pixels)
+        return self._keep(Upload(secrets.token_hex(8), shown, data, image))
+
+    def add_bundled(self, name: str) -> Upload:
+        path = bundled_path(name)
+        data = path.read_bytes()
+        image = decode_image_bytes(data, name=path.name, max_pixels=self.max_pixels)
+        return self._keep(Upload(secrets.token_hex(8), path.name, data, image, path=path))
+
+    def _keep(self, upload: Upload) -> Upload:
+        with self._lock:
+            self._items[upload.id] = upload
+            while len(self._items) > KEEP:
+                self._items.popitem(last=False)
+        return upload
+
+    def get(self, upload_id: str) -> Upload:
+        with self._lock:
+            upload = self._items.get(upload_id)
+        if upload is None:
+            raise InputNotFoundError("that image is no longer on the server; add it again")
+        return upload
