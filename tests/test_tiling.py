@@ -196,7 +196,7 @@ def test_plans_tile_what_does_not_fit():
     assert [p.tiled for p in forced] == [False, True] and forced[-1].tile == (128, 128)
     with pytest.raises(UsageError, match="memory budget"):
         plan_scales((300, 400), config, int(0.905 * 2**30))
-    from jaxstyle.methods import fast as fast_method
+    from jaxstyle.methods import fast_plan as fast_method
 
     fast = plan_windows((8192, 8192), config.replace(method="fast"), 6 * 2**30)
     held = (

@@ -35,6 +35,7 @@ from jaxstyle.io.decode import load_image
 from jaxstyle.io.encode import save_image
 from jaxstyle.io.files import file_sha256, temporaries_of
 from jaxstyle.io.resize import resize_to
+from jaxstyle.masks import load_mask
 from jaxstyle.prepare import make_style_set, run_metadata
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ def run_batch(
     config: StyleConfig,
     *,
     style_blend: Sequence[float] | None = None,
+    mask_paths: Sequence[str | os.PathLike] | None = None,
     weights=None,
     batch: BatchConfig | None = None,
     shard: tuple[int, int] = (0, 1),
@@ -122,8 +124,15 @@ def run_batch(
     fsync-ed, so a crash (even SIGKILL) loses at most the batch in flight. An image that cannot be
     read (or diverges) is recorded as ``failed`` with a one-line reason and the run goes on.
 
+    ``mask_paths``: where each style goes (`jaxstyle.masks`): one greyscale mask file per style
+    (per built-in style named), read and checked against the style count before any work. One
+    set for the whole folder: each mask is stretched over each image, since a folder mixes
+    aspect ratios that no one mask can match. What the masks leave stays the photo. The masks'
+    contents are part of the settings hash, so a changed mask redoes the folder.
+
     Raises:
         InputNotFoundError: no inputs, or a style file is missing.
+        MaskError: a mask file that cannot be used, or not one per style.
         OutputError: finished outputs in ``output_dir`` were made with other settings, or an
             output file of this shard exists that no manifest knows (neither is replaced unless
             ``overwrite``); or an output/manifest cannot be written (the run stops; rerun resumes).
@@ -135,7 +144,11 @@ def run_batch(
     output_dir = Path(output_dir)
     style_paths = [Path(p) for p in style_paths]
     all_items = discover_inputs(inputs, output_dir=output_dir, output_format=batch_config.output_format)
-    styles = make_style_set([load_image(path).rgb for path in style_paths], style_blend, config)
+    mask_paths = None if mask_paths is None else [Path(p) for p in mask_paths]
+    style_masks = None if mask_paths is None else [load_mask(path) for path in mask_paths]
+    styles = make_style_set(
+        [load_image(path).rgb for path in style_paths], style_blend, config, style_masks=style_masks
+    )
     engine = BucketEngine(config, styles, batch_config=batch_config, weights=weights, devices=devices)
     weights_id = engine.runner.weights_id
     record = params_record(
@@ -146,11 +159,12 @@ def run_batch(
         output_format=batch_config.output_format,
         bucket_multiple=batch_config.bucket_multiple,
         jpeg_quality=jpeg_quality,
+        mask_digests=None if mask_paths is None else [file_sha256(p)[:16] for p in mask_paths],
     )
     digest = params_hash(record)
     items = select_shard(all_items, shard)
     tasks, skipped = _plan(items, output_dir, digest, overwrite)
-    metadata = _metadata_factory(engine.config, style_paths, style_blend, weights_id, digest)
+    metadata = _metadata_factory(engine.config, style_paths, style_blend, weights_id, digest, mask_paths)
     manifest_path = output_dir / manifest_name(shard)
     emit = callback or (lambda event: None)
 
@@ -206,7 +220,7 @@ def run_batch(
                 result,
                 alpha=alpha,
                 overwrite=task.overwrite,
-                inputs=[task.item.path, *style_paths],
+                inputs=[task.item.path, *style_paths, *(mask_paths or ())],
                 metadata=metadata(task.item.rel) | losses,
                 jpeg_quality=jpeg_quality,
             )
@@ -367,7 +381,9 @@ def _plan(items: Sequence[InputItem], output_dir: Path, digest: str, overwrite: 
     return tasks, skipped
 
 
-def _metadata_factory(config: StyleConfig, style_paths, style_blend, weights_id: str, digest: str):
+def _metadata_factory(config: StyleConfig, style_paths, style_blend, weights_id: str, digest: str, mask_paths=None):
+    masks = {} if mask_paths is None else {"jaxstyle.masks": json.dumps([str(p) for p in mask_paths])}
+
     def metadata(rel: str) -> dict[str, str]:
         return run_metadata(
             config,
@@ -376,6 +392,7 @@ def _metadata_factory(config: StyleConfig, style_paths, style_blend, weights_id:
             style_weights=style_blend,
             weights=weights_id,
             **{"jaxstyle.params_hash": digest},
+            **masks,
         )
 
     return metadata

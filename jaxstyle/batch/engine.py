@@ -104,6 +104,7 @@ def stylize_batch(
     config: StyleConfig | None = None,
     *,
     style_blend: Sequence[float] | None = None,
+    style_masks: Sequence[np.ndarray] | None = None,
     weights=None,
     batch: BatchConfig | None = None,
     devices: Sequence[jax.Device] | None = None,
@@ -114,6 +115,10 @@ def stylize_batch(
     Args:
       contents: (H, W, 3) RGB images in [0, 1] (uint8 and grey accepted), any sizes.
       styles, config, style_blend, weights: as `jaxstyle.stylization.stylize` (one scale only).
+      style_masks: where each style goes (`jaxstyle.masks`), one mask per style (per built-in
+        style named), as `stylize` takes them; one set for all the images, each mask stretched
+        over each image whatever its aspect ratio (the images may differ in shape). What the
+        masks leave stays the photo. Instead of ``style_blend``.
       batch: how the images are cut into compiled batches (`BatchConfig`: images per step,
         rounded up to a multiple of the device count; bucket sides); its defaults if None.
       devices: devices to shard each batch over; all local devices by default.
@@ -130,7 +135,7 @@ def stylize_batch(
     """
     engine = BucketEngine(
         config or StyleConfig(),
-        prepare.make_style_set(styles, style_blend, config),
+        prepare.make_style_set(styles, style_blend, config, style_masks=style_masks),
         batch_config=batch or BatchConfig(),
         weights=weights,
         devices=devices,

@@ -109,11 +109,16 @@ def params_record(
     output_format: str,
     bucket_multiple: int,
     jpeg_quality: int,
+    mask_digests: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Everything that changes a result. The batch size does not, but for the stopping rule, which
     runs a batch until each of its images has converged (an image may get a few more iterations
-    in one batch than in another). Reporting does: the rule is checked at each report."""
+    in one batch than in another). Reporting does: the rule is checked at each report.
+    ``mask_digests``: the style masks' file digests, if any (their feather and fit are in the
+    config); the record of a run without masks has no ``masks`` entry, so its hash is the same as
+    before masks existed and finished folders stay finished."""
     settings = dataclasses.asdict(config)
+    masks = {} if mask_digests is None else {"masks": list(mask_digests)}
     return {
         "config": settings,
         "styles": list(style_digests),
@@ -122,6 +127,7 @@ def params_record(
         "format": output_format,
         "bucket_multiple": bucket_multiple,
         "jpeg_quality": jpeg_quality,
+        **masks,
     }
 
 

@@ -16,12 +16,14 @@ four, with portrait photos transposed into landscape buckets on a CPU), each res
 image's own-size run (`magenta.transform` with ``sizes``). On a CPU the programs a folder needs
 are compiled one after the other behind the first batch's decoding (`FastRunner.warm_up`), and
 later runs load them (`nets.programs`, JAX's persistent cache).
+
+Spatial control (style masks): one pass still, every instance norm mixing the styles' and the
+photo's own conditioning per pixel (`methods.fast_regions`, `magenta.transform` with ``guides``).
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -34,9 +36,11 @@ import numpy as np
 
 from jaxstyle import prepare
 from jaxstyle.builtin_styles import BUILTIN_STYLES, builtin_style_weights
-from jaxstyle.config import MIN_TILE, StyleConfig
-from jaxstyle.errors import UsageError
-from jaxstyle.methods import BucketProgress, Previous, Warp
+from jaxstyle.config import StyleConfig
+from jaxstyle.methods import BucketProgress, Previous, Warp, fast_regions
+
+# The memory plan, kept importable from here (`fast.plan_windows`, `fast.planned_peak_bytes`).
+from jaxstyle.methods.fast_plan import estimate_memory_bytes, plan_windows, planned_peak_bytes  # noqa: F401
 from jaxstyle.nets import magenta, magenta_predictor, magenta_tiled, magenta_weights, programs
 from jaxstyle.placement import Placement, memory_budget_bytes
 from jaxstyle.prepare import BatchImage, StyleSet
@@ -77,73 +81,6 @@ def blend_previous(result: np.ndarray, previous: Previous, weight: float) -> np.
     return (result + share * (previous.image - result)).astype(np.float32)
 
 
-# Peak memory of the untiled transformer on CPU, float32: about 280 bytes per pixel above 0.45 GB
-# of runtime and weights (peak RSS at 512, 1024 and 2048 px square), rounded up; on the host, the
-# image takes about two float32 copies more.
-BYTES_PER_PIXEL = 320
-BASE_BYTES = int(0.5 * 2**30)
-# In windows, peak RSS of the whole process (ru_maxrss), measured on the 2-core x86 CPU VM,
-# 2026-12-06, float32, chelsea.jpg (benchmarks/memory_plan.py):
-#
-#   image      window      peak
-#   2048x1362  528x528     0.70 GB
-#   4096x2725  528x528     1.15 GB  (1.07 GiB: --memory-budget 1 before this fit, 7 % over)
-#   4096x2725  1400x1400   1.83 GB  (1.71 GiB: --memory-budget 1.5 before, 14 % over)
-#   4096x2725  1904x1904   2.30 GB  (2.14 GiB: --memory-budget 2 before, 7 % over)
-#
-# The host holds 54 bytes per image pixel (the image, the result and the 1/4-resolution
-# activations kept between stages, 8 bytes per pixel), above ~0.43 GB of runtime and weights; a
-# window costs 406 bytes per pixel from 528 to 1400 px, 280 from 1400 to 1904 px. Windows are
-# planned at 410 bytes per pixel and the host at 60 above `BASE_BYTES`, which covers every peak.
-WINDOW_BYTES_PER_PIXEL = 410
-HOST_BYTES_PER_PIXEL = 60
-
-
-def estimate_memory_bytes(shape: tuple[int, int]) -> int:
-    return shape[0] * shape[1] * (BYTES_PER_PIXEL + HOST_BYTES_PER_PIXEL) + BASE_BYTES
-
-
-def _windowed_fixed_bytes(shape: tuple[int, int]) -> int:
-    """What a windowed run of ``shape`` holds besides its window: the runtime and the host arrays."""
-    return BASE_BYTES + HOST_BYTES_PER_PIXEL * shape[0] * shape[1]
-
-
-def planned_peak_bytes(plan: ScalePlan) -> int:
-    """What a plan holds at once, by the estimates it is planned from: the whole image's
-    `estimate_memory_bytes`, or the runtime, the full-size host arrays and one window."""
-    if not plan.tiled:
-        return plan.needed
-    return _windowed_fixed_bytes(plan.shape) + WINDOW_BYTES_PER_PIXEL * plan.tile[0] * plan.tile[1]
-
-
-def plan_windows(shape: tuple[int, int], config: StyleConfig, budget: int | None) -> ScalePlan:
-    """Whole, or in windows of ``config.resources.tile_size`` (else the largest that fits ``budget`` beside
-    the image) around cores of that less twice the halo (`magenta_tiled.transform_tiled`)."""
-    needed = estimate_memory_bytes(shape)
-    if config.resources.tile_size is None and (budget is None or needed <= budget):
-        return ScalePlan(shape, needed)
-    room = None if budget is None else budget - _windowed_fixed_bytes(shape)
-    smallest = MIN_TILE + 2 * magenta_tiled.TILE_HALO
-    if config.resources.tile_size is not None and config.resources.tile_size < smallest:
-        raise UsageError(
-            f"the fast method's windows need --tile-size {smallest} or more, got {config.resources.tile_size}"
-        )
-    window = int(math.sqrt(max(room, 0) / WINDOW_BYTES_PER_PIXEL)) if room is not None else config.resources.tile_size
-    if config.resources.tile_size is not None:
-        window = min(config.resources.tile_size, max(window, smallest))  # forced, but not above the budget
-    if window < smallest:
-        raise UsageError(
-            f"a memory budget of {budget / 2**30:.1f} GiB is too small for the fast method's windows at "
-            f"{shape[1]}x{shape[0]} px; a larger --memory-budget or a smaller --max-size is needed"
-        )
-    core = max(32, (window - 2 * magenta_tiled.TILE_HALO) // 4 * 4)
-    if core >= max(shape):
-        return ScalePlan(shape, needed)
-    side = min(max(shape), core + 2 * magenta_tiled.TILE_HALO)
-    count = math.ceil(shape[0] / core) * math.ceil(shape[1] / core)
-    return ScalePlan(shape, needed, (min(shape[0], side), min(shape[1], side)), count, core=core)
-
-
 @dataclass(frozen=True)
 class WindowProgress:
     """Progress of a windowed (print-size) stylization: statistics passes, then the output pass."""
@@ -182,11 +119,17 @@ class FastRunner:
             params = weights if weights is not None else magenta_weights.load_multistyle()
             self.multistyle = put(params["multistyle"])
             self.builtin = np.asarray(builtin_style_weights(self.config.fast.builtin_style), np.float32)
+            if styles.masks is not None:  # one row per mask: its named built-in style
+                self.builtin = fast_regions.builtin_rows(self.config.fast.builtin_style)
         else:
             params = weights if weights is not None else magenta_weights.load_arbitrary()
             self.predictor, self.transformer = put(params["predictor"]), put(params["transformer"])
             self.builtin = None
         self._params = params
+        # With masks, the network's regions: the K styles, and the photo's own where it has one.
+        self.regions = None
+        if styles.masks is not None:
+            self.regions = len(styles.masks) + (1 if self.config.fast.builtin_style is None else 0)
         # On a CPU, XLA runs most of this small network on one core, and a vmapped batch is no
         # faster per image than one image at a time; independent calls from several threads do
         # run in parallel (4 images at 384x512 on 2 cores: 192 ms one after another, 245 ms as
@@ -214,7 +157,7 @@ class FastRunner:
     @property
     def _network(self):
         if self.builtin is not None:
-            return magenta.multistyle_transform, self.multistyle, self.builtin.shape[0]
+            return magenta.multistyle_transform, self.multistyle, self.builtin.shape[-1]
         return magenta.transform, self.transformer, magenta_weights.STYLE_DIM
 
     def bucket(self, shape: tuple[int, int]) -> tuple[int, int]:
@@ -238,12 +181,15 @@ class FastRunner:
 
     def _compile(self, bucket: tuple[int, int], count: int, exact: bool):
         network, params, width = self._network
+        rows = (count, width) if self.regions is None else (count, self.regions, width)
         specs = [
             jax.ShapeDtypeStruct((count, *bucket, 3), jnp.float32),
-            jax.ShapeDtypeStruct((count, width), jnp.float32),
+            jax.ShapeDtypeStruct(rows, jnp.float32),
         ]
         if not exact:
             specs.append(jax.ShapeDtypeStruct((count, 2), jnp.int32))
+        if self.regions is not None:
+            specs.extend([None] * exact + [jax.ShapeDtypeStruct((count, *bucket, self.regions), jnp.float32)])
         return programs.compile_kept(network, params, *specs, compute_dtype=self.dtype)
 
     def warm_up(self, shapes: Sequence[tuple[int, int]]) -> None:
@@ -253,7 +199,7 @@ class FastRunner:
         if self._compiler is None:  # accelerators: each bucket compiles at its first call
             return
         shared = self.builtin is None and self.config.preserve_color not in prepare.PER_IMAGE_STYLE_MODES
-        if shared and self._shared_vector is None:  # the shared style vector first: the first batch needs it
+        if shared and self._shared_vector is None:  # the shared style vectors first: the first batch needs them
             self._shared_vector = self._compiler.submit(self.style_vector, self.styles.images)
         for bucket in dict.fromkeys(self.bucket(shape) for shape in shapes):
             self._program(bucket, 1)
@@ -274,12 +220,17 @@ class FastRunner:
         transposed = h > bucket[0] or w > bucket[1]
         params = self._transposed if transposed else self._network[1]
         content, own = (image.content.swapaxes(0, 1), (w, h)) if transposed else (image.content, (h, w))
+        guides = self._guides(image)
+        if guides is not None and transposed:
+            guides = guides.swapaxes(0, 1)
         if exact and own == tuple(bucket):
-            result = self._program(bucket, 1, exact=True).result()(params, content[None], vector[None])
+            extra = () if guides is None else (None, guides[None])
+            result = self._program(bucket, 1, exact=True).result()(params, content[None], vector[None], *extra)
         else:
             content = magenta.pad_into_bucket(content, bucket)
             sizes = np.asarray([own], np.int32)
-            result = self._program(bucket, 1).result()(params, content[None], vector[None], sizes)
+            extra = () if guides is None else (magenta.pad_into_bucket(guides, bucket)[None],)
+            result = self._program(bucket, 1).result()(params, content[None], vector[None], sizes, *extra)
         result = np.asarray(result)[0, : own[0], : own[1]]
         return np.ascontiguousarray(result.swapaxes(0, 1)) if transposed else result
 
@@ -307,11 +258,14 @@ class FastRunner:
         return np.asarray(program(self.predictor, resized))
 
     def style_vector(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """The blended (100,) vector of style images."""
+        """The blended (100,) vector of style images; with masks, each style's own (K, 100)."""
+        if self.regions is not None:
+            return self._predict(images)
         return magenta_predictor.blend_vectors(self._predict(images), self.styles.weights)
 
     def _vectors(self, images: Sequence[BatchImage]) -> np.ndarray:
-        """(N, 100): each image's style vector, at the config's style strength."""
+        """(N, 100): each image's style vector, at the config's style strength; with masks,
+        (N, K + 1, 100), each region's (`fast_regions.region_vectors`)."""
         if images[0].styles is not None:  # recoloured for each content image
             style = np.stack([self.style_vector(image.styles) for image in images])
         else:
@@ -320,8 +274,11 @@ class FastRunner:
                 self._shared_vector = self.style_vector(self.styles.images)
             elif isinstance(self._shared_vector, Future):
                 self._shared_vector = self._shared_vector.result()
-            style = np.broadcast_to(self._shared_vector, (len(images), magenta_weights.STYLE_DIM))
+            style = np.broadcast_to(self._shared_vector, (len(images), *np.shape(self._shared_vector)))
         strength = self.config.fast.style_strength
+        if self.regions is not None:  # the photo's own vector is always needed: its region's
+            photos = self._predict([image.original for image in images])
+            return fast_regions.region_vectors(style, photos, strength)
         if strength == 1.0:
             return style
         return magenta_predictor.with_strength(style, self._predict([image.original for image in images]), strength)
@@ -358,9 +315,16 @@ class FastRunner:
                 callback(WindowProgress(image.size, done, total, total // plan.count))
 
         result = magenta_tiled.transform_tiled(
-            kind, params, image.content, style, core=plan.core, compute_dtype=self.dtype, callback=report
+            kind,
+            params,
+            image.content,
+            style,
+            core=plan.core,
+            guides=self._guides(image),
+            compute_dtype=self.dtype,
+            callback=report,
         )
-        return prepare.finish(result, image.original, self.config)
+        return prepare.finish(self._with_photo(result, image), image.original, self.config)
 
     def stylize_bucket(
         self,
@@ -374,13 +338,27 @@ class FastRunner:
         rounding (about 1e-5). One program per bucket, whatever sizes it holds."""
         return self._run(shape, images, size, callback, exact=False)
 
+    def _guides(self, image: BatchImage) -> np.ndarray | None:
+        """The (h, w, R) guides the network takes for ``image`` (None without masks): its own
+        (`BatchImage.guides`), or for the built-in styles the styles' shares alone."""
+        if self.regions is None:
+            return None
+        return fast_regions.builtin_guides(image.guides) if self.builtin is not None else image.guides
+
+    def _with_photo(self, result: np.ndarray, image: BatchImage) -> np.ndarray:
+        """The built-in styles' (h, w, 3) ``result`` with the photo's share put back in pixels
+        (`fast_regions`); other results as they are."""
+        if self.regions is None or self.config.fast.builtin_style is None:
+            return result
+        return fast_regions.composite_photo(result, image.content, image.guides)
+
     def _run(self, shape, images, size, callback, *, exact: bool) -> list[np.ndarray]:
         """`stylize_bucket`; ``exact``: images of exactly ``shape`` run through the reference
         network itself, bit for bit (one image, a video's frames), not the bucket program."""
         padded = [*images, *[images[-1]] * (size - len(images))]
-        _, params, width = self._network
+        params = self._network[1]
         if self.builtin is not None:
-            vectors = np.broadcast_to(self.builtin, (size, width))
+            vectors = np.broadcast_to(self.builtin, (size, *self.builtin.shape))
         else:
             vectors = self._vectors(padded)
         if self._threads is not None:
@@ -389,16 +367,23 @@ class FastRunner:
             calls = [self._threads.submit(self._one, shape, image, vectors[i], exact) for i, image in enumerate(images)]
             results = [call.result() for call in calls]
         else:
+            guides = None
             if exact and all(image.size == tuple(shape) for image in padded):  # the reference network itself
                 contents, sizes = np.stack([image.content for image in padded]), None
+                if self.regions is not None:
+                    guides = np.stack([self._guides(image) for image in padded])
             else:
                 contents = np.stack([magenta.pad_into_bucket(image.content, shape) for image in padded])
                 sizes = np.asarray([image.size for image in padded], np.int32)
+                if self.regions is not None:
+                    guides = np.stack([magenta.pad_into_bucket(self._guides(image), shape) for image in padded])
             if self.placement is not None:
-                contents, vectors, sizes = self.placement.put((contents, vectors, sizes), split=True)
-            results = np.asarray(self._network[0](params, contents, vectors, sizes, compute_dtype=self.dtype))
+                contents, vectors, sizes, guides = self.placement.put((contents, vectors, sizes, guides), split=True)
+            results = np.asarray(self._network[0](params, contents, vectors, sizes, guides, compute_dtype=self.dtype))
         if callback is not None:
             callback(BucketProgress(shape, len(images), size, 1, 1, None))
+        if self.regions is not None and self.builtin is not None:
+            results = [self._with_photo(r[: i.size[0], : i.size[1]], i) for i, r in zip(images, results)]
         return prepare.finish_batch(results, images, self.config)
 
     def stylize_frames(

@@ -34,10 +34,11 @@ from jaxstyle.errors import ImageError, OutputError
 from jaxstyle.io.behind import Behind
 from jaxstyle.io.decode import load_image
 from jaxstyle.io.encode import save_image, to_8bit
-from jaxstyle.io.files import check_output_path
+from jaxstyle.io.files import check_output_path, file_sha256
 from jaxstyle.io.parts import PartsFolder, parts_folder
 from jaxstyle.io.resize import resize_to
 from jaxstyle.io.video import Frame, VideoInfo, output_kind, probe, read_frames, write_frames
+from jaxstyle.masks import load_mask
 from jaxstyle.methods import Previous
 from jaxstyle.video import flow
 
@@ -226,6 +227,7 @@ def run_video(
     config: StyleConfig,
     *,
     style_blend: Sequence[float] | None = None,
+    mask_paths: Sequence[str | Path] | None = None,
     weights=None,
     batch: BatchConfig | None = None,
     overwrite: bool = False,
@@ -236,11 +238,15 @@ def run_video(
     The output keeps the input's size, frame count and timing, and its audio where the output
     container can hold it; frames are stylized at ``config.max_size`` on the long side.
     ``batch.batch_size`` frames go through the network at once where the method allows.
+    ``mask_paths``: where each style goes (`jaxstyle.masks`), one greyscale mask file per style
+    (per built-in style named), the same for every frame (a static mask), stretched over the
+    frame; read and checked before any work, and part of the settings the kept frames are for.
 
     Raises:
         InputNotFoundError, ImageError: a missing, unreadable, broken or oversized input.
         UsageError, OutputError: bad settings, an output that is an input or exists without
             ``overwrite``, or a parts folder of other settings.
+        MaskError: a mask file that cannot be used, or not one per style.
         KeyboardInterrupt: passed on; every finished frame is kept in `parts_folder`.
     """
     emit = callback or (lambda event: None)
@@ -249,14 +255,20 @@ def run_video(
     style_paths = [Path(path) for path in style_paths]
     info = probe(input_path)
     output_kind(output)
-    inputs = [input_path, *style_paths]
+    mask_paths = None if mask_paths is None else [Path(path) for path in mask_paths]
+    inputs = [input_path, *style_paths, *(mask_paths or ())]
     output = check_output_path(output, overwrite=overwrite, inputs=inputs)
     if style_paths:
         prepare.check_style_blend(style_blend, len(style_paths))
-    style_set = prepare.make_style_set([load_image(path).rgb for path in style_paths], style_blend, config)
+    style_masks = None if mask_paths is None else [load_mask(path) for path in mask_paths]
+    style_set = prepare.make_style_set(
+        [load_image(path).rgb for path in style_paths], style_blend, config, style_masks=style_masks
+    )
     size = prepare.fit_long_side(info.size, config.max_size)
     runner = methods.setup(config, style_set, weights=weights)
-    record = prepare.settings_record(config, [input_path, *style_paths], style_blend, runner.weights_id)
+    # A run without masks records nothing for them: its hash, and the frames it kept, stay valid.
+    extra = {} if mask_paths is None else {"masks": [file_sha256(path) for path in mask_paths]}
+    record = prepare.settings_record(config, [input_path, *style_paths], style_blend, runner.weights_id, **extra)
     parts = _Parts(parts_folder(output), record, overwrite=overwrite)
     done = parts.done
     emit(VideoStarted(info, size, parts.folder, len(done)))
