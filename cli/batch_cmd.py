@@ -118,6 +118,7 @@ class _Display:
     "init",
     "seed",
     "preserve_color",
+    "mask_feather",
 )
 def batch_command(
     styles: opt.Styles = None,
@@ -136,6 +137,7 @@ def batch_command(
     ] = None,
     config: StyleConfig,
     style_weights: opt.StyleBlend = None,
+    style_mask: opt.BatchStyleMasks = None,
     weights: opt.Weights = None,
     overwrite: Annotated[
         bool,
@@ -170,6 +172,7 @@ def batch_command(
                     styles,
                     config,
                     style_blend=blend,
+                    mask_paths=style_mask,
                     weights=weights_,
                     batch=batch_config,
                     shard=shard_,

@@ -234,6 +234,15 @@ StyleMasks = Annotated[
         show_default=False,
     ),
 ]
+BatchStyleMasks = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--style-mask",
+        help="Where each style goes: one greyscale image (or alpha) per style, in order, stretched over "
+        "every image; white = this style. What the masks leave stays the photo.",
+        show_default=False,
+    ),
+]
 StyleRegions = Annotated[
     list[Path] | None,
     typer.Option(

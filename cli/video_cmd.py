@@ -107,6 +107,7 @@ class _Display:
     "style_strength",
     "iterations",
     "preserve_color",
+    "mask_feather",
     defaults={"method": VIDEO_METHOD},
     helps={
         "method": f"fast (one pass per frame) or gatys (optimised). [default: {VIDEO_METHOD}]",
@@ -122,6 +123,7 @@ def video_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output (.mp4 .mov .webm .gif .webp .png).")],
     config: StyleConfig,
     style_weights: opt.StyleBlend = None,
+    style_mask: opt.BatchStyleMasks = None,
     batch_size: Annotated[
         int,
         typer.Option(
@@ -152,6 +154,7 @@ def video_command(
                     output,
                     config,
                     style_blend=blend,
+                    mask_paths=style_mask,
                     weights=weights_,
                     batch=BatchConfig(batch_size=batch_size),
                     overwrite=overwrite,
