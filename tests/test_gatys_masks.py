@@ -203,3 +203,14 @@ def test_masks_refuse_sliced_wasserstein_before_any_work(inputs):
     with pytest.raises(MaskError, match="Gram") as error:
         GatysRunner(config(style_statistic="sliced_wasserstein"), styles)
     assert "\n" not in str(error.value)
+
+
+def test_memory_plans_count_the_regions():
+    from jaxstyle.methods import gatys_plan
+
+    cfg = StyleConfig(max_size=768)
+    plain, masked = (gatys_plan.estimate_memory_bytes((512, 768), cfg, regions) for regions in (0, 3))
+    assert masked - plain == 3 * gatys_plan.GUIDED_BYTES_PER_PIXEL * 512 * 768
+    budget = (plain + masked) // 2
+    assert not gatys_plan.plan_scales((512, 768), cfg, budget)[-1].tiled
+    assert gatys_plan.plan_scales((512, 768), cfg, budget, regions=3)[-1].tiled

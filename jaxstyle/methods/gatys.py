@@ -124,6 +124,11 @@ class GatysRunner:
         per_style = [style_targets(self.params, jnp.asarray(image), self.spec, shape) for image in images]
         return blend_style_targets(per_style, self.styles.weights)
 
+    @property
+    def regions(self) -> int:
+        """The guided Grams' regions (the styles and the photo's share) with style masks, else 0."""
+        return 0 if self.styles.masks is None else len(self.styles.masks) + 1
+
     def scale_style(self, inputs: ScaleInput) -> dict:
         """The style targets of one image's ``inputs``: the blended style statistics, or with style
         masks the guided Grams of each region (`objective.guided_style_targets`)."""
@@ -143,7 +148,7 @@ class GatysRunner:
 
     def plan(self, content_shape: tuple[int, int]) -> list[ScalePlan]:
         """The scales `stylize` runs for content of ``content_shape``, whole or tiled (`plan_scales`)."""
-        return plan_scales(content_shape, self.config, memory_budget_bytes(self.config))
+        return plan_scales(content_shape, self.config, memory_budget_bytes(self.config), self.regions)
 
     def stylize(
         self,
@@ -170,7 +175,7 @@ class GatysRunner:
         plans = list(plans or self.plan(content.shape[:2]))
         if previous is not None:  # a video frame: one whole scale
             plans = [ScalePlan(plans[-1].shape, plans[-1].needed)]
-            check_memory(plans[0].shape, config)
+            check_memory(plans[0].shape, config, self.regions)
         coarse = (
             config.optimize.iterations
             if config.optimize.coarse_iterations is None
@@ -270,7 +275,7 @@ class GatysRunner:
             # The KNN colours come after the optimisation and differ from the optimised image's,
             # so the temporal loss would pull each frame towards colours it cannot reach.
             raise UsageError("--preserve-color knn is not available for videos with --method gatys; use luminance")
-        check_memory(frames[0].size, self.config)  # every frame, the first one included, runs whole
+        check_memory(frames[0].size, self.config, self.regions)  # every frame, the first one included, runs whole
         results = []
         for index, frame in enumerate(frames):
             previous = warp(index, last) if last is not None and self.config.resolved_temporal_weight > 0 else None
