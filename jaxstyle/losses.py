@@ -64,6 +64,66 @@ def _gram_bwd(flat, cotangent):
 _gram.defvjp(_gram_fwd, _gram_bwd)
 
 
+def guided_gram(features: jax.Array, guide: jax.Array) -> jax.Array:
+    """(H, W, C) features and an (H, W, R) guide -> (R, C, C) guided Gram matrices, one per region:
+    ``G_r = (F * T_r)^T (F * T_r) / (sum(T_r^2) C)`` (Gatys et al. 2017, "Controlling Perceptual
+    Factors in Neural Style Transfer", spatial control).
+
+    The paper leaves the scale of ``G_r`` to the guide; dividing by ``sum(T_r^2)`` (not H W) makes
+    ``G_r`` a weighted mean of ``F_p F_p^T`` over the region, so a region's statistics do not depend
+    on its area and a guide of ones gives `gram_matrix` exactly. An empty region's is 0."""
+    c = features.shape[-1]
+    total = jnp.sum(jnp.square(guide), axis=(0, 1))
+    return guided_gram_sums(features, guide) / (c * jnp.maximum(total, EMPTY_REGION))[:, None, None]
+
+
+# Below this sum of squared guide values a region is empty: its guided Gram is 0 instead of 0 / 0.
+EMPTY_REGION = 1e-12
+
+
+def guided_gram_sums(features: jax.Array, guide: jax.Array) -> jax.Array:
+    """The unnormalised guided Grams ``sum_p T_r(p)^2 F_p F_p^T`` of (H, W, C) features under an
+    (H, W, R) guide: (R, C, C). Sums of windows add up to the whole image's (`jaxstyle.windowed`)."""
+    h, w, c = features.shape
+    return _guided_sums(features.reshape(h * w, c), jnp.square(guide.reshape(h * w, guide.shape[-1])))
+
+
+@jax.custom_vjp
+def _guided_sums(flat: jax.Array, weights: jax.Array) -> jax.Array:
+    # All regions in one (R C, HW) x (HW, C) product instead of R small ones.
+    (p, c), r = flat.shape, weights.shape[-1]
+    weighted = (weights[:, :, None] * flat[:, None, :]).reshape(p, r * c)
+    return jnp.matmul(weighted.T, flat, precision=_HIGHEST).reshape(r, c, c)
+
+
+def _guided_sums_fwd(flat, weights):
+    return _guided_sums(flat, weights), (flat, weights)
+
+
+def _guided_sums_bwd(residuals, cotangent):
+    # As `_gram_bwd`, per region: dF = sum_r w_r * F (G'_r + G'_r^T), all regions in one product of
+    # the (HW, C) features, and only F and the weights kept from the forward pass (autodiff would
+    # keep the (HW, R C) weighted features). The weights' cotangent, F_p^T G'_r F_p, is exact but
+    # unused in an optimisation (the guides are constants), so XLA drops it.
+    flat, weights = residuals
+    (p, c), r = flat.shape, weights.shape[-1]
+    sym = cotangent + jnp.swapaxes(cotangent, 1, 2)  # (R, C, C)
+    mixed = jnp.matmul(flat, jnp.moveaxis(sym, 0, 1).reshape(c, r * c), precision=_HIGHEST).reshape(p, r, c)
+    d_flat = jnp.sum(weights[:, :, None] * mixed, axis=1)
+    d_weights = 0.5 * jnp.sum(mixed * flat[:, None, :], axis=2)
+    return d_flat, d_weights
+
+
+_guided_sums.defvjp(_guided_sums_fwd, _guided_sums_bwd)
+
+
+def guided_style_loss(grams: jax.Array, target_grams: jax.Array, weights: jax.Array) -> jax.Array:
+    """A layer's style loss under spatial control: the sum over regions of ``weights[r] *
+    mean((G_r - A_r)^2)``, for (R, C, C) guided Grams and targets and (R,) region weights. With one
+    region of weight 1 it is `style_loss_of_grams`."""
+    return jnp.sum(weights * jnp.mean(jnp.square(grams - target_grams), axis=(1, 2)))
+
+
 def content_loss(features: jax.Array, target: jax.Array) -> jax.Array:
     """Mean squared difference of (H, W, C) features and the content target of the same shape."""
     return jnp.mean(jnp.square(features - target))

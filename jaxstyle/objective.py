@@ -122,6 +122,12 @@ def content_targets(params, content: jax.Array, spec: LossSpec) -> dict[str, jax
     return image_features(direct_params(params), content, spec.content_layers, spec)
 
 
+@functools.partial(jax.jit, static_argnames=("spec",))
+def batch_content_targets(params, contents: jax.Array, spec: LossSpec) -> dict[str, jax.Array]:
+    """Content features of (B, H, W, 3) images, each (B, h, w, C)."""
+    return jax.vmap(lambda content: content_targets(params, content, spec))(contents)
+
+
 @functools.partial(jax.jit, static_argnames=("spec", "shape"))
 def style_targets(params, style: jax.Array, spec: LossSpec, shape: tuple[int, int]) -> dict[str, jax.Array]:
     """Style statistics of one (h, w, 3) style image for an output of ``shape`` (H, W).
@@ -141,6 +147,91 @@ def style_targets(params, style: jax.Array, spec: LossSpec, shape: tuple[int, in
         h, w, c = out_shapes[name].shape
         targets[name] = losses.sorted_projections(value, _directions(c, index), h * w)
     return targets
+
+
+# Spatial control (Gatys et al. 2017; the guides come from `jaxstyle.masks`). A style target of a
+# masked run is, per style layer, a dict instead of a Gram matrix: ``{"gram": (R, C, C), "guide":
+# (h, w, R), "weight": (R,)}`` for R = K + 1 regions, the K styles and last the photo's own share.
+# ``"gram"`` holds style k's Gram (its guided Gram over its ``--style-region``, if given) and, for
+# the photo, the content image's own guided Gram over the uncovered part, so that part keeps the
+# photo's texture. A tile adds ``"count"`` (R,) and ``"rest"`` (R, C, C) (`guided_layer_loss`).
+
+# Regions whose share of the image (mean guide value at a layer) is below this are weighted by
+# share / MIN_REGION_SHARE. Guided Grams are means over their region, so the pull on each pixel of
+# a region grows as 1 / share: a sliver (the seam two feathered masks leave to the photo, a stray
+# speck in a mask) would pull its few pixels hundreds of times harder than a whole-image style and
+# dominate the step. Fading it in linearly caps that at 1 / MIN_REGION_SHARE = 20 times and, unlike
+# dropping regions below a threshold, does not jump when a mask changes a little.
+MIN_REGION_SHARE = 0.05
+
+
+def region_weights(guide: np.ndarray) -> np.ndarray:
+    """(R,) weights of the regions of an (h, w, R) guide: ``min(1, share / MIN_REGION_SHARE)``."""
+    share = np.mean(np.asarray(guide, np.float64), axis=(0, 1))
+    return np.minimum(1.0, share / MIN_REGION_SHARE).astype(np.float32)
+
+
+def layer_guides(guides: np.ndarray, layers) -> dict[str, np.ndarray]:
+    """(H, W, R) guides at each of ``layers``' resolutions: ``{layer: (h, w, R)}``, averaged over
+    stride x stride blocks (`masks.downsample`). VGG's 2x2 poolings drop odd rows and columns
+    (VALID), so the layer at stride s has floor(H / s) rows and each position sees the block the
+    mean is over: it is the share of that block in each region (Gatys et al. resize the guides)."""
+    from jaxstyle.masks import downsample
+    from jaxstyle.nets.vgg_layers import stride_of
+
+    return {name: downsample(np.asarray(guides, np.float32), stride_of(name)) for name in layers}
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def region_grams(params, image: jax.Array, guides, spec: LossSpec) -> dict[str, jax.Array]:
+    """Guided Grams (R, C, C) of one (H, W, 3) image under ``{layer: (h, w, R)}`` guides."""
+    features = image_features(direct_params(params), image, spec.style_layers, spec)
+    return {name: losses.guided_gram(value, guides[name]) for name, value in features.items()}
+
+
+def guided_style_targets(
+    params,
+    content: np.ndarray,
+    styles,
+    regions,
+    guides: np.ndarray,
+    spec: LossSpec,
+) -> dict[str, dict[str, jax.Array]]:
+    """The style targets of a masked run (the layout above) for ``content`` (what is stylized, (H,
+    W, 3)) and its (H, W, K + 1) ``guides`` (`prepare.guides_for`): ``styles``, the K sized style
+    images, and ``regions``, each one's (h, w) region or None (or None for all)."""
+    shape = content.shape[:2]
+    per_layer = layer_guides(guides, spec.style_layers)
+    photo = region_grams(params, jnp.asarray(content), {n: g[..., -1:] for n, g in per_layer.items()}, spec)
+    per_style = []
+    for index, style in enumerate(styles):
+        region = None if regions is None else regions[index]
+        if region is None:
+            per_style.append(style_targets(params, jnp.asarray(style), spec, shape))
+        else:
+            own = layer_guides(np.asarray(region)[..., None], spec.style_layers)
+            per_style.append({n: g[0] for n, g in region_grams(params, jnp.asarray(style), own, spec).items()})
+    return {
+        name: {
+            "gram": jnp.stack([*(grams[name] for grams in per_style), photo[name][0]]),
+            "guide": jnp.asarray(guide),
+            "weight": jnp.asarray(region_weights(guide)),
+        }
+        for name, guide in per_layer.items()
+    }
+
+
+def guided_layer_loss(features: jax.Array, target: Mapping[str, jax.Array]) -> jax.Array:
+    """One style layer's loss under spatial control (`losses.guided_style_loss`) of (h, w, C)
+    ``features`` against a masked run's ``target`` (the layout above). A tile's target also holds
+    the whole image's ``"count"`` (sum of squared guide values per region) and ``"rest"``, what the
+    rest of the image adds to each guided Gram: the tile's sums then give the whole image's Grams."""
+    if "rest" in target:
+        sums = losses.guided_gram_sums(features, target["guide"])
+        grams = sums / (features.shape[-1] * target["count"])[:, None, None] + target["rest"]
+    else:
+        grams = losses.guided_gram(features, target["guide"])
+    return losses.guided_style_loss(grams, target["gram"], target["weight"])
 
 
 def blend_style_targets(per_style: list[dict[str, jax.Array]], blend: tuple[float, ...]) -> dict[str, jax.Array]:
@@ -172,7 +263,9 @@ def layer_losses(params, image: jax.Array, targets: Mapping[str, Any], spec: Los
     style = {}
     for index, name in enumerate(spec.style_layers):
         target = targets["style"][name]
-        if spec.style_statistic == "gram":
+        if isinstance(target, Mapping):  # spatial control
+            style[name] = guided_layer_loss(features[name], target)
+        elif spec.style_statistic == "gram":
             style[name] = losses.style_loss(features[name], target)
         else:
             style[name] = losses.sliced_wasserstein_loss(features[name], _directions(target.shape[-1], index), target)

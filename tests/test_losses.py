@@ -311,3 +311,55 @@ def test_temporal_loss_hand_computed_and_against_numpy():
     got = losses.temporal_loss(jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32), jnp.asarray(c, jnp.float32))
     assert float(got) == pytest.approx(expected, rel=1e-5)
     assert float(losses.temporal_loss(jnp.asarray(x), jnp.asarray(x) + 0.3, jnp.zeros((5, 7, 1)))) == 0.0
+
+
+# --------------------------------------------------------------------------- guided Gram (spatial control)
+
+
+def np_guided_gram(features, guide):
+    """Gatys et al. 2017's guided Gram, one region at a time, normalised by sum(T^2) C."""
+    h, w, c = features.shape
+    flat = features.reshape(h * w, c).astype(np.float64)
+    out = []
+    for region in np.moveaxis(guide.reshape(h * w, -1).astype(np.float64), 1, 0):
+        weighted = flat * region[:, None]
+        total = np.sum(region**2)
+        out.append(weighted.T @ weighted / (total * c) if total > 0 else np.zeros((c, c)))
+    return np.stack(out)
+
+
+def test_guided_gram_matches_numpy_and_a_guide_of_ones_is_the_gram():
+    rng = np.random.default_rng(11)
+    features = rand(rng, 5, 7, 6)
+    guide = rng.uniform(size=(5, 7, 3)).astype(np.float32)
+    guide[..., 2] = 0.0  # an empty region: 0, not 0 / 0
+    np.testing.assert_allclose(
+        losses.guided_gram(features, guide), np_guided_gram(features, guide), rtol=1e-5, atol=1e-7
+    )
+    assert not np.any(np.asarray(losses.guided_gram(features, guide))[2])
+    ones = np.ones((5, 7, 1), np.float32)
+    np.testing.assert_allclose(losses.guided_gram(features, ones)[0], losses.gram_matrix(features), rtol=1e-6)
+    # A region's statistics do not depend on its area: the same texture tiled twice as wide.
+    wide, wide_guide = np.concatenate([features, features], 1), np.concatenate([guide, guide], 1)
+    np.testing.assert_allclose(losses.guided_gram(wide, wide_guide), losses.guided_gram(features, guide), rtol=1e-5)
+    a = np_guided_gram(rand(rng, 4, 4, 6), guide[:4, :4])
+    weights = np.asarray([1.0, 0.5, 0.0], np.float32)
+    expected = sum(weights[r] * np.mean((np_guided_gram(features, guide)[r] - a[r]) ** 2) for r in range(3))
+    got = losses.guided_style_loss(losses.guided_gram(features, guide), jnp.asarray(a, jnp.float32), weights)
+    assert float(got) == pytest.approx(expected, rel=1e-4)
+
+
+def test_guided_gram_gradients_match_finite_differences(x64):
+    """The custom VJP of the guided sums, for the features and (unused in a run, but exact) the guide."""
+    rng = np.random.default_rng(12)
+    f = jnp.asarray(rng.normal(size=(3, 4, 5)))
+    guide = jnp.asarray(rng.uniform(size=(3, 4, 2)))
+    probe = jnp.asarray(rng.normal(size=(2, 5, 5)))
+    for name, (fun, x) in {
+        "features": (lambda x: jnp.sum(probe * losses.guided_gram(x, guide)), f),
+        "guide": (lambda t: jnp.sum(probe * losses.guided_gram_sums(f, t)), guide),
+    }.items():
+        try:
+            central_difference_check(jax.jit(fun), x, rng)
+        except AssertionError as error:
+            raise AssertionError(f"{name}: {error}") from None

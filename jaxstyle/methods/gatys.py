@@ -9,7 +9,6 @@ the step in `jaxstyle.step`, and its driver in `jaxstyle.optimize`.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,33 +19,32 @@ import numpy as np
 
 from jaxstyle import prepare
 from jaxstyle.config import StyleConfig
-from jaxstyle.errors import UsageError
+from jaxstyle.errors import MaskError, UsageError
 from jaxstyle.io.parts import PartsFolder
 from jaxstyle.methods import BucketProgress, Previous, Warp
 from jaxstyle.methods.gatys_plan import check_memory, plan_scales
+from jaxstyle.methods.gatys_tiles import optimize_tiles
 from jaxstyle.nets.magenta import MIN_SIDE as magenta_min_side
 from jaxstyle.nets.vgg import prepare_params
 from jaxstyle.objective import (
     LossSpec,
+    batch_content_targets,
     blend_style_targets,
     content_targets,
+    guided_style_targets,
     image_targets,
-    input_norms,
     make_targets,
     score,
     score_each,
     style_targets,
-    total_of,
-    weighted_terms,
     whole_norms,
 )
 from jaxstyle.optimize import StepReport, optimize
 from jaxstyle.placement import Placement, memory_budget_bytes
 from jaxstyle.prepare import BatchImage, ScaleInput, StyleSet
 from jaxstyle.step import OptimizerSpec, Stepper, batched, make_stepper
-from jaxstyle.tiling import ScalePlan, TilePlan
+from jaxstyle.tiling import ScalePlan
 from jaxstyle.weights import VGGWeights, load_weights, params_digest
-from jaxstyle.windowed import gram_targets_tiled, layer_losses_tiled
 
 
 @dataclass(frozen=True)
@@ -90,12 +88,6 @@ class Progress:
         return text
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
-def _batch_content_targets(params, contents: jax.Array, spec: LossSpec) -> dict[str, jax.Array]:
-    """Content features of (B, H, W, 3) images, each (B, h, w, C)."""
-    return jax.vmap(lambda content: content_targets(params, content, spec))(contents)
-
-
 class GatysRunner:
     """The VGG19 weights on the devices, the loss and optimiser settings, cached style targets."""
 
@@ -110,6 +102,10 @@ class GatysRunner:
         weights: VGGWeights | None = None,
         devices: Sequence[jax.Device] | None = None,
     ) -> None:
+        if styles.masks is not None and config.loss.style_statistic != "gram":
+            raise MaskError(
+                "style masks need the Gram style statistic (guided Gram matrices); use --style-statistic gram"
+            )
         self.config = config
         self.styles = styles
         weights = weights or load_weights()
@@ -128,6 +124,21 @@ class GatysRunner:
         per_style = [style_targets(self.params, jnp.asarray(image), self.spec, shape) for image in images]
         return blend_style_targets(per_style, self.styles.weights)
 
+    @property
+    def regions(self) -> int:
+        """The guided Grams' regions (the styles and the photo's share) with style masks, else 0."""
+        return 0 if self.styles.masks is None else len(self.styles.masks) + 1
+
+    def scale_style(self, inputs: ScaleInput) -> dict:
+        """The style targets of one image's ``inputs``: the blended style statistics, or with style
+        masks the guided Grams of each region (`objective.guided_style_targets`)."""
+        shape = inputs.content.shape[:2]
+        if inputs.guides is None:
+            return self.style_targets(inputs.styles, shape)
+        return guided_style_targets(
+            self.params, inputs.content, inputs.styles, inputs.regions, inputs.guides, self.spec
+        )
+
     def bucket(self, shape: tuple[int, int]) -> tuple[int, int]:
         """Every own size is its own compiled shape: padding would change what VGG sees."""
         return shape
@@ -137,7 +148,7 @@ class GatysRunner:
 
     def plan(self, content_shape: tuple[int, int]) -> list[ScalePlan]:
         """The scales `stylize` runs for content of ``content_shape``, whole or tiled (`plan_scales`)."""
-        return plan_scales(content_shape, self.config, memory_budget_bytes(self.config))
+        return plan_scales(content_shape, self.config, memory_budget_bytes(self.config), self.regions)
 
     def stylize(
         self,
@@ -164,7 +175,7 @@ class GatysRunner:
         plans = list(plans or self.plan(content.shape[:2]))
         if previous is not None:  # a video frame: one whole scale
             plans = [ScalePlan(plans[-1].shape, plans[-1].needed)]
-            check_memory(plans[0].shape, config)
+            check_memory(plans[0].shape, config, self.regions)
         coarse = (
             config.optimize.iterations
             if config.optimize.coarse_iterations is None
@@ -203,8 +214,8 @@ class GatysRunner:
             scale_config = config.replace(iterations=per_scale[index])
             last = index == len(plans) - 1
             if plan.tiled:
-                image, scores = self._optimize_tiles(
-                    plan, inputs, scale_config, report, parts, index, scores=last and callback is not None
+                image, scores = optimize_tiles(
+                    self, plan, inputs, scale_config, report, parts, index, scores=last and callback is not None
                 )
             else:
                 image, scores = self._optimize_whole(
@@ -221,7 +232,7 @@ class GatysRunner:
         """One scale optimised whole: the image, and with ``scores`` its `objective.score` (else
         None). ``temporal``: a video frame's warped predecessor, which the temporal loss holds it near."""
         features = content_targets(self.params, jnp.asarray(inputs.content), self.spec)
-        style = self.style_targets(inputs.styles, inputs.content.shape[:2])
+        style = self.scale_style(inputs)
         targets = make_targets(features, style, self._norms(inputs, make_targets(features, style)), temporal)
         start = jnp.asarray(inputs.start, jnp.float32)
         image = np.asarray(optimize(self.params, start, targets, config, self.spec, callback=report).image)
@@ -252,115 +263,6 @@ class GatysRunner:
         self._fast.config = self._fast.config.replace(max_size=side)
         return self._fast.stylize(content)
 
-    def _optimize_tiles(self, plan, inputs: ScaleInput, config, report, parts, scale, scores=False):
-        """One scale in overlapping tiles under the whole style image's statistics: the image, and
-        with ``scores`` its `objective.score` (computed in windows; else None).
-
-        Each tile optimises the *whole-image* loss with the rest of the image held fixed. Its
-        content term is its own, weighted by its share ``s`` of the image (the content loss is a
-        mean, so each pixel keeps the gradient it has in the whole-image loss; TV is a sum and needs
-        no weight). Its style term is the whole image's Gram loss ``mean((G - A)^2)`` with
-        ``G = s G_tile + (1 - s) G_rest``: the rest's Gram ``G_rest`` is frozen at what the image is
-        when the tile starts (the whole current image's Grams, computed exactly in windows by
-        `windowed.gram_targets_tiled`, less the tile's own). That is the plain Gram loss of the tile
-        against the target ``G_tile_start + (A - G_whole) / s`` with weight ``s^2``, so the loss
-        code is unchanged. A tile aiming at the global Grams itself (each tile a small copy of the
-        style's statistics) came out 49 % further from the style than the untiled run at 1024 px
-        (benchmarks/highres_tiles.py), because every region then had to carry all of the style.
-
-        The tiles run in `TilePlan.groups`: a group's tiles do not overlap and run as vmapped
-        batches; each tile starts from the tiles finished before it where they overlap it (faded
-        in by their blending weights), and the blend of all (`TilePlan.weights`, summing to 1) is
-        the result. Finished tiles go to ``parts``. The inputs' losses, which every term is measured
-        against, are the whole image's, computed in windows (`windowed.layer_losses_tiled`).
-        """
-        tiles = plan.tiles()
-        th, tw = tiles.tile
-        share = th * tw / (plan.shape[0] * plan.shape[1])
-        loss = self.spec.settings.replace(
-            content_weight=self.spec.content_weight * share, style_weight=self.spec.style_weight * share**2
-        )
-        spec = dataclasses.replace(self.spec, settings=loss)
-        stepper = batched(make_stepper(spec, OptimizerSpec.from_config(config)), 0)
-        gram_window = max(tiles.tile)
-        style = blend_style_targets(
-            [gram_targets_tiled(self.params, image, spec, gram_window) for image in inputs.styles], self.styles.weights
-        )
-
-        def measure(image):
-            return layer_losses_tiled(
-                self.params, np.asarray(image), {"style": style}, inputs.content, spec, gram_window
-            )
-
-        norm = input_norms(measure, inputs.content, inputs.references, self.styles.weights)
-        blended = np.zeros((*plan.shape, 3), np.float32)
-        covered = np.zeros((*plan.shape, 1), np.float32)
-        finished = 0
-        for group in tiles.groups():
-            results = {}
-            todo = []
-            for window in group:
-                name = f"scale{scale}_tile{window.index:04d}.npy"
-                saved = parts.load_array(name, (*tiles.tile, 3)) if parts is not None else None
-                if saved is not None:
-                    results[window.index] = saved
-                    finished += 1
-                else:
-                    todo.append(window)
-            if todo:  # the whole image as it is now: where the tile targets start from
-                canvas = blended + (1.0 - covered) * inputs.start
-                residual = jax.tree.map(
-                    lambda a, g: (a - g) / share, style, gram_targets_tiled(self.params, canvas, spec, gram_window)
-                )
-            for first in range(0, len(todo), plan.batch):
-                chunk = todo[first : first + plan.batch]
-                starts = []
-                for window in chunk:
-                    # What the finished tiles made, faded into the scale's start with their own
-                    # feathered weights: a hard switch where their windows end would be a seam.
-                    done = tiles.crop(covered, window)
-                    starts.append(tiles.crop(blended, window) + (1.0 - done) * tiles.crop(inputs.start, window))
-                targets = self._tile_targets(tiles, chunk, inputs.content, starts, residual, norm, spec)
-
-                def tile_report(step, chunk=chunk, finished=finished):
-                    report(step, tiles=(finished, tiles.count, len(chunk)))
-
-                result = optimize(
-                    self.params,
-                    jnp.asarray(np.stack(starts), jnp.float32),
-                    targets,
-                    config,
-                    spec,
-                    stepper=stepper,
-                    callback=tile_report,
-                )
-                for window, image in zip(chunk, np.asarray(result.image)):
-                    results[window.index] = image
-                    if parts is not None:
-                        parts.save_array(f"scale{scale}_tile{window.index:04d}.npy", image)
-                finished += len(chunk)
-            for window in group:
-                weights = tiles.weights(window)[..., None]
-                top, left = window.top, window.left
-                blended[top : top + th, left : left + tw] += weights * results[window.index]
-                covered[top : top + th, left : left + tw] += weights
-        if not scores:
-            return blended, None
-        terms = weighted_terms(measure(blended), norm, self.spec)
-        return blended, {**terms, "total": total_of(terms)}
-
-    def _tile_targets(self, tiles: TilePlan, chunk, content, starts, residual, norm, spec: LossSpec) -> dict:
-        """The targets of a batch of tiles (`_optimize_tiles`): each tile's own content features, its
-        Grams where it starts plus the ``residual`` the rest of the image leaves it, and the whole
-        image's ``norm``."""
-        contents = jnp.asarray(np.stack([tiles.crop(content, window) for window in chunk]))
-        own = [style_targets(self.params, jnp.asarray(image), spec, tiles.tile) for image in starts]
-        return make_targets(
-            _batch_content_targets(self.params, contents, spec),
-            jax.tree.map(lambda r, *g: jnp.stack([gram + r for gram in g]), residual, *own),
-            jax.tree.map(lambda *v: jnp.stack(v), *[norm] * len(chunk)),
-        )
-
     def stylize_frames(
         self,
         frames: Sequence[BatchImage],
@@ -373,7 +275,7 @@ class GatysRunner:
             # The KNN colours come after the optimisation and differ from the optimised image's,
             # so the temporal loss would pull each frame towards colours it cannot reach.
             raise UsageError("--preserve-color knn is not available for videos with --method gatys; use luminance")
-        check_memory(frames[0].size, self.config)  # every frame, the first one included, runs whole
+        check_memory(frames[0].size, self.config, self.regions)  # every frame, the first one included, runs whole
         results = []
         for index, frame in enumerate(frames):
             previous = warp(index, last) if last is not None and self.config.resolved_temporal_weight > 0 else None
@@ -409,10 +311,10 @@ class GatysRunner:
         inputs = [prepare.batch_scale_input(i, self.styles, shape, config, f) for i, f in zip(images, fast)]
         inputs += inputs[-1:] * (size - len(images))
         contents = placement.put(np.stack([own.content for own in inputs]), split=True)
-        features = _batch_content_targets(self.params, contents, self.spec)
+        features = batch_content_targets(self.params, contents, self.spec)
         style_axis = _style_axis(images)
         if style_axis == 0:
-            per_image = [self.style_targets(own.styles, shape) for own in inputs]
+            per_image = [self.scale_style(own) for own in inputs]
             style = placement.put(jax.tree.map(lambda *v: jnp.stack(v), *per_image), split=True)
         else:
             style = self._bucket_style(images[0].size, shape, inputs[0].styles)
@@ -452,8 +354,9 @@ class GatysRunner:
 
 def _style_axis(images: Sequence[BatchImage]) -> int | None:
     """The batch axis of a batch's style targets: 0 where each image has its own recoloured
-    styles (the colour-preserving modes), None where the batch shares them."""
-    return 0 if images[0].styles is not None else None
+    styles (the colour-preserving modes) or its own guides and photo statistics (style masks),
+    None where the batch shares them."""
+    return 0 if images[0].styles is not None or images[0].guides is not None else None
 
 
 def setup(config: StyleConfig, styles: StyleSet, *, weights=None, devices=None) -> GatysRunner:
