@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--sheets", type=Path, default=None, help="folder for the contact sheets")
     parser.add_argument("--size", type=int, default=384)
     parser.add_argument("--pairs", type=int, default=len(PAIRS))
+    parser.add_argument("--iterations", type=int, default=None, help="the optimisation's (default: its own)")
     args = parser.parse_args()
 
     from jaxstyle import StyleConfig, stylize
@@ -90,14 +91,15 @@ def main() -> None:
     from jaxstyle.io.resize import resize_to
 
     vgg = judge.load_vgg()
-    results = {"size": args.size, "pairs": {}}
+    results = {"size": args.size, "iterations": args.iterations, "pairs": {}}
     for name, photo_path, a_path, b_path in PAIRS[: args.pairs]:
         photo = load_image(SHARED / photo_path).rgb
         styles = [load_image(SHARED / path).rgb for path in (a_path, b_path)]
         record = results["pairs"].setdefault(name, {"styles": [a_path, b_path]})
         row = [photo]
         for method in ("fast", "gatys"):
-            config = StyleConfig(method=method, max_size=args.size)
+            extra = {"iterations": args.iterations} if args.iterations and method == "gatys" else {}
+            config = StyleConfig(method=method, max_size=args.size, **extra)
             single = stylize(photo, styles[:1], config)
             small = resize_to(photo, *single.shape[:2])
             for kind in ("split", "band"):
