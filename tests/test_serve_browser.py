@@ -1,7 +1,7 @@
 """`jaxstyle serve`'s page in a real headless Chromium (Debian's package, driven by Playwright;
 no browser is downloaded): it loads with no console error and no request leaving 127.0.0.1,
-takes a photo and a style, shows a fast result, streams an optimisation's pictures and cancels
-it, and stylizes Chromium's fake webcam. One server and one browser for the module.
+takes a photo and a style, shows a fast result, paints a mask for it, streams an optimisation's
+pictures and cancels it, and stylizes Chromium's fake webcam. One server and one browser for the module.
 
 Screenshots of each state go to a temporary folder, or to docs/screenshots/ with
 ``JAXSTYLE_SCREENSHOTS=1``.
@@ -127,7 +127,27 @@ def test_photo_and_style_give_a_fast_result(page, shots):
     assert page.problems == []
 
 
+def test_a_painted_stroke_goes_with_the_job(page, shots):
+    page.check("#mask-on")
+    box = page.locator("#paint-canvas").bounding_box()
+    middle = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + 0.1 * box["width"], middle)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.5 * box["width"], middle, steps=4)
+    page.mouse.up()
+    assert "not painted" not in page.locator("#regions button").text_content()
+    results = page.locator("#gallery button").count()
+    page.click("#stylize")
+    page.wait_for_function(f"() => document.querySelectorAll('#gallery button').length > {results}")
+    assert "--style-mask" in page.locator("#command").text_content()
+    page.screenshot(path=shots / "mask_painted.png", full_page=True)
+    page.uncheck("#mask-on")  # the steps below style the whole picture
+    assert page.locator("#paint").is_hidden()
+    assert page.problems == []
+
+
 def test_optimisation_shows_progress_then_cancels(page, shots):
+    results = page.locator("#gallery button").count()
     page.check("input[name=method][value=gatys]")
     page.locator("#iterations").fill("5000")
     before = counter(page, "progressImages")
@@ -137,7 +157,8 @@ def test_optimisation_shows_progress_then_cancels(page, shots):
     page.screenshot(path=shots / "optimisation_progress.png", full_page=True)
     page.click("#cancel")
     page.wait_for_function("() => document.getElementById('status').textContent === 'Cancelled'")
-    assert page.locator("#gallery button").count() == 1  # the cancelled job left no result
+    assert page.locator("#gallery button").count() == results  # the cancelled job left no result
+    assert page.evaluate("async () => (await (await fetch('/api/results')).json()).length") == results
     assert page.problems == []
 
 
