@@ -321,34 +321,43 @@ def test_a_painted_mask_styles_its_half_and_leaves_the_photo(client, images, res
 
 
 def _mask_error(call) -> str:
+    """The one line of the `MaskError` that ``call`` raises."""
     with pytest.raises(MaskError) as raised:
         call()
     return one_line(raised.value)
 
 
+def _unreadable(data: bytes) -> str:
+    """The line `jaxstyle.masks.load_mask` gives for a mask file the image loader refuses."""
+    with pytest.raises(ImageError) as raised:
+        decode_image_bytes(data, name="style mask 1", min_side=1, max_pixels=MAX_PIXELS)
+    return f"style mask 1: {one_line(raised.value)}"
+
+
+BIG = np.full((400, 400), 255, np.uint8)  # 160,000 pixels, over this app's 100,000
+
+
 @pytest.mark.parametrize(
     ("masks", "expected"),
     [
-        ([np.zeros((48, 64), np.uint8)], lambda: as_mask(np.zeros((2, 2)), what="style mask 1")),
-        ([half_mask(), half_mask()], lambda: check_masks([0, 0], 1, (1, 1))),
+        ([np.zeros((48, 64), np.uint8)], lambda: _mask_error(lambda: as_mask(np.zeros((2, 2)), what="style mask 1"))),
+        ([half_mask(), half_mask()], lambda: _mask_error(lambda: check_masks([0, 0], 1, (1, 1)))),
         (
             [half_mask(64, 64)],
-            lambda: check_masks([np.ones((64, 64))], 1, (48, 64), names=["style mask 1"]),
+            lambda: _mask_error(lambda: check_masks([np.ones((64, 64))], 1, (48, 64), names=["style mask 1"])),
         ),
-        (["not an image"], None),
+        ([b"not an image"], lambda: _unreadable(b"not an image")),
+        ([BIG], lambda: _unreadable(png_bytes(BIG))),
     ],
-    ids=["all-black", "count", "aspect", "not-an-image"],
+    ids=["all-black", "count", "aspect", "not-an-image", "too-many-pixels"],
 )
 @pytest.mark.parametrize("route", ["/api/jobs", "/api/preview"])
 def test_bad_masks_get_the_cli_message(client, images, masks, expected, route):
-    sent = [data_url(png_bytes(m)) if isinstance(m, np.ndarray) else data_url(m.encode()) for m in masks]
+    sent = [data_url(png_bytes(m) if isinstance(m, np.ndarray) else m) for m in masks]
     body = {"content": images["photo"], "style": images["style"], "method": "fast", "max_size": SIZE, "masks": sent}
     response = client.post(route, json=body, headers=POST)
     assert response.status_code == 422 and response.json()["code"] == MaskError.exit_code
-    if expected is None:
-        assert response.json()["error"].startswith("style mask 1: 'style mask 1' is not a recognised image format")
-    else:
-        assert response.json()["error"] == _mask_error(expected)
+    assert response.json()["error"] == expected()
 
 
 # ----------------------------------------------------------------------------------- webcam

@@ -121,7 +121,10 @@ def _masks(value: object, content: Upload | None, styles: int, config: StyleConf
         raise UsageError("masks must be a list of PNG data URLs, one per style")
     check_masks(value, styles, (1, 1), fit="stretch")  # the count alone, before any mask is decoded
     names = [f"style mask {i + 1}" for i in range(styles)]
-    masks = tuple(decode_mask(text, name, uploads.max_pixels) for text, name in zip(value, names))
+    # A mask is stretched to the result, which is at most MAX_SIZE a side: finer masks add
+    # nothing but memory (eight masks of the uploads' 50 megapixels would be 1.6 GB as floats).
+    limit = min(uploads.max_pixels, MAX_SIZE * MAX_SIZE)
+    masks = tuple(decode_mask(text, name, limit) for text, name in zip(value, names))
     check_masks([m.array for m in masks], styles, content.image.size, fit=config.masks.mask_fit, names=names)
     return masks
 
