@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import time
 
@@ -23,6 +24,17 @@ def jpeg_bytes(rgb: np.ndarray, quality: int = 92) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()
+
+
+def data_url(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def half_mask(height: int = 48, width: int = 64) -> np.ndarray:
+    """A painted mask as the page sends it: white over the left half, black over the right."""
+    mask = np.zeros((height, width), np.uint8)
+    mask[:, : width // 2] = 255
+    return mask
 
 
 def photo_rgb(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:

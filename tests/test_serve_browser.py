@@ -1,10 +1,11 @@
 """`jaxstyle serve`'s page in a real headless Chromium (Debian's package, driven by Playwright;
 no browser is downloaded): it loads with no console error and no request leaving 127.0.0.1,
-takes a photo and a style, shows a fast result, streams an optimisation's pictures and cancels
-it, and stylizes Chromium's fake webcam. One server and one browser for the module.
+takes a photo and a style, shows a fast result, paints a mask for it, streams an optimisation's
+pictures and cancels it, and stylizes Chromium's fake webcam. One server and one browser for the module.
 
 Screenshots of each state go to a temporary folder, or to docs/screenshots/ with
-``JAXSTYLE_SCREENSHOTS=1``.
+``JAXSTYLE_SCREENSHOTS=1``, in 256 colours there to keep them small (the README's picture, of the
+bundled cat, is docs/screenshots/take.py's).
 """
 
 from __future__ import annotations
@@ -94,6 +95,15 @@ def shots(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("screenshots")
 
 
+def shoot(page, folder: Path, name: str) -> None:
+    page.screenshot(path=folder / name, full_page=True)
+    if os.environ.get("JAXSTYLE_SCREENSHOTS"):
+        from PIL import Image
+
+        with Image.open(folder / name) as image:
+            image.convert("RGB").quantize(256, dither=Image.Dither.NONE).save(folder / name, optimize=True)
+
+
 def counter(page, name: str) -> int:
     return int(page.evaluate(f"() => document.body.dataset.{name}"))
 
@@ -123,21 +133,43 @@ def test_photo_and_style_give_a_fast_result(page, shots):
     assert page.locator("#compare").is_visible()
     assert page.locator("#command").text_content().startswith("jaxstyle stylize ")
     assert page.locator("#download").get_attribute("href").endswith(".png")
-    page.screenshot(path=shots / "fast_result.png", full_page=True)
+    shoot(page, shots, "fast_64px.png")
+    assert page.problems == []
+
+
+def test_a_painted_stroke_goes_with_the_job(page, shots):
+    page.check("#mask-on")
+    page.locator("#paint-canvas").scroll_into_view_if_needed()  # the mouse moves in the viewport
+    box = page.locator("#paint-canvas").bounding_box()
+    middle = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + 0.1 * box["width"], middle)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.5 * box["width"], middle, steps=4)
+    page.mouse.up()
+    assert "not painted" not in page.locator("#regions button").text_content()
+    results = page.locator("#gallery button").count()
+    page.click("#stylize")
+    page.wait_for_function(f"() => document.querySelectorAll('#gallery button').length > {results}")
+    assert "--style-mask" in page.locator("#command").text_content()
+    shoot(page, shots, "mask_64px.png")
+    page.uncheck("#mask-on")  # the steps below style the whole picture
+    assert page.locator("#paint").is_hidden()
     assert page.problems == []
 
 
 def test_optimisation_shows_progress_then_cancels(page, shots):
+    results = page.locator("#gallery button").count()
     page.check("input[name=method][value=gatys]")
     page.locator("#iterations").fill("5000")
     before = counter(page, "progressImages")
     page.click("#stylize")
     page.wait_for_function(f"() => Number(document.body.dataset.progressImages) >= {before + 2}")
     assert page.locator("#progress-text").text_content().startswith("scale 1/1")
-    page.screenshot(path=shots / "optimisation_progress.png", full_page=True)
+    shoot(page, shots, "optimisation_progress.png")
     page.click("#cancel")
     page.wait_for_function("() => document.getElementById('status').textContent === 'Cancelled'")
-    assert page.locator("#gallery button").count() == 1  # the cancelled job left no result
+    assert page.locator("#gallery button").count() == results  # the cancelled job left no result
+    assert page.evaluate("async () => (await (await fetch('/api/results')).json()).length") == results
     assert page.problems == []
 
 
@@ -146,7 +178,7 @@ def test_webcam_mode_receives_stylized_frames(page, shots):
     page.click("#live")
     page.wait_for_function("() => Number(document.body.dataset.liveFrames) >= 5")
     assert "frames per second" in page.locator("#fps").text_content()
-    page.screenshot(path=shots / "webcam_live.png", full_page=True)
+    shoot(page, shots, "webcam_live.png")
     page.click("#live")
     assert page.locator("#live").get_attribute("aria-pressed") == "false"
     assert page.problems == []

@@ -12,6 +12,8 @@ Starlette's thread pool, jobs on the queue's worker, previews and webcam frames 
     GET  /api/images/{id}.jpg      an upload, small (the page's thumbnails)
     POST /api/preview              settings JSON -> the fast method's picture (JPEG)
     POST /api/jobs                 settings JSON -> a queued job {id, ...}
+                                   (settings: style = an id or a list, builtin = N or a list, masks =
+                                   one PNG data URL per style)
     GET  /api/jobs                 every job's state
     GET  /api/jobs/{id}/events     server-sent events of one job, until it ends
     POST /api/jobs/{id}/cancel     cancel a queued or running job
@@ -40,7 +42,15 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from jaxstyle.config import StyleConfig
-from jaxstyle.errors import ImageError, InputNotFoundError, JaxstyleError, OutputError, UsageError, one_line
+from jaxstyle.errors import (
+    ImageError,
+    InputNotFoundError,
+    JaxstyleError,
+    MaskError,
+    OutputError,
+    UsageError,
+    one_line,
+)
 from jaxstyle.serve import forms
 from jaxstyle.serve.jobs import JobQueue
 from jaxstyle.serve.live import Lane
@@ -48,7 +58,7 @@ from jaxstyle.serve.results import ResultStore, jpeg
 from jaxstyle.serve.security import BodyTooLarge, Guard, ServeSettings, read_body
 from jaxstyle.serve.uploads import BUNDLED, BUNDLED_TITLES, Uploads
 
-STATUS = {UsageError: 400, InputNotFoundError: 404, ImageError: 422, OutputError: 500}
+STATUS = {UsageError: 400, InputNotFoundError: 404, ImageError: 422, MaskError: 422, OutputError: 500}
 RESULT_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
 STATIC = Path(str(resources.files("jaxstyle.serve").joinpath("static")))
 
@@ -143,12 +153,14 @@ def create_app(settings: ServeSettings) -> Starlette:
         return Response(data, media_type="image/jpeg")
 
     async def preview(request: Request) -> Response:
-        parsed = forms.parse(await json_body(request), state["uploads"], live=True)
+        body = await json_body(request, settings.max_upload_bytes)  # painted masks ride along
+        parsed = await run_in_threadpool(forms.parse, body, state["uploads"], live=True)
         data = await state["lane"].run(state["lane"].preview, parsed)
         return Response(data, media_type="image/jpeg")
 
     async def submit(request: Request) -> Response:
-        parsed = forms.parse(await json_body(request), state["uploads"])
+        body = await json_body(request, settings.max_upload_bytes)
+        parsed = await run_in_threadpool(forms.parse, body, state["uploads"])  # masks are decoded
         job = state["jobs"].submit(parsed)
         return JSONResponse(job.summary(), status_code=202)
 

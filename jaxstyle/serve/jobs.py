@@ -202,19 +202,21 @@ class JobQueue:
         from jaxstyle.stylization import Planned, stylize
 
         request, config = job.request, job.request.config
-        content, style = request.content, request.style
+        content = request.content
         content_path = self.store.keep_input(content)
-        style_paths = [self.store.keep_input(style)] if style is not None else []
+        style_paths = [self.store.keep_input(style) for style in request.styles]
+        # The painted masks are written beside the inputs, so the shown command runs as it is.
+        mask_paths = [self.store.keep_input(mask) for mask in request.masks or ()]
         result_id = self.store.new_id()
-        command = stylize_command(
-            content_path, style_paths, self.store.path_for(result_id).relative_to(self.store.folder), config
-        )
+        output = self.store.path_for(result_id).relative_to(self.store.folder)
+        command = stylize_command(content_path, style_paths, output, config, mask_paths)
         metadata = run_metadata(
             config,
             content=str(content_path),
             styles=[str(path) for path in style_paths],
             style_weights=None,
             weights="embedded",
+            masks=[str(path) for path in mask_paths],
         )
         started, scores = time.perf_counter(), {}
 
@@ -240,7 +242,8 @@ class JobQueue:
             with self._lock:
                 self._publish(job, event)
 
-        result = stylize(content.image.rgb, [style.image.rgb] if style else None, config, callback=on_progress)
+        styles = [style.image.rgb for style in request.styles] or None
+        result = stylize(content.image.rgb, styles, config, style_masks=request.mask_arrays, callback=on_progress)
         if job.cancel_requested:
             raise Cancelled
         alpha = content.image.alpha
@@ -251,7 +254,9 @@ class JobQueue:
             "created": time.strftime("%Y-%m-%d %H:%M:%S"),
             "method": config.method,
             "content": content.name,
-            "style": style.name if style is not None else f"built-in style {config.fast.builtin_style}",
+            "style": " + ".join(style.name for style in request.styles)
+            or f"built-in style {config.fast.builtin_style}",
+            "masks": [str(path) for path in mask_paths] or None,
             "settings": {key: value for key, value in changed_settings(config).items()},
             "command": command,
             "scores": scores or None,

@@ -9,7 +9,9 @@ for the style in use, and runs it the way those do: ``runner.stylize`` for a pre
 frames with the video path's temporal blending (`jaxstyle.video.driver.frame_link` and
 `follow_link`: each frame blended with the previous result warped along the optical flow, where
 the flow can be trusted). A runner's config follows the sliders (size, strength) the way
-`GatysRunner.fast_start` resizes its own; a new style or colour mode sets up a new runner.
+`GatysRunner.fast_start` resizes its own; a new style or colour mode sets up a new runner. Painted
+masks travel with each preview and replace the kept runner's (a new count of masks sets up a new
+runner: it changes the network's regions), so the preview shows them as the job will.
 
 Everything here runs on one thread, one request at a time (`Lane`), beside the job queue.
 """
@@ -17,6 +19,7 @@ Everything here runs on one thread, one request at a time (`Lane`), beside the j
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import threading
 from collections import OrderedDict
@@ -69,13 +72,18 @@ class Lane:
         key = (*request.style_key, config.resources.precision)
         runner = self._runners.get(key)
         if runner is None:
-            styles = [request.style.image.rgb] if request.style is not None else None
-            runner = methods.setup(config, prepare.make_style_set(styles, None, config))
+            styles = [style.image.rgb for style in request.styles] or None
+            style_set = prepare.make_style_set(styles, None, config, style_masks=request.mask_arrays)
+            runner = methods.setup(config, style_set)
             self._runners[key] = runner
             while len(self._runners) > KEEP_RUNNERS:
                 self._runners.popitem(last=False)
         self._runners.move_to_end(key)
         runner.config = config
+        if request.masks is not None:
+            # New strokes, same runner: the masks are read per image (its guides), and the key
+            # holds their count, which sets the compiled programs' regions.
+            runner.styles = dataclasses.replace(runner.styles, masks=tuple(request.mask_arrays))
         return runner
 
     def preview(self, request: Request) -> bytes:

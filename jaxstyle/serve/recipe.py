@@ -46,11 +46,16 @@ def changed_settings(config: StyleConfig) -> dict[str, object]:
     return changed
 
 
-def stylize_command(content: Path, styles: Sequence[Path], output: Path, config: StyleConfig) -> str:
-    """``jaxstyle stylize CONTENT STYLE... -o OUTPUT [options]`` for ``config``, shell-quoted."""
+def stylize_command(
+    content: Path, styles: Sequence[Path], output: Path, config: StyleConfig, masks: Sequence[Path] = ()
+) -> str:
+    """``jaxstyle stylize CONTENT STYLE... -o OUTPUT [--style-mask MASK]... [options]`` for
+    ``config``, shell-quoted."""
     from jaxstyle.cli.options import SETTINGS
 
     words = ["jaxstyle", "stylize", str(content), *map(str, styles), "-o", str(output)]
+    for mask in masks:
+        words += ["--style-mask", str(mask)]
     for path, value in changed_settings(config).items():
         name = path.rpartition(".")[2]
         if name in NAMED:

@@ -2,8 +2,9 @@
 
 A result is ``RESULTS/ID.png`` with the metadata the CLI writes (`jaxstyle.prepare.run_metadata`,
 `jaxstyle.io.encode.save_image`), and ``RESULTS/ID.json`` with its settings and the CLI command
-that reproduces it. The inputs it used are kept as ``RESULTS/inputs/SHA256.EXT`` (the uploaded
-bytes, named by their hash, never by the uploaded name), so that command runs as shown. Each file
+that reproduces it. The inputs it used, painted masks included, are kept as
+``RESULTS/inputs/SHA256.EXT`` (the uploaded bytes, named by their hash, never by the uploaded
+name), so that command runs as shown. Each file
 appears whole or not at all, before the page hears of it: stopping the server loses no finished
 result. An id is looked up in a dictionary, never joined to a path.
 """
@@ -22,7 +23,7 @@ import numpy as np
 
 from jaxstyle.io.encode import save_image, to_8bit
 from jaxstyle.io.files import atomic_write_bytes, atomic_write_text, check_output_path
-from jaxstyle.serve.uploads import Upload
+from jaxstyle.serve.uploads import Mask, Upload
 
 THUMBNAIL = 256  # long side of the gallery's thumbnails
 
@@ -59,9 +60,9 @@ class ResultStore:
     def new_id(self) -> str:
         return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
-    def keep_input(self, upload: Upload) -> Path:
-        """Where the CLI reads ``upload`` from: a bundled image's own file, else its bytes in
-        ``inputs/`` named by their hash (written once)."""
+    def keep_input(self, upload: Upload | Mask) -> Path:
+        """Where the CLI reads ``upload`` (or a painted mask) from: a bundled image's own file,
+        else its bytes in ``inputs/`` named by their hash (written once)."""
         if upload.path is not None:
             return upload.path
         target = self.folder / "inputs" / f"{upload.digest[:32]}{upload.suffix}"

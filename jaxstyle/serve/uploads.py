@@ -5,10 +5,15 @@ formats, size and decompression-bomb checks, and the same one-line errors. Its n
 path: it is kept for display only, the bytes under a random id, and the bytes are written to the
 results folder (by their hash) only when a result uses them. The newest `KEEP` uploads are kept;
 an older id answers 404 and the page sends the image again.
+
+Painted masks (`decode_mask`) come inside the job's settings, as PNG data URLs: they are small
+(white strokes on black) and change with every stroke, so they are not kept by id.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import io
 import secrets
@@ -20,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxstyle.errors import InputNotFoundError
+from jaxstyle.errors import ImageError, InputNotFoundError, MaskError
 from jaxstyle.io.decode import LoadedImage, decode_image_bytes
 from jaxstyle.io.resize import resize_to
 from jaxstyle.prepare import fit_long_side
@@ -30,6 +35,14 @@ BUNDLED = {"chelsea": "chelsea.jpg", "starry_night": "starry_night.jpg"}  # name
 # name -> (kind, title) as the page shows them
 BUNDLED_TITLES = {"chelsea": ("photo", "Chelsea the cat"), "starry_night": ("painting", "The Starry Night (van Gogh)")}
 _SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp", "GIF": ".gif"}
+
+
+def suffix_of(data: bytes) -> str:
+    """The file suffix of an image's format, by its magic bytes (never an uploaded name)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as opened:
+        return _SUFFIXES.get(opened.format or "", ".img")
 
 
 def bundled_path(name: str) -> Path:
@@ -56,11 +69,7 @@ class Upload:
 
     @property
     def suffix(self) -> str:
-        """The file suffix of the bytes' format, by their magic bytes (not the name)."""
-        from PIL import Image
-
-        with Image.open(io.BytesIO(self.data)) as opened:
-            return _SUFFIXES.get(opened.format or "", ".img")
+        return suffix_of(self.data)
 
     def at(self, max_size: int) -> np.ndarray:
         """The image resized as `jaxstyle.prepare` resizes content for ``max_size`` (`fit_long_side`,
@@ -74,6 +83,40 @@ class Upload:
                 self._sized.popitem(last=False)
         self._sized.move_to_end(shape)
         return self._sized[shape]
+
+
+@dataclass(frozen=True, eq=False)
+class Mask:
+    """One painted mask: the PNG bytes the page sent and the (H, W) float32 mask they give."""
+
+    data: bytes
+    array: np.ndarray
+    path = None  # never a file of its own: kept in the results folder by its hash, like uploads
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def suffix(self) -> str:
+        return suffix_of(self.data)
+
+
+def decode_mask(text: str, what: str, max_pixels: int) -> Mask:
+    """A data URL (or bare base64) of an image as a `Mask`, as `jaxstyle.masks.load_mask` reads a
+    ``--style-mask`` file: the image loader's checks, then `as_mask`; any problem is a `MaskError`."""
+    from jaxstyle.masks import as_mask
+
+    encoded = text.partition(",")[2] if text.startswith("data:") else text
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise MaskError(f"{what} is not base64 image data") from None
+    try:
+        loaded = decode_image_bytes(data, name=what, min_side=1, max_pixels=max_pixels)
+    except ImageError as error:
+        raise MaskError(f"{what}: {error}") from None
+    return Mask(data, as_mask(loaded.rgb, loaded.alpha, what=what))
 
 
 class Uploads:

@@ -6,6 +6,7 @@ const state = { photo: null, style: null, builtin: null, job: null, events: null
                 previewBusy: false, previewAgain: false, live: null, losses: [] };
 const counters = document.body.dataset;  // read by the browser tests
 counters.progressImages = "0"; counters.liveFrames = "0"; counters.previews = "0";
+let painter = null;  // the mask canvases (masks.js), made at start
 
 // ------------------------------------------------------------------------------------ helpers
 
@@ -69,11 +70,12 @@ function usePicked(kind, upload, thumbnail) {
     state.photo = upload;
     $("photo-thumb").src = thumbnail; $("photo-thumb").hidden = false;
     $("photo-hint").firstChild.textContent = `${upload.name} (${upload.width}×${upload.height}). Drop another or `;
+    if (masking()) startMasks();
   } else {
     state.style = upload; state.builtin = null;
     $("style-thumb").src = thumbnail; $("style-thumb").hidden = false;
     markChoice(null);
-    $("style-chosen").textContent = `Style: ${upload.name}`;
+    chosen(`Style: ${upload.name}`);
   }
   status("Ready");
   settingsChanged();
@@ -105,7 +107,7 @@ function addPainting(upload, title) {
   button.append(img);
   button.addEventListener("click", () => {
     state.style = upload; state.builtin = null; markChoice(button);
-    $("style-chosen").textContent = `Style: ${title}`;
+    chosen(`Style: ${title}`);
     settingsChanged();
   });
   $("paintings").append(button);
@@ -121,7 +123,7 @@ function addBuiltins() {
     button.append(tile);
     button.addEventListener("click", () => {
       state.builtin = i; state.style = null; markChoice(button);
-      $("style-chosen").textContent = `Style: built-in style ${i} (fast method)`;
+      chosen(`Style: built-in style ${i} (fast method)`);
       document.querySelector('input[name="method"][value="fast"]').checked = true;
       settingsChanged();
     });
@@ -163,19 +165,73 @@ function settings() {
     content: state.photo && state.photo.id, style: state.style && state.style.id, builtin: state.builtin,
     method: method(), max_size: Number($("size").value), preserve_color: $("color").value,
   };
-  if (state.builtin === null && body.method === "fast") body.style_strength = Number($("strength").value);
+  const masks = masking() ? painter.masks() : null;
+  if (masks) {  // one style per painted region, in order, and its mask
+    const choices = painter.regions.map((region) => region.choice);
+    const styles = choices.filter((choice) => choice.style).map((choice) => choice.style.id);
+    const builtins = choices.filter((choice) => choice.builtin !== null).map((choice) => choice.builtin);
+    body.style = styles.length ? styles : null; body.builtin = builtins.length ? builtins : null;
+    body.masks = masks;
+  }
+  if (body.builtin === null && body.method === "fast") body.style_strength = Number($("strength").value);
   if (body.method === "gatys") {
     body.content_weight = Number($("content").value);
     body.iterations = Number($("iterations").value);
   }
-  const masks = collectMasks();
-  if (masks) body.style_masks = masks;
   return body;
 }
 
-// Masks (issue #26, not built yet): return one painted mask per style to send with the job, as
-// the library's `stylize(..., style_masks=[...])` takes them; null sends none.
-function collectMasks() { return null; }
+// ------------------------------------------------------------------------------------ masks
+
+const masking = () => $("mask-on").checked;
+const choice = () => ({ style: state.style, builtin: state.builtin, title: $("style-chosen").textContent });
+
+// A style was picked: it is the chosen style, and with masks the selected region's style.
+function chosen(text) {
+  $("style-chosen").textContent = text;
+  if (masking() && painter.regions.length) { painter.regions[painter.active].choice = choice(); drawRegions(); }
+}
+
+function startMasks() {
+  const on = masking() && state.photo && (state.style || state.builtin !== null);
+  if (masking() && !on) {
+    $("mask-on").checked = false;
+    showError(new Error("choose a photo and a style first, then paint where the style goes"));
+  }
+  $("mask-tools").hidden = !on; $("paint").hidden = !on;
+  if (on) {
+    $("paint-photo").src = `/api/images/${state.photo.id}.jpg`;
+    painter.reset(state.photo.width, state.photo.height, choice());
+    drawRegions();
+  }
+  settingsChanged();
+}
+
+function drawRegions() {
+  const list = $("regions");
+  list.replaceChildren();
+  painter.regions.forEach((region, index) => {
+    const button = document.createElement("button");
+    button.type = "button"; button.dataset.region = String(index);
+    button.setAttribute("aria-pressed", String(index === painter.active));
+    const swatch = document.createElement("span");
+    swatch.className = "swatch"; swatch.style.background = region.colour;
+    button.append(swatch, region.choice.title.replace(/^Style: /, "") + (region.painted ? "" : " (not painted yet)"));
+    button.addEventListener("click", () => { painter.active = index; erasing(false); drawRegions(); });
+    list.append(button);
+  });
+  $("region-add").disabled = painter.regions.length >= MASK_COLOURS.length;
+}
+
+function erasing(on) {
+  painter.erasing = on;
+  $("mask-erase").setAttribute("aria-pressed", String(on));
+}
+
+function strokeEnded() {
+  drawRegions();
+  settingsChanged();
+}
 
 function syncOutputs() {
   $("strength-out").textContent = Number($("strength").value).toFixed(2);
@@ -196,6 +252,10 @@ const schedulePreview = debounce(preview, 150);
 
 async function preview() {
   if (!state.photo || (!state.style && state.builtin === null)) return;
+  if (masking() && painter.painted && !painter.complete) {  // a region with no paint is refused
+    status("Paint every style's region to see the preview");
+    return;
+  }
   if (state.previewBusy) { state.previewAgain = true; return; }
   state.previewBusy = true;
   const started = performance.now();
@@ -301,7 +361,10 @@ async function toggleLive() {
   if (state.live) { stopLive(); return; }
   if (!state.style && state.builtin === null) { showError(new Error("choose a style first")); return; }
   try {
-    const body = settings(); delete body.content; body.method = "fast";
+    // The webcam takes the chosen style over the whole frame: masks are painted over a photo.
+    const body = settings(); delete body.content; delete body.masks; body.method = "fast";
+    body.style = state.style && state.style.id; body.builtin = state.builtin;
+    if (body.builtin === null) body.style_strength = Number($("strength").value); else delete body.style_strength;
     body.max_size = Math.min(body.max_size, 256);
     const session = await postJSON("/api/live", body);
     const stream = await cameraStream();
@@ -357,6 +420,13 @@ async function start() {
   for (const input of ["strength", "content", "size", "color"]) $(input).addEventListener("input", settingsChanged);
   for (const radio of document.querySelectorAll('input[name="method"]')) radio.addEventListener("change", settingsChanged);
   $("compare-slider").addEventListener("input", setCompare);
+  painter = new Painter($("paint-canvas"), strokeEnded);
+  $("mask-on").addEventListener("change", startMasks);
+  $("region-add").addEventListener("click", () => { painter.add(choice()); erasing(false); drawRegions(); });
+  $("mask-erase").addEventListener("click", () => erasing(!painter.erasing));
+  $("mask-clear").addEventListener("click", () => { painter.clear(); strokeEnded(); });
+  const brush = () => { painter.brush = Number($("brush").value); $("brush-out").textContent = `${$("brush").value} px`; };
+  $("brush").addEventListener("input", brush); brush();
   $("after").addEventListener("load", setCompare);
   window.addEventListener("resize", setCompare);
   $("stylize").addEventListener("click", stylize);
