@@ -35,7 +35,7 @@ TILE_HALO = 72
 def mix_regions(normal, gamma, beta, guide):
     """``sum_r guide_r * (gamma_r * normal_r + beta_r)``: ``normal`` (N, R, H, W, C) float32, each
     region's normalised activations, ``gamma`` and ``beta`` (N, R, C), ``guide`` (N, H, W, R): the
-    last step of the guided CIN (`magenta._guided_norm`), with the whole image's statistics of each
+    last step of the guided CIN (`guided_norm.guided_norm`), with the whole image's statistics of each
     region summed over the windows."""
     n, c = normal.shape[0], normal.shape[-1]
     guide = guide.astype(jnp.float32)
