@@ -51,9 +51,9 @@ _COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 @jax.jit
-def _style_vectors(predictor, images: jax.Array) -> jax.Array:
-    """(K, 256, 256, 3) -> (K, 100)."""
-    return magenta_predictor.style_vector(predictor, images)
+def _style_vectors(predictor, images: jax.Array, guides: jax.Array | None = None) -> jax.Array:
+    """(K, 256, 256, 3), and (K, 256, 256) style regions or None -> (K, 100)."""
+    return magenta_predictor.style_vector(predictor, images, guides)
 
 
 # One program per style image shape: eagerly, the resize dispatched a dozen small programs.
@@ -144,7 +144,7 @@ class FastRunner:
         # after the other (a 3.3 s and a 1.6 s compile at once, 2.2 s and 0.45 s alone).
         self._compiler = ThreadPoolExecutor(1) if self._threads is not None else None
         self._programs: dict[tuple[tuple[int, int], int, bool], Future] = {}
-        self._predictors: dict[int, object] = {}
+        self._predictors: dict[tuple[int, bool], object] = {}
         self._lock = threading.Lock()
         self._predictor_lock = threading.Lock()
 
@@ -240,28 +240,40 @@ class FastRunner:
         swapped = jax.tree.map(lambda a: np.swapaxes(np.asarray(a), 0, 1) if a.ndim == 4 else a, self._network[1])
         return jax.device_put(swapped)  # on the host: eagerly, each kernel shape compiled a program
 
-    def _predict(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """(K, 100) style vectors of (H, W, 3) images, each resized to the predictor's 256x256.
+    def _predict(self, images: Sequence[np.ndarray], regions: Sequence[np.ndarray | None] | None = None) -> np.ndarray:
+        """(K, 100) style vectors of (H, W, 3) images, each resized to the predictor's 256x256;
+        with ``regions`` (one (H, W) style region or None per image), each of its region alone
+        (`magenta_predictor.style_vector` with guides; the square the predictor sees moved onto
+        the region, `fast_regions.region_window`).
 
         The small steps between the two programs run on the host: eagerly on the device, each
         (a stack, a blend) was a program of its own to compile, or to load from the cache."""
+        guides = None
+        if regions is not None:
+            regions = [np.ones(i.shape[:2], np.float32) if r is None else r for i, r in zip(images, regions)]
+            images, regions = zip(*(fast_regions.region_window(i, r) for i, r in zip(images, regions)))
+            guides = np.stack([np.asarray(_resize_style_image(r[..., None]))[..., 0] for r in regions])
         resized = np.stack([np.asarray(_resize_style_image(image)) for image in images])
         if self._compiler is None:
-            return np.asarray(_style_vectors(self.predictor, resized))
+            return np.asarray(_style_vectors(self.predictor, resized, guides))
         with self._predictor_lock:  # the CPU path: a program kept between runs (`nets.programs`)
-            program = self._predictors.get(len(images))
+            key = (len(images), guides is not None)
+            program = self._predictors.get(key)
             if program is None:
-                program = programs.compile_kept(
-                    _style_vectors, self.predictor, jax.ShapeDtypeStruct(resized.shape, jnp.float32)
-                )
-                self._predictors[len(images)] = program
-        return np.asarray(program(self.predictor, resized))
+                specs = [jax.ShapeDtypeStruct(resized.shape, jnp.float32)]
+                if guides is not None:
+                    specs.append(jax.ShapeDtypeStruct(guides.shape, jnp.float32))
+                program = programs.compile_kept(_style_vectors, self.predictor, *specs)
+                self._predictors[key] = program
+        return np.asarray(program(self.predictor, resized, *([] if guides is None else [guides])))
 
     def style_vector(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """The blended (100,) vector of style images; with masks, each style's own (K, 100)."""
+        """The blended (100,) vector of style images, each of its style region if it has one
+        (`prepare.regions_for`, at the images' own sizes); with masks, each style's own (K, 100)."""
+        vectors = self._predict(images, prepare.regions_for(self.styles, images))
         if self.regions is not None:
-            return self._predict(images)
-        return magenta_predictor.blend_vectors(self._predict(images), self.styles.weights)
+            return vectors
+        return magenta_predictor.blend_vectors(vectors, self.styles.weights)
 
     def _vectors(self, images: Sequence[BatchImage]) -> np.ndarray:
         """(N, 100): each image's style vector, at the config's style strength; with masks,

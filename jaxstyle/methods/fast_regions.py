@@ -65,3 +65,22 @@ def composite_photo(result: np.ndarray, content: np.ndarray, guides: np.ndarray)
     taken from ``content`` (what the network stylized, in the same colours)."""
     share = np.asarray(guides, np.float32)[..., -1:]
     return (result + share * (content - result)).astype(np.float32)
+
+
+def region_window(image: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A style image (h, w, 3) and its region (h, w) cut to the square the predictor sees.
+
+    The predictor sees the central square of a style image (`magenta_predictor.resize_style_image`),
+    and a region beside it would be cut away. So the square is the one along the long side that
+    holds the most of the region; when the central one holds as much (a region of all of the
+    image, or of its middle), both are returned as they are, for the usual central crop."""
+    h, w = region.shape
+    side = min(h, w)
+    along = region.sum(axis=0 if h == side else 1)  # the region's mass per column (or row)
+    windows = np.convolve(along, np.ones(side), mode="valid")  # mass of each square, by start
+    central = (max(h, w) - side) // 2
+    best = int(np.argmax(windows))
+    if windows[best] <= windows[central] * (1 + 1e-6):
+        return image, region
+    cut = (slice(None), slice(best, best + side)) if h == side else (slice(best, best + side), slice(None))
+    return image[cut], region[cut]

@@ -48,7 +48,7 @@ Departures from the reference graphs, all exact in real arithmetic:
 Spatial control (`jaxstyle.masks`): with ``guides``, each pixel's shares of R regions, every CIN
 is guided: each region normalised by its own guide-weighted statistics with its own gamma and beta,
 mixed per pixel by the guides carried to the layer's resolution by block means (`Frame.guide_at`,
-`_guided_norm`). Several styles, and the photo's own, in one pass.
+`guided_norm`). Several styles, and the photo's own, in one pass.
 
 ``compute_dtype=jnp.bfloat16`` stores activations and runs the strided and small direct
 convolutions in bfloat16 (FFT, Winograd and statistics stay float32): about 0.003-0.005 mean
@@ -67,6 +67,7 @@ from jax import lax
 from jaxstyle.errors import UsageError
 from jaxstyle.nets import winograd
 from jaxstyle.nets.convolutions import ceil_div, conv2d, conv9, reflect_pad, subpixel_conv
+from jaxstyle.nets.guided_norm import guided_norm
 from jaxstyle.nets.magenta_weights import (
     CIN_EPSILON,
     MULTISTYLE_LAYERS,
@@ -94,14 +95,14 @@ def instance_norm(x, gamma, beta, valid: tuple[int, int] | None = None, epsilon:
     (N, 2) array (a bucket of several sizes: `Frame`).
 
     With a ``guide`` (N, H, W, R) (spatial control, `jaxstyle.masks`), ``gamma`` and ``beta`` are
-    (N, R, C), one row per region: a *guided* instance norm (`_guided_norm`).
+    (N, R, C), one row per region: a *guided* instance norm (`jaxstyle.nets.guided_norm`).
 
     The sums run over ``x`` viewed as (N, H, W*C) rows: XLA's CPU reductions over H and W with a
     minor axis of only 3 or 8 channels are several times slower than over W*C-long rows.
     """
     n, h, w, c = x.shape
     if guide is not None:
-        return _guided_norm(x, gamma, beta, valid, epsilon, guide)
+        return guided_norm(x, gamma, beta, valid, epsilon, guide)
     if valid is not None and not isinstance(valid, tuple):
         rows, mean, var = _masked_moments(x, valid)
     else:
@@ -124,56 +125,6 @@ def _moments(x, valid):
     mean = channel_sum(stats) / count
     var = channel_sum(jnp.square(stats - _per_column(mean, w)[:, :, : vw * c])) / count
     return rows, mean, var
-
-
-# A region's share of an image below this many pixels counts as none: its statistics are then 0.
-_NO_MASS = 1e-6
-
-
-def _guided_norm(x, gamma, beta, valid, epsilon, guide):
-    """The guided CIN: each region r normalised by its own statistics, the mean and variance
-    weighted by its guide ``g_r`` over the image's block (``valid`` as `instance_norm` takes it),
-    and the pixel the guide-weighted sum ``sum_r g_r * (gamma_r * (x - mean_r) / sqrt(var_r + eps)
-    + beta_r)``.
-
-    Why per-region statistics, where the paper's spatial mix (Dumoulin et al. 2017, section 4.3)
-    mixes only gamma and beta: with the whole image's statistics, a strongly styled region's large
-    activations dominate every later layer's variance and flatten the other regions. Measured at
-    192x128 (Starry Night left, another style right, the outer quarters): each side was 0.10-0.17
-    mean absolute from its style's own result with the whole image's statistics (the two styles'
-    results differ by 0.10-0.35), 0.03-0.04 with its own; an uncovered half was 0.093 from the
-    photo's own-style result (whole-image statistics), 0.024 (its own). With one region everywhere
-    this is the plain CIN.
-    """
-    n, h, w, c = x.shape
-    rows = x.astype(jnp.float32).reshape(n, h, w * c)
-    guide = guide.astype(jnp.float32)
-    if valid is None:
-        inside = jnp.ones((1, h, w), jnp.float32)
-    elif isinstance(valid, tuple):
-        inside = ((jnp.arange(h)[:, None] < valid[0]) & (jnp.arange(w)[None, :] < valid[1]))[None]
-    else:  # a bucket: each image's own block
-        inside = (jnp.arange(h)[None, :, None] < valid[:, :1, None]) & (
-            jnp.arange(w)[None, None, :] < valid[:, None, 1:]
-        )
-    inside = inside.astype(jnp.float32)
-
-    def channel_sum(a):  # (N, H, W*C) -> (N, C)
-        return a.sum(axis=1).reshape(n, w, c).sum(axis=1)
-
-    out = None
-    for r in range(guide.shape[-1]):
-        share = guide[..., r]  # (N, H, W)
-        weight = share * inside
-        mass = jnp.maximum(weight.sum(axis=(1, 2)), _NO_MASS)[:, None]  # (N, 1)
-        weight = jnp.repeat(weight, c, axis=-1)  # (N, H, W*C)
-        mean = channel_sum(rows * weight) / mass
-        centred = rows - _per_column(mean, w)
-        var = channel_sum(jnp.square(centred) * weight) / mass
-        scale = gamma[:, r] * lax.rsqrt(var + epsilon)
-        term = jnp.repeat(share, c, axis=-1) * (centred * _per_column(scale, w) + _per_column(beta[:, r], w))
-        out = term if out is None else out + term
-    return out.reshape(n, h, w, c).astype(x.dtype)
 
 
 def _per_column(v, w: int):
@@ -474,7 +425,7 @@ def transform(transformer: Params, content, vector, sizes=None, guides=None, com
 
     Spatial control: with ``guides`` (N, H, W, R) laid out as ``content`` (each pixel's shares of R
     regions, summing to 1), ``vector`` is (N, R, 100), one style vector per region, and every CIN
-    is guided by the guides at its resolution (`Frame`, `_guided_norm`): several styles in one
+    is guided by the guides at its resolution (`Frame`, `guided_norm`): several styles in one
     pass. Without ``guides`` nothing changes.
     """
     return _stylize("arbitrary", transformer, content, vector, compute_dtype, sizes, guides)

@@ -44,12 +44,18 @@ def _relu6(x):
     return jnp.clip(x, 0.0, 6.0)
 
 
-def style_vector(predictor: Params, style_images) -> jax.Array:
+def style_vector(predictor: Params, style_images, guides=None) -> jax.Array:
     """(N, H, W, 3) RGB in [0, 1] -> (N, 100) style vectors.
 
     The predictor was trained at 256x256 (use `resize_style_image`); other sizes run (it is fully
     convolutional with a global mean) but are not what the weights expect. TF 'SAME' zero padding,
     ReLU6, batch norm folded into the biases, global mean, then the 1280 -> 100 bottleneck.
+
+    ``guides`` (N, H, W) in [0, 1] (a style region, `jaxstyle.masks`): the style of that part of
+    each image. The global mean is the one place where the network pools over the image, so it
+    becomes the guide-weighted mean there, the guide carried to the last feature map (1/32 of the
+    input) by area (`_area_pool`); everything before it stays as trained. A guide that is 1
+    everywhere is the plain mean up to rounding; without ``guides`` nothing changes.
     """
     x = jnp.asarray(style_images, jnp.float32)
     if x.ndim != 4 or x.shape[-1] != 3:
@@ -62,8 +68,31 @@ def style_vector(predictor: Params, style_images) -> jax.Array:
         y = _dense_1x1(y, block["project"])
         x = x + y if stride == 1 and cin == cout else y
     x = _relu6(_dense_1x1(x, predictor["top"]))
-    pooled = jnp.mean(x, axis=(1, 2), keepdims=True)
+    if guides is None:
+        pooled = jnp.mean(x, axis=(1, 2), keepdims=True)
+    else:
+        weight = _area_pool(jnp.asarray(guides, jnp.float32), x.shape[1:3])[..., None]  # (N, h, w, 1)
+        mass = jnp.maximum(weight.sum(axis=(1, 2), keepdims=True), _NO_MASS)
+        pooled = (x * weight).sum(axis=(1, 2), keepdims=True) / mass
     return _dense_1x1(pooled, predictor["bottleneck"]).reshape(x.shape[0], STYLE_DIM)
+
+
+# A region with less than this share of one final-map cell counts as empty (its vector is then 0s'
+# bottleneck: the caller keeps regions inside the predictor's crop, `fast_regions.region_window`).
+_NO_MASS = 1e-6
+
+
+def _area_pool(guides, shape: tuple[int, int]):
+    """(N, H, W) guides averaged over the input pixels each cell of an (h, w) map covers: blocks of
+    ``ceil(H / h)`` x ``ceil(W / w)`` from the top left, as the network's 'SAME' strides lay them,
+    the last blocks counting only the pixels they have."""
+    n, big_h, big_w = guides.shape
+    h, w = shape
+    sh, sw = -(-big_h // h), -(-big_w // w)
+    pad = ((0, 0), (0, h * sh - big_h), (0, w * sw - big_w))
+    sums = jnp.pad(guides, pad).reshape(n, h, sh, w, sw).sum(axis=(2, 4))
+    counts = jnp.pad(jnp.ones((1, big_h, big_w), jnp.float32), pad).reshape(1, h, sh, w, sw).sum(axis=(2, 4))
+    return sums / counts
 
 
 def resize_style_image(image, size: int = STYLE_SIZE, *, antialias: bool = False) -> jax.Array:

@@ -7,6 +7,8 @@ whole image; the fast method uses it for print sizes (`methods.fast.plan_windows
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,7 +35,7 @@ TILE_HALO = 72
 def mix_regions(normal, gamma, beta, guide):
     """``sum_r guide_r * (gamma_r * normal_r + beta_r)``: ``normal`` (N, R, H, W, C) float32, each
     region's normalised activations, ``gamma`` and ``beta`` (N, R, C), ``guide`` (N, H, W, R): the
-    last step of the guided CIN (`magenta._guided_norm`), with the whole image's statistics of each
+    last step of the guided CIN (`guided_norm.guided_norm`), with the whole image's statistics of each
     region summed over the windows."""
     n, c = normal.shape[0], normal.shape[-1]
     guide = guide.astype(jnp.float32)
@@ -108,6 +110,12 @@ def _stage_cores(kind, params, style, window, guides, box, limit, stats, stage, 
     return count, mean, m2
 
 
+def _as_first(name: str) -> str:
+    """A residual block's stage or layer name as the first block's ("residual4/conv2" ->
+    "residual1/conv2"); other names as they are."""
+    return re.sub(r"^residual\d+", "residual1", name)
+
+
 _stage_cores_jit = jax.jit(_stage_cores, static_argnames=("kind", "stage", "upto", "scale", "compute_dtype"))
 
 
@@ -134,7 +142,8 @@ def transform_tiled(
     normalised with the statistics already found) and adds the moments of its core to the total
     (`tiling.Moments`); a last pass computes the stage's output on every core. Windows overlap by
     the halo, wider than the receptive field, so that every core is exact; all have one shape, so
-    each pass compiles once. ``callback(done, total)`` after every window.
+    each pass compiles once (the residual blocks' passes once for all blocks). ``callback(done, total)``
+    after every window.
 
     ``guides`` (H, W, R) (spatial control, `magenta.transform`'s, with ``style`` (1, R, width)):
     padded as the image is, and each window's the same crop of them as its content, at full
@@ -165,8 +174,13 @@ def transform_tiled(
     done = 0
     stats: dict[str, tuple[jax.Array, jax.Array]] = {}
     source, scale = frame, 1
-    for stage, cins in passes:
+    for (stage, cins), (_, prefix) in zip(passes, stages):
         out_scale = 1 if stage == "expand" else 4
+        # Every residual block runs as the first one with its own weights (`_as_first`), so the five
+        # (or six) blocks share their compiled programs: 8 for the arbitrary network instead of 20.
+        stage_params = params
+        if stage.startswith("residual"):
+            stage_params = {**params, _as_first(stage): params[stage]}
         out = None
         for upto in [*cins, None]:
             moments = None
@@ -177,7 +191,18 @@ def transform_tiled(
                     limit = jnp.asarray([h - top, w - left])
                     guide = None if guides is None else jnp.asarray(guides[None, top:bottom, left:right])
                     result = _stage_cores_jit(
-                        kind, params, style, window, guide, box, limit, stats, stage, upto, scale, compute_dtype
+                        kind,
+                        stage_params,
+                        style,
+                        window,
+                        guide,
+                        box,
+                        limit,
+                        {_as_first(name): value for name, value in stats.items() if name.startswith(prefix)},
+                        _as_first(stage),
+                        None if upto is None else _as_first(upto),
+                        scale,
+                        compute_dtype,
                     )
                     if upto is None:
                         part = np.asarray(result[0])
