@@ -247,7 +247,8 @@ def test_a_batch_with_masks_gives_each_image_its_own_run(weights, inputs, runs):
         batch=BatchConfig(batch_size=2),
     )
     single = stylize(other, [stripes, blobs], config(), style_masks=thirds(H, W), weights=weights)
-    for got, expected in zip(batch, (runs[1], single)):
+    print("batch from single", [float(np.abs(got - expected).max()) for got, expected in zip(batch, (runs[1], single))])
+    for got, expected in zip(batch, (runs[1], single)):  # measured on CPU: bit-identical
         np.testing.assert_allclose(got, expected, atol=2e-4)
     assert np.abs(batch[0] - batch[1]).mean() > 0.05  # each from its own photo
 
@@ -272,9 +273,11 @@ def test_a_tiled_run_with_masks_is_close_to_the_whole_run(weights, inputs):
     scores = {"tiled": reports[-1].scores, "whole": whole_reports[-1].scores}
     print({k: {t: round(v[t], 4) for t in ("style_ratio", "content_ratio")} for k, v in scores.items()})
     print("mean abs difference", np.abs(tiled - whole).mean(), "moved", np.abs(whole - content).mean())
-    assert np.abs(tiled - whole).mean() < 0.25 * np.abs(whole - content).mean()
+    # Measured: 0.0064 apart, each 0.100 from the photo; style ratios 0.300 and 0.302, content 0.276
+    # and 0.279 (at 1024 px, docs/highres.md: 0.94 and 1.05 of the whole run's, 0.022 apart).
+    assert np.abs(tiled - whole).mean() < 0.15 * np.abs(whole - content).mean()
     for term in ("style_ratio", "content_ratio"):
-        assert scores["tiled"][term] == pytest.approx(scores["whole"][term], rel=0.15), term
+        assert scores["tiled"][term] == pytest.approx(scores["whole"][term], rel=0.1), term
 
 
 def test_video_frames_with_a_static_mask(weights, inputs, runs):
@@ -292,7 +295,11 @@ def test_video_frames_with_a_static_mask(weights, inputs, runs):
     first, last = runner.stylize_frames(frames, None, warp)
     np.testing.assert_allclose(first, runs[1], atol=1e-5)
     right, left = np.s_[:, 2 * W // 3 + 4 :], np.s_[:, 2 : W // 3 - 4]
-    assert np.abs(last[right] - second[right]).mean() < 0.5 * np.abs(last[left] - second[left]).mean()
+    distance = {
+        name: float(np.abs(last[part] - second[part]).mean()) for name, part in (("right", right), ("left", left))
+    }
+    print("second frame from its photo", distance, "first from the run", float(np.abs(first - runs[1]).max()))
+    assert distance["right"] < 0.5 * distance["left"], distance  # measured: 0.041 and 0.169
 
 
 def test_init_fast_starts_from_the_masked_fast_result(inputs):
