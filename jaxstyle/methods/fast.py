@@ -24,6 +24,7 @@ photo's own conditioning per pixel (`methods.fast_regions`, `magenta.transform` 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -147,6 +148,7 @@ class FastRunner:
         self._predictors: dict[tuple[int, bool], object] = {}
         self._lock = threading.Lock()
         self._predictor_lock = threading.Lock()
+        self._photo_vectors: dict[bytes, np.ndarray] = {}  # `_photo_vector`'s last few, by digest
 
     @functools.cached_property
     def weights_id(self) -> str:
@@ -289,11 +291,28 @@ class FastRunner:
             style = np.broadcast_to(self._shared_vector, (len(images), *np.shape(self._shared_vector)))
         strength = self.config.fast.style_strength
         if self.regions is not None:  # the photo's own vector is always needed: its region's
-            photos = self._predict([image.original for image in images])
-            return fast_regions.region_vectors(style, photos, strength)
+            return fast_regions.region_vectors(style, self._photo_vector(images), strength)
         if strength == 1.0:
             return style
-        return magenta_predictor.with_strength(style, self._predict([image.original for image in images]), strength)
+        return magenta_predictor.with_strength(style, self._photo_vector(images), strength)
+
+    # Photos whose own vectors are kept: a preview that changes only the strength or the masks
+    # (`jaxstyle serve`) does not run the predictor on the same photo again; a batch or a video,
+    # whose every image is new, only pays a digest (about 1 ms at 384 px against ~100 ms).
+    KEPT_PHOTO_VECTORS = 8
+
+    def _photo_vector(self, images: Sequence[BatchImage]) -> np.ndarray:
+        """(N, 100): each image's own style vector (of its ``original``), predicted once per photo."""
+        keys = [hashlib.blake2b(np.ascontiguousarray(i.original).tobytes(), digest_size=16).digest() for i in images]
+        missing = list(dict.fromkeys(k for k in keys if k not in self._photo_vectors))
+        if missing:
+            first = {key: image for key, image in zip(keys, images)}
+            for key, vector in zip(missing, self._predict([first[key].original for key in missing])):
+                self._photo_vectors[key] = vector
+        found = np.stack([self._photo_vectors[key] for key in keys])
+        while len(self._photo_vectors) > self.KEPT_PHOTO_VECTORS:
+            del self._photo_vectors[next(iter(self._photo_vectors))]
+        return found
 
     def plan(self, content_shape: tuple[int, int]) -> list[ScalePlan]:
         """One scale, whole or in windows (`plan_windows`)."""
