@@ -153,7 +153,7 @@ def main() -> None:
             "median": round(1000 * statistics.median(latencies)),
             "max": round(1000 * max(latencies)),
             "runs": len(latencies),
-            "strength": "0.50-0.95 (the content's own style vector is computed each time)",
+            "strength": "0.50-0.95 (Magenta's interpolation with the photo's own style vector)",
         },
         "preview_384_warm_strength1_ms": round(1000 * statistics.median(full_strength)),
         "webcam_256_fps": round(fps, 1),
