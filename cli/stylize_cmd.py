@@ -96,13 +96,12 @@ def run_stylize(
     import numpy as np
 
     from jaxstyle import prepare
-    from jaxstyle.builtin_styles import builtin_style_parts
     from jaxstyle.io.decode import load_image
     from jaxstyle.io.encode import check_image_suffix, save_image
     from jaxstyle.io.files import atomic_write_text, check_output_path
     from jaxstyle.io.parts import PartsFolder, parts_folder
     from jaxstyle.io.resize import resize_to
-    from jaxstyle.masks import check_masks, load_masks
+    from jaxstyle.masks import check_aspect, load_masks
     from jaxstyle.prepare import check_style_blend, run_metadata
     from jaxstyle.stylization import Planned, stylize
 
@@ -116,17 +115,16 @@ def run_stylize(
         )
     if region_paths and not style_paths:
         raise UsageError("--style-region takes a part of a style image; built-in styles have none")
-    style_count = len(builtin_style_parts(config.fast.builtin_style)) if not style_paths else len(style_paths)
-    masks = load_masks(mask_paths, style_count) if mask_paths else None  # the count before any file
+    count, what = prepare.mask_count(len(style_paths), config)
+    masks = load_masks(mask_paths, count, what=what) if mask_paths else None  # the count before any file
     regions = load_masks(region_paths, len(style_paths), kind="region") if region_paths else None
     content = load_image(content_path)
-    if masks is not None:
-        check_masks(
-            masks, style_count, content.size, fit=config.masks.mask_fit, names=[f"style mask '{p}'" for p in mask_paths]
-        )
+    fit = config.masks.mask_fit
+    for mask, path in zip(masks or [], mask_paths):
+        check_aspect(mask, content.size, fit=fit, name=f"style mask '{path}'")
     styles = [load_image(path).rgb for path in style_paths]
     for region, path, style in zip(regions or [], region_paths, styles):
-        check_masks([region], 1, style.shape[:2], fit=config.masks.mask_fit, names=[f"style region '{path}'"])
+        check_aspect(region, style.shape[:2], fit=fit, name=f"style region '{path}'")
     init_image = load_image(init_image_path).rgb if init_image_path else None
     check_image_suffix(output)
     output = check_output_path(output, overwrite=overwrite, inputs=inputs)

@@ -75,14 +75,31 @@ def load_mask(path: str | Path, *, what: str | None = None) -> np.ndarray:
     return as_mask(loaded.rgb, loaded.alpha, what=what)
 
 
-def load_masks(paths: Sequence[str | Path], styles: int, *, kind: str = "mask") -> list[np.ndarray]:
-    """One mask file per style (``kind`` "mask" or "region"), the count checked before any file
-    is read, each read with `load_mask`."""
-    if len(paths) != styles:
-        raise MaskError(
-            f"{styles} style{'s' if styles != 1 else ''} but {len(paths)} style {kind}s: give one per style"
-        )
+def check_count(given: int, styles: int, *, kind: str = "mask", what: str = "style") -> None:
+    """One mask (``kind`` "mask" or "region") per style (``what``: "style" or "built-in style")."""
+    if given != styles:
+        raise MaskError(f"{styles} {what}{'s' if styles != 1 else ''} but {given} style {kind}s: give one per {what}")
+
+
+def load_masks(
+    paths: Sequence[str | Path], styles: int, *, kind: str = "mask", what: str = "style"
+) -> list[np.ndarray]:
+    """One mask file per style (`check_count`), the count checked before any file is read, each
+    read with `load_mask`."""
+    check_count(len(paths), styles, kind=kind, what=what)
     return [load_mask(path, what=f"style {kind} '{path}'") for path in paths]
+
+
+def check_aspect(mask: np.ndarray, shape: tuple[int, int], *, fit: str = "exact", name: str = "mask") -> None:
+    """``mask`` has the aspect ratio of an image of ``shape`` (H, W), unless ``fit`` is "stretch"."""
+    if fit == "stretch":
+        return
+    (h, w), (mh, mw) = shape, mask.shape[:2]
+    if abs((mw / mh) / (w / h) - 1) > ASPECT_TOLERANCE:
+        raise MaskError(
+            f"{name} is {mw}x{mh} ({_ratio(mw, mh)}) but the image is {w}x{h} ({_ratio(w, h)}); "
+            "make it the same shape, or pass --mask-fit stretch to stretch it over the image"
+        )
 
 
 def check_masks(
@@ -94,23 +111,11 @@ def check_masks(
     names: Sequence[str] | None = None,
     kind: str = "mask",
 ) -> None:
-    """One mask per style, each of the content's aspect ratio (unless ``fit`` is "stretch"):
+    """One mask per style (`check_count`), each of the content's aspect ratio (`check_aspect`):
     `MaskError` naming the first that is not. ``kind``: "mask" (the output's) or "region"."""
-    if len(masks) != styles:
-        raise MaskError(
-            f"{styles} style{'s' if styles != 1 else ''} but {len(masks)} style {kind}s: give one per style"
-        )
-    if fit == "stretch":
-        return
-    h, w = content_shape
+    check_count(len(masks), styles, kind=kind)
     for index, mask in enumerate(masks):
-        mh, mw = mask.shape[:2]
-        if abs((mw / mh) / (w / h) - 1) > ASPECT_TOLERANCE:
-            name = names[index] if names else f"{kind} {index + 1}"
-            raise MaskError(
-                f"{name} is {mw}x{mh} ({_ratio(mw, mh)}) but the image is {w}x{h} ({_ratio(w, h)}); "
-                "make it the same shape, or pass --mask-fit stretch to stretch it over the image"
-            )
+        check_aspect(mask, content_shape, fit=fit, name=names[index] if names else f"{kind} {index + 1}")
 
 
 def _ratio(w: int, h: int) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxstyle import color, masks
 from jaxstyle.config import StyleConfig
-from jaxstyle.errors import ImageError, MaskError, UsageError
+from jaxstyle.errors import ImageError, UsageError
 from jaxstyle.io.resize import resize_to
 from jaxstyle.nets.vgg_layers import MIN_SIDE
 
@@ -93,36 +93,33 @@ def make_style_set(
             raise UsageError(
                 "style weights and style masks do not combine: the masks say how much of each style goes where"
             )
-        if builtin:
-            from jaxstyle.builtin_styles import builtin_style_parts
-
-            count, what = len(builtin_style_parts(config.fast.builtin_style)), "built-in style"
-        else:
-            count, what = len(images), "style"
-        if len(style_masks) != count:
-            raise MaskError(
-                f"{count} {what}{'s' if count != 1 else ''} but {len(style_masks)} style masks: give one per {what}"
-            )
+        count, what = mask_count(len(images), config)
+        masks.check_count(len(style_masks), count, what=what)
         checked_masks = tuple(masks.as_mask(m, what=f"style mask {i + 1}") for i, m in enumerate(style_masks))
     regions = None
     if style_regions is not None:
         if not images:
             raise UsageError("style regions are parts of style images; built-in styles have none")
-        masks.check_masks(list(style_regions), len(images), (1, 1), fit="stretch", kind="region")
+        masks.check_count(len(style_regions), len(images), kind="region")
         regions = tuple(
             None if region is None else masks.as_mask(region, what=f"style region {i + 1}")
             for i, region in enumerate(style_regions)
         )
+        fit = config.masks.mask_fit if config else "exact"
         for i, (region, image) in enumerate(zip(regions, images)):
             if region is not None:
-                masks.check_masks(
-                    [region],
-                    1,
-                    image.shape[:2],
-                    fit=config.masks.mask_fit if config else "exact",
-                    names=[f"style region {i + 1}"],
-                )
+                masks.check_aspect(region, image.shape[:2], fit=fit, name=f"style region {i + 1}")
     return StyleSet(tuple(images), blend, checked_masks, regions)
+
+
+def mask_count(images: int, config: StyleConfig | None) -> tuple[int, str]:
+    """How many style masks a run takes, and what each goes with: one per style image, or without
+    style images one per built-in style named in ``config.fast.builtin_style``."""
+    if images or config is None or config.fast.builtin_style is None:
+        return images, "style"
+    from jaxstyle.builtin_styles import builtin_style_parts
+
+    return len(builtin_style_parts(config.fast.builtin_style)), "built-in style"
 
 
 def check_content_masks(styles: StyleSet, content_shape: tuple[int, int], config: StyleConfig) -> None:

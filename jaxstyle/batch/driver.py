@@ -35,8 +35,8 @@ from jaxstyle.io.decode import load_image
 from jaxstyle.io.encode import save_image
 from jaxstyle.io.files import file_sha256, temporaries_of
 from jaxstyle.io.resize import resize_to
-from jaxstyle.masks import load_mask
-from jaxstyle.prepare import make_style_set, run_metadata
+from jaxstyle.masks import load_masks
+from jaxstyle.prepare import make_style_set, mask_count, run_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +145,10 @@ def run_batch(
     style_paths = [Path(p) for p in style_paths]
     all_items = discover_inputs(inputs, output_dir=output_dir, output_format=batch_config.output_format)
     mask_paths = None if mask_paths is None else [Path(p) for p in mask_paths]
-    style_masks = None if mask_paths is None else [load_mask(path) for path in mask_paths]
+    style_masks = None
+    if mask_paths is not None:  # the count before any file is read
+        count, what = mask_count(len(style_paths), config)
+        style_masks = load_masks(mask_paths, count, what=what)
     styles = make_style_set(
         [load_image(path).rgb for path in style_paths], style_blend, config, style_masks=style_masks
     )

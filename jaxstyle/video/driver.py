@@ -38,7 +38,7 @@ from jaxstyle.io.files import check_output_path, file_sha256
 from jaxstyle.io.parts import PartsFolder, parts_folder
 from jaxstyle.io.resize import resize_to
 from jaxstyle.io.video import Frame, VideoInfo, output_kind, probe, read_frames, write_frames
-from jaxstyle.masks import load_mask
+from jaxstyle.masks import load_masks
 from jaxstyle.methods import Previous
 from jaxstyle.video import flow
 
@@ -260,7 +260,10 @@ def run_video(
     output = check_output_path(output, overwrite=overwrite, inputs=inputs)
     if style_paths:
         prepare.check_style_blend(style_blend, len(style_paths))
-    style_masks = None if mask_paths is None else [load_mask(path) for path in mask_paths]
+    style_masks = None
+    if mask_paths is not None:  # the count before any file is read
+        count, what = prepare.mask_count(len(style_paths), config)
+        style_masks = load_masks(mask_paths, count, what=what)
     style_set = prepare.make_style_set(
         [load_image(path).rgb for path in style_paths], style_blend, config, style_masks=style_masks
     )
