@@ -225,32 +225,20 @@ Styles = Annotated[
 ]
 Output = Annotated[Path, typer.Option("--output", "-o", help="Output image (.png .jpg .webp .tif .bmp).")]
 StyleBlend = Annotated[str | None, typer.Option(help="Blend of several styles, e.g. 0.7,0.3. [default: equal]")]
-StyleMasks = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "--style-mask",
-        help="Where each style goes: one greyscale image (or alpha) per style, in order; white = this "
-        "style. What the masks leave stays the photo.",
-        show_default=False,
-    ),
-]
-BatchStyleMasks = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "--style-mask",
-        help="Where each style goes: one greyscale image (or alpha) per style, in order, stretched over "
-        "every image; white = this style. What the masks leave stays the photo.",
-        show_default=False,
-    ),
-]
-StyleRegions = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "--style-region",
-        help="Which part of each style image to take its style from: one mask per style, in order.",
-        show_default=False,
-    ),
-]
+
+
+def _files_per_style(flag: str, help_text: str):
+    """A repeatable option of one file per style, in the styles' order."""
+    return Annotated[list[Path] | None, typer.Option(flag, help=help_text, show_default=False)]
+
+
+_MASK_HELP = "Where each style goes: one greyscale image (or alpha) per style, in order{}; white = this style. "
+_MASK_HELP += "What the masks leave stays the photo."
+StyleMasks = _files_per_style("--style-mask", _MASK_HELP.format(""))
+BatchStyleMasks = _files_per_style("--style-mask", _MASK_HELP.format(", stretched over every image"))
+StyleRegions = _files_per_style(
+    "--style-region", "Which part of each style image to take its style from: one mask per style, in order."
+)
 Weights = Annotated[
     Path | None,
     typer.Option(
