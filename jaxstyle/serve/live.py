@@ -29,9 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from jaxstyle.config import StyleConfig
-from jaxstyle.errors import InputNotFoundError
 from jaxstyle.serve.forms import Request
 from jaxstyle.serve.results import jpeg
+from jaxstyle.serve.uploads import Newest
 
 LIVE_MAX_PIXELS = 4_000_000  # a webcam frame
 KEEP_RUNNERS = 2
@@ -55,7 +55,7 @@ class Lane:
     def __init__(self) -> None:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="jaxstyle-live")
         self._runners: OrderedDict[tuple, object] = OrderedDict()
-        self._sessions: OrderedDict[str, LiveSession] = OrderedDict()
+        self._sessions = Newest(KEEP_SESSIONS, "that webcam session has ended; start it again")
         self._lock = threading.Lock()
 
     async def run(self, function, *args):
@@ -96,22 +96,13 @@ class Lane:
 
     def start(self, request: Request) -> LiveSession:
         session = LiveSession(secrets.token_hex(8), request)
-        with self._lock:
-            self._sessions[session.id] = session
-            while len(self._sessions) > KEEP_SESSIONS:
-                self._sessions.popitem(last=False)
-        return session
+        return self._sessions.add(session.id, session)
 
     def session(self, session_id: str) -> LiveSession:
-        with self._lock:
-            session = self._sessions.get(session_id)
-        if session is None:
-            raise InputNotFoundError("that webcam session has ended; start it again")
-        return session
+        return self._sessions.get(session_id)
 
     def stop(self, session_id: str) -> None:
-        with self._lock:
-            self._sessions.pop(session_id, None)
+        self._sessions.drop(session_id)
 
     def frame(self, session: LiveSession, data: bytes) -> bytes:
         """One webcam frame (encoded image bytes) stylized and blended with the one before, as

@@ -52,16 +52,10 @@ def bundled_path(name: str) -> Path:
     return Path(str(resources.files("jaxstyle.assets").joinpath("images", BUNDLED[name])))
 
 
-@dataclass(eq=False)
-class Upload:
-    """One decoded image and the bytes it came from."""
+class _Encoded:
+    """What the bytes an image came as say: their hash (results keep inputs by it) and suffix."""
 
-    id: str
-    name: str  # what the page called it: shown, never used as a path
     data: bytes
-    image: LoadedImage
-    path: Path | None = None  # a bundled image's own file (the CLI command names it)
-    _sized: OrderedDict = field(default_factory=OrderedDict)
 
     @property
     def digest(self) -> str:
@@ -70,6 +64,18 @@ class Upload:
     @property
     def suffix(self) -> str:
         return suffix_of(self.data)
+
+
+@dataclass(eq=False)
+class Upload(_Encoded):
+    """One decoded image and the bytes it came from."""
+
+    id: str
+    name: str  # what the page called it: shown, never used as a path
+    data: bytes
+    image: LoadedImage
+    path: Path | None = None  # a bundled image's own file (the CLI command names it)
+    _sized: OrderedDict = field(default_factory=OrderedDict)
 
     def at(self, max_size: int) -> np.ndarray:
         """The image resized as `jaxstyle.prepare` resizes content for ``max_size`` (`fit_long_side`,
@@ -86,20 +92,12 @@ class Upload:
 
 
 @dataclass(frozen=True, eq=False)
-class Mask:
+class Mask(_Encoded):
     """One painted mask: the PNG bytes the page sent and the (H, W) float32 mask they give."""
 
     data: bytes
     array: np.ndarray
     path = None  # never a file of its own: kept in the results folder by its hash, like uploads
-
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
-
-    @property
-    def suffix(self) -> str:
-        return suffix_of(self.data)
 
 
 def decode_mask(text: str, what: str, max_pixels: int) -> Mask:
@@ -119,13 +117,40 @@ def decode_mask(text: str, what: str, max_pixels: int) -> Mask:
     return Mask(data, as_mask(loaded.rgb, loaded.alpha, what=what))
 
 
+class Newest:
+    """The newest ``keep`` items by id, thread-safe: the server's memory of uploads and webcam
+    sessions; a gone id is an `InputNotFoundError` saying ``gone``."""
+
+    def __init__(self, keep: int, gone: str) -> None:
+        self.keep, self.gone = keep, gone
+        self._items: OrderedDict[str, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, key: str, item):
+        with self._lock:
+            self._items[key] = item
+            while len(self._items) > self.keep:
+                self._items.popitem(last=False)
+        return item
+
+    def get(self, key: str):
+        with self._lock:
+            item = self._items.get(key)
+        if item is None:
+            raise InputNotFoundError(self.gone)
+        return item
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+
 class Uploads:
     """The newest `KEEP` uploads by id; thread-safe."""
 
     def __init__(self, max_pixels: int) -> None:
         self.max_pixels = max_pixels
-        self._items: OrderedDict[str, Upload] = OrderedDict()
-        self._lock = threading.Lock()
+        self._items = Newest(KEEP, "that image is no longer on the server; add it again")
 
     def add(self, data: bytes, name: str) -> Upload:
         """Decode ``data`` (ImageError with the CLI's message if it is not a usable image)."""
@@ -140,15 +165,7 @@ class Uploads:
         return self._keep(Upload(secrets.token_hex(8), path.name, data, image, path=path))
 
     def _keep(self, upload: Upload) -> Upload:
-        with self._lock:
-            self._items[upload.id] = upload
-            while len(self._items) > KEEP:
-                self._items.popitem(last=False)
-        return upload
+        return self._items.add(upload.id, upload)
 
     def get(self, upload_id: str) -> Upload:
-        with self._lock:
-            upload = self._items.get(upload_id)
-        if upload is None:
-            raise InputNotFoundError("that image is no longer on the server; add it again")
-        return upload
+        return self._items.get(upload_id)
