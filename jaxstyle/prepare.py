@@ -24,6 +24,7 @@ from jaxstyle.nets.vgg_layers import MIN_SIDE
 # Colour modes that recolour the styles for each content image, so nothing about the styles can
 # be shared between the images of a batch.
 PER_IMAGE_STYLE_MODES = frozenset({"luminance", "histogram"})
+KEPT_GUIDES = 4  # output sizes whose mask guides a `StyleSet` keeps (`guides_for`)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class StyleSet:
     # Per style image: its (h, w) region (`masks.as_mask`) of that image's aspect ratio, or None
     # for all of it; None: every style from all of its image.
     regions: tuple[np.ndarray | None, ...] | None = None
+    # `guides_for`'s last few results by output size: a video's frames and a folder's images of one
+    # size share them instead of resizing and feathering the same masks again for each.
+    _guides: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
 
 def as_rgb(image: np.ndarray, what: str) -> np.ndarray:
@@ -129,10 +133,19 @@ def check_content_masks(styles: StyleSet, content_shape: tuple[int, int], config
 
 
 def guides_for(styles: StyleSet, shape: tuple[int, int], config: StyleConfig) -> np.ndarray | None:
-    """The (H, W, K + 1) guides of an output of ``shape`` (`masks.guides_at`), or None without masks."""
+    """The (H, W, K + 1) guides of an output of ``shape`` (`masks.guides_at`), or None without masks;
+    read-only, shared by the images of one size."""
     if styles.masks is None:
         return None
-    return masks.guides_at(styles.masks, shape, config.masks.mask_feather)
+    key = (tuple(shape), config.masks.mask_feather)
+    guides = styles._guides.get(key)
+    if guides is None:
+        guides = masks.guides_at(styles.masks, shape, config.masks.mask_feather)
+        guides.setflags(write=False)
+        styles._guides[key] = guides
+        while len(styles._guides) > KEPT_GUIDES:
+            styles._guides.pop(next(iter(styles._guides)), None)  # (decoding threads may race here)
+    return guides
 
 
 def regions_for(styles: StyleSet, sized: Sequence[np.ndarray]) -> tuple[np.ndarray | None, ...] | None:

@@ -152,6 +152,19 @@ def test_content_masks_and_guides_in_the_prepared_inputs():
     )
 
 
+def test_guides_are_computed_once_per_output_size():
+    """A video's frames and a folder's images of one size share their guides (read-only)."""
+    config = StyleConfig(max_size=32, mask_feather=2)
+    styles = prepare.make_style_set([np.zeros((8, 8, 3), np.float32)], style_masks=[np.ones((24, 32))])
+    first = prepare.guides_for(styles, (24, 32), config)
+    assert prepare.guides_for(styles, (24, 32), config) is first and not first.flags.writeable
+    np.testing.assert_array_equal(first, masks.guides_at(styles.masks, (24, 32), 2))
+    assert prepare.guides_for(styles, (24, 32), config.replace(mask_feather=0)) is not first
+    for side in range(33, 33 + prepare.KEPT_GUIDES):  # only the last few sizes are kept
+        prepare.guides_for(styles, (24, side), config)
+    assert len(styles._guides) == prepare.KEPT_GUIDES
+
+
 def test_the_cli_passes_masks_to_the_method_and_records_them(tmp_path):
     """`jaxstyle stylize --style-mask` end to end: the CLI's picture is the library's masked one
     (not the unmasked one), and the output's metadata names the mask, so the command can be rebuilt."""
