@@ -21,6 +21,7 @@ from .color_cmd import color_command
 from .common import EXIT_INTERNAL, EXIT_INTERRUPTED, VERBOSITY, configure_logging, stderr
 from .serve_cmd import serve_command
 from .stylize_cmd import builtin_styles_command, demo_command, stylize_command
+from .train_cmd import train_command
 from .video_cmd import video_command
 from .weights_cmd import app as weights_app
 
@@ -41,6 +42,7 @@ app.command("demo")(demo_command)
 app.command("builtin-styles", no_args_is_help=True)(builtin_styles_command)
 app.command("bench")(bench_command)
 app.command("serve")(serve_command)
+app.command("train", no_args_is_help=True)(train_command)
 app.add_typer(weights_app, name="weights")
 
 

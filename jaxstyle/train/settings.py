@@ -1,0 +1,79 @@
+"""Every default of ``jaxstyle train`` in one frozen, checked config (`TrainConfig`). The loss's
+weights, layers and units are not here: they are the optimisation's own (`StyleConfig.loss`), so
+the same ``--content-weight`` means the same balance in both. Plain Python: no JAX."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from jaxstyle.errors import UsageError
+
+Schedule = Literal["cosine", "constant"]
+Init = Literal["magenta", "scratch"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a style network is trained (`jaxstyle.train.train`)."""
+
+    size: int = 256  # side of the square training crops, px
+    # Photos are scaled so that their long side is this (times the random scale) before cropping,
+    # and the style images so that theirs is this times `StyleConfig.style_scale`: the network
+    # learns the texture scale of a run at this --max-size, the size its results are judged at.
+    photo_size: int = 512
+    scale_range: tuple[float, float] = (0.8, 1.25)  # random rescaling of each photo (augmentation)
+    flip: bool = True  # random left-right flips (augmentation)
+    batch_size: int = 4
+    steps: int = 1000
+    learning_rate: float = 2e-4
+    schedule: Schedule = "cosine"
+    warmup: int = 20  # steps of linear warm-up
+    # Adam's default epsilon; fine-tuning moves the Magenta weights a little, so the rate is low.
+    held_out: float = 0.1  # share of the photos kept out of training (samples, validation)
+    init: Init = "magenta"  # Magenta's arbitrary transformer, or random weights ("scratch")
+    seed: int = 0
+    checkpoint_every: int = 100  # steps
+    sample_every: int = 100  # steps between sample grids (0: none)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (
+                self.size >= 32 and self.size % 4 == 0,
+                f"the crop size must be a multiple of 4 and at least 32, got {self.size}",
+            ),
+            (
+                self.photo_size >= self.size,
+                f"the photo size must be at least the crop size {self.size}, got {self.photo_size}",
+            ),
+            (
+                0 < self.scale_range[0] <= self.scale_range[1],
+                f"the scale range must be 0 < low <= high, got {self.scale_range}",
+            ),
+            (self.batch_size >= 1, f"the batch size must be at least 1, got {self.batch_size}"),
+            (self.steps >= 1, f"the number of steps must be at least 1, got {self.steps}"),
+            (
+                math.isfinite(self.learning_rate) and self.learning_rate > 0,
+                f"the learning rate must be > 0, got {self.learning_rate}",
+            ),
+            (self.warmup >= 0, f"the warm-up must be >= 0 steps, got {self.warmup}"),
+            (0 <= self.held_out < 1, f"the held-out share must be in [0, 1), got {self.held_out}"),
+            (self.checkpoint_every >= 1, f"checkpoints must come every 1 or more steps, got {self.checkpoint_every}"),
+            (self.sample_every >= 0, f"samples must come every 0 (never) or more steps, got {self.sample_every}"),
+            (
+                self.schedule in get_args(Schedule),
+                f"unknown schedule {self.schedule!r}; choose one of {', '.join(get_args(Schedule))}",
+            ),
+            (self.init in get_args(Init), f"unknown init {self.init!r}; choose one of {', '.join(get_args(Init))}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UsageError(message)
+
+    def replace(self, **changes) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def record(self) -> dict:
+        return dataclasses.asdict(self)
