@@ -1,0 +1,157 @@
+"""Trained multi-style networks (issue #29's file format, `magenta_weights.save_trained` /
+`load_trained`, `magenta.trained_transform`) and ``--method fast --model NET`` in every command.
+
+The reference is independent of the new code path: a trained file whose tables are the embedded
+arbitrary transformer's affine maps of two style vectors (``table[s] = v_s @ K + b``) must
+stylize exactly as `magenta.transform` with those vectors, since ``w @ (V K + b) = (w V) K + b``
+for weights summing to 1. Everything runs at 64x64 (a few compiles for the whole module).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxstyle.errors import WeightsError
+from jaxstyle.nets import magenta, magenta_tiled, magenta_weights
+from jaxstyle.nets.magenta_weights import TRANSFORMER_LAYERS, conv_and_cin_names
+
+NAMES = ("waves", "starry")
+SIZE = 64
+TOLERANCE = 1e-5
+
+
+def _tables(transformer, vectors: np.ndarray) -> dict:
+    """The trained tree whose (S, C) tables are the arbitrary CINs' affine maps of ``vectors`` (S, 100)."""
+    tree: dict = {}
+
+    def put(name, value):
+        node = tree
+        *parents, leaf = name.split("/")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = np.asarray(value, np.float32)
+
+    for layer, _ in TRANSFORMER_LAYERS:
+        conv, cin = conv_and_cin_names(layer)
+        source = transformer
+        for part in conv.split("/"):
+            source = source[part]
+        put(f"{conv}/kernel", source["kernel"])
+        if layer.startswith("contract"):
+            put(f"{conv}/bias", source["bias"])
+            continue
+        node = transformer
+        for part in cin.split("/"):
+            node = node[part]
+        for field in ("gamma", "beta"):
+            kernel = np.asarray(node[field]["kernel"], np.float64).reshape(magenta_weights.STYLE_DIM, -1)
+            put(f"{cin}/{field}", vectors.astype(np.float64) @ kernel + np.asarray(node[field]["bias"], np.float64))
+    return {"transformer": tree}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """The embedded arbitrary transformer, two style vectors, the trained file made of them, content."""
+    rng = np.random.default_rng(29)
+    arbitrary = magenta_weights.load_arbitrary()
+    vectors = rng.normal(0.0, 0.5, (2, magenta_weights.STYLE_DIM)).astype(np.float32)
+    params = _tables(arbitrary["transformer"], vectors)
+    folder = tmp_path_factory.mktemp("trained")
+    path = folder / "net.safetensors"
+    styles = [{"name": name, "sha256": f"{i:064x}"} for i, name in enumerate(NAMES)]
+    magenta_weights.save_trained(path, params, styles, {"steps": 0, "image_size": SIZE})
+    content = rng.uniform(0.0, 1.0, (2, SIZE, SIZE, 3)).astype(np.float32)
+    return {"arbitrary": arbitrary, "vectors": vectors, "params": params, "path": path, "content": content}
+
+
+def test_round_trip_and_info(setup):
+    loaded = magenta_weights.load_trained(setup["path"])
+    flat = magenta_weights.flatten(loaded)
+    expected = magenta_weights.flatten(setup["params"])
+    assert flat.keys() == expected.keys() == magenta_weights.trained_shapes(2).keys()
+    for name, value in expected.items():
+        np.testing.assert_array_equal(np.asarray(flat[name]), value)
+    info = magenta_weights.read_trained_info(setup["path"])
+    assert [s.name for s in info.styles] == list(NAMES) and info.num_styles == 2
+    assert info.training == {"steps": 0, "image_size": SIZE}
+    assert magenta_weights.load_model(setup["path"])[0] == "trained"
+    with pytest.raises(Exception, match="exists"):  # no clobbering unless asked
+        magenta_weights.save_trained(setup["path"], setup["params"], [{"name": "a", "sha256": ""}] * 2, {})
+    magenta_weights.save_trained(setup["path"], setup["params"], info.styles, info.training, overwrite=True)
+
+
+def test_bad_files_are_one_line(setup, tmp_path):
+    good = magenta_weights.flatten(setup["params"])
+    styles = [{"name": n, "sha256": ""} for n in NAMES]
+
+    def write(name, tensors, metadata):
+        from safetensors.numpy import save_file
+
+        path = tmp_path / name
+        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path), metadata=metadata)
+        return path
+
+    meta = {"format": magenta_weights.TRAINED_FORMAT, "format_version": "1", "training": "{}"}
+    cases = {
+        "arbitrary": (magenta_weights.default_path("arbitrary"), "not a jaxstyle-magenta-trained file"),
+        "missing": (tmp_path / "nothing.safetensors", "does not exist"),
+        "text": (tmp_path / "text.safetensors", "not a safetensors weights file"),
+        "rows": (
+            write(
+                "rows",
+                {**good, "transformer/expand1/cin/beta": np.zeros((3, 16), np.float32)},
+                {**meta, "styles": json.dumps(styles)},
+            ),
+            "has 3 style rows, but the file lists 2 styles",
+        ),
+        "gone": (
+            write(
+                "gone", {k: v for k, v in good.items() if "expand3" not in k}, {**meta, "styles": json.dumps(styles)}
+            ),
+            "is missing",
+        ),
+        "styles": (write("styles", good, {**meta, "styles": "[1, 2]"}), "metadata styles must be"),
+    }
+    (tmp_path / "text.safetensors").write_text("not weights")
+    for name, (path, message) in cases.items():
+        with pytest.raises(Exception, match=message) as caught:
+            magenta_weights.load_trained(path)
+        assert "\n" not in str(caught.value) and str(path) in str(caught.value), name
+    with pytest.raises(WeightsError, match="shape"):
+        bad = {
+            "transformer": {
+                **setup["params"]["transformer"],
+                "contract1": {"conv": {"kernel": np.zeros((3, 3, 3, 8)), "bias": np.zeros(8)}},
+            }
+        }
+        magenta_weights.save_trained(tmp_path / "bad.safetensors", bad, styles, {})
+    assert not (tmp_path / "bad.safetensors").exists()
+
+
+@pytest.fixture(scope="module")
+def trained(setup):
+    return magenta_weights.load_trained(setup["path"])["transformer"]
+
+
+def test_one_hot_and_blends_equal_the_arbitrary_network(setup, trained):
+    content, vectors, transformer = setup["content"], setup["vectors"], setup["arbitrary"]["transformer"]
+    for weights in (np.eye(2, dtype=np.float32), np.asarray([[0.3, 0.7], [0.6, 0.4]], np.float32)):
+        ours = np.asarray(magenta.trained_transform(trained, content, weights))
+        reference = np.asarray(magenta.transform(transformer, content, weights @ vectors))
+        np.testing.assert_allclose(ours, reference, atol=TOLERANCE, rtol=0)
+    assert np.abs(ours[0] - ours[1]).mean() > 1e-3  # the two styles differ: the test can fail
+
+
+def test_buckets_and_windows_equal_the_whole_run(setup, trained):
+    content = setup["content"]
+    small = content[1, :44, :56]
+    whole = np.asarray(magenta.trained_transform(trained, small[None], np.asarray([[0.0, 1.0]], np.float32)))[0]
+    bucket = np.stack([content[0], magenta.pad_into_bucket(small, (SIZE, SIZE))])
+    sizes = np.asarray([[SIZE, SIZE], [44, 56]], np.int32)
+    out = np.asarray(magenta.trained_transform(trained, bucket, np.eye(2, dtype=np.float32), sizes))
+    np.testing.assert_allclose(out[1, :44, :56], whole, atol=TOLERANCE, rtol=0)
+    windowed = magenta_tiled.transform_tiled("trained", trained, small, np.asarray([[0.0, 1.0]], np.float32), core=16)
+    np.testing.assert_allclose(windowed, whole, atol=TOLERANCE, rtol=0)
