@@ -70,6 +70,12 @@ SETTINGS: dict[str, Setting] = {
             "--method fast: a built-in style (0-25) or a mix, e.g. 7 or 3:0.5,12:0.5, instead of STYLES.",
         ),
         Setting(
+            "model",
+            str,
+            "--method fast: a trained network (jaxstyle train, .safetensors); --builtin-style N picks among "
+            "its styles (jaxstyle builtin-styles --model NET lists them).",
+        ),
+        Setting(
             "style_strength", float, f"--method fast: 0 (content) to 1 (style). {_default(default('style_strength'))}"
         ),
         Setting("max_size", int, f"Long side of the output in px. {_default(default('max_size'))}"),

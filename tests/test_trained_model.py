@@ -10,9 +10,11 @@ for weights summing to 1. Everything runs at 64x64 (a few compiles for the whole
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from jaxstyle.errors import WeightsError
 from jaxstyle.nets import magenta, magenta_tiled, magenta_weights
@@ -155,3 +157,80 @@ def test_buckets_and_windows_equal_the_whole_run(setup, trained):
     np.testing.assert_allclose(out[1, :44, :56], whole, atol=TOLERANCE, rtol=0)
     windowed = magenta_tiled.transform_tiled("trained", trained, small, np.asarray([[0.0, 1.0]], np.float32), core=16)
     np.testing.assert_allclose(windowed, whole, atol=TOLERANCE, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The library's runner and the commands (``--method fast --model NET``)
+# ---------------------------------------------------------------------------------------------
+
+
+def _main(args: list[str], capsys) -> tuple[int, str, str]:
+    from jaxstyle.cli.app import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(3)
+    path = tmp_path_factory.mktemp("photo") / "photo.png"
+    Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_stylize_with_the_model_equals_the_library(setup, photo, tmp_path, capsys):
+    from jaxstyle import StyleConfig, stylize
+    from jaxstyle.io.decode import load_image, read_image_metadata
+
+    out = tmp_path / "out.png"
+    args = ["stylize", photo, "--method", "fast", "--model", setup["path"], "--builtin-style", "1", "-o", out]
+    code, _, err = _main([*args, "--max-size", SIZE], capsys)
+    assert code == 0, err
+    config = StyleConfig(method="fast", model=str(setup["path"]), builtin_style="1", max_size=SIZE)
+    expected = stylize(load_image(photo).rgb, [], config)
+    np.testing.assert_array_equal(load_image(out).rgb, np.round(expected * 255) / 255)
+    reference = np.asarray(
+        magenta.transform(setup["arbitrary"]["transformer"], load_image(photo).rgb[None], setup["vectors"][1:])
+    )
+    assert np.abs(expected - reference[0]).max() < 1e-4  # style 1 is the second vector's
+    inputs = json.loads(read_image_metadata(out)["jaxstyle.inputs"])
+    assert inputs["weights"].startswith(f"{setup['path']} sha256:")
+
+
+def test_batch_video_and_listing(setup, photo, tmp_path, capsys):
+    from video_files import moving_frames, write_animation
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.open(photo).save(folder / "a.png")
+    model = ["--method", "fast", "--model", setup["path"], "--builtin-style", "0:0.5,1:0.5", "--max-size", SIZE]
+    code, _, err = _main(["batch", "--input", folder, "--output", tmp_path / "out", *model], capsys)
+    assert code == 0, err
+    assert (tmp_path / "out" / "a.png").exists()
+    clip = write_animation(tmp_path / "clip.png", moving_frames(3, (SIZE, SIZE)), [100] * 3, "PNG")
+    code, _, err = _main(["video", clip, "-o", tmp_path / "styled.png", *model], capsys)
+    assert code == 0, err
+    code, out, err = _main(["builtin-styles", "--model", setup["path"]], capsys)
+    assert code == 0, err
+    assert [line.split("\t")[:2] for line in out.splitlines()] == [["0", "waves"], ["1", "starry"]]
+
+
+def test_bad_model_inputs_are_one_line(setup, photo, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    fast = [photo, "-o", out, "--method", "fast", "--max-size", SIZE]
+    arbitrary = magenta_weights.default_path("arbitrary")
+    cases = {
+        "missing file": ([*fast, "--model", tmp_path / "none.safetensors"], "does not exist"),
+        "arbitrary file": ([*fast, "--model", arbitrary], "not a jaxstyle-magenta-trained file"),
+        "out of range": ([*fast, "--model", setup["path"], "--builtin-style", "2"], "N in 0..1"),
+        "no choice": ([*fast, "--model", setup["path"]], "holds 2 styles (0 waves, 1 starry)"),
+        "gatys": ([photo, "-o", out, "--model", setup["path"], "--builtin-style", "1"], "add --method fast"),
+        "style images": ([*fast, photo, "--model", setup["path"]], "brings its own styles"),
+    }
+    for name, (args, message) in cases.items():
+        code, _, err = _main(["stylize", *args], capsys)
+        lines = err.strip().splitlines()
+        assert code != 0 and len(lines) == 1 and message in lines[0], (name, err)
+    assert not out.exists()
