@@ -154,10 +154,10 @@ def check_model_option(config, weights: Path | None) -> str:
     if weights is not None:
         raise UsageError("--weights and --model do not combine: the trained model is the whole network")
     from jaxstyle.builtin_styles import model_style_weights
-    from jaxstyle.io.files import file_sha256
+    from jaxstyle.prepare import weights_record
 
     model_style_weights(config.fast.model, config.fast.builtin_style)
-    return f"{config.fast.model} sha256:{file_sha256(config.fast.model)}"
+    return weights_record(config.fast.model)
 
 
 def progress_bar(transient: bool = False):

@@ -336,6 +336,14 @@ def run_metadata(
     }
 
 
+def weights_record(model: str) -> str:
+    """What a run's metadata records as the weights of a trained ``model``: its path and sha256
+    (a retrained file at the same path is another run)."""
+    from jaxstyle.io.files import file_sha256
+
+    return f"{model} sha256:{file_sha256(model)}"
+
+
 def settings_record(
     config: StyleConfig,
     files: Sequence[str],

@@ -234,3 +234,31 @@ def test_bad_model_inputs_are_one_line(setup, photo, tmp_path, capsys):
         lines = err.strip().splitlines()
         assert code != 0 and len(lines) == 1 and message in lines[0], (name, err)
     assert not out.exists()
+
+
+def test_serve_offers_the_models_styles(setup, photo, tmp_path):
+    pytest.importorskip("starlette", reason="the web extra is not installed")
+    from serve_files import ORIGIN, PORT, wait_for_job
+    from starlette.testclient import TestClient
+
+    from jaxstyle.io.decode import load_image
+    from jaxstyle.serve.app import create_app
+    from jaxstyle.serve.security import ServeSettings
+
+    settings = ServeSettings(results_dir=tmp_path, port=PORT, model=str(setup["path"]))
+    with TestClient(create_app(settings), base_url=ORIGIN) as client:
+        assert client.get("/api/info").json()["builtin"] == list(NAMES)
+        post = {"origin": ORIGIN}
+        upload = client.post("/api/images?name=photo.png", content=photo.read_bytes(), headers=post).json()["id"]
+        job = client.post(
+            "/api/jobs", json={"content": upload, "builtin": 1, "method": "fast", "max_size": SIZE}, headers=post
+        )
+        assert wait_for_job(client, job.json()["id"])["state"] == "done"
+        record = client.get("/api/results").json()[0]
+        assert f"--model {setup['path']}" in record["command"] and "--builtin-style 1" in record["command"]
+        bad = client.post("/api/preview", json={"content": upload, "builtin": 5, "max_size": SIZE}, headers=post)
+        assert bad.status_code == 400 and "N in 0..1" in bad.json()["error"]
+    expected = np.asarray(
+        magenta.transform(setup["arbitrary"]["transformer"], load_image(photo).rgb[None], setup["vectors"][1:])
+    )
+    assert np.abs(load_image(tmp_path / f"{record['id']}.png").rgb - expected[0]).max() < 1 / 255 + 1e-4
