@@ -205,16 +205,36 @@ def test_batch_video_and_listing(setup, photo, tmp_path, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
     Image.open(photo).save(folder / "a.png")
-    model = ["--method", "fast", "--model", setup["path"], "--builtin-style", "0:0.5,1:0.5", "--max-size", SIZE]
-    code, _, err = _main(["batch", "--input", folder, "--output", tmp_path / "out", *model], capsys)
+    net = tmp_path / "net.safetensors"
+    net.write_bytes(setup["path"].read_bytes())
+    model = ["--method", "fast", "--model", net, "--builtin-style", "0:0.5,1:0.5", "--max-size", SIZE]
+    batch = ["batch", "--input", folder, "--output", tmp_path / "out", *model]
+    code, _, err = _main(batch, capsys)
     assert code == 0, err
     assert (tmp_path / "out" / "a.png").exists()
+    # The same path retrained (here: its two styles swapped) is another run's settings.
+    swapped = magenta_weights.flatten(setup["params"])
+    swapped = {k: v[::-1] if k.endswith(("gamma", "beta")) else v for k, v in swapped.items()}
+    magenta_weights.save_trained(
+        net,
+        magenta_weights.unflatten(swapped),
+        list(reversed(magenta_weights.read_trained_info(net).styles)),
+        {},
+        overwrite=True,
+    )
+    code, _, err = _main(batch, capsys)
+    assert code != 0 and "made with other settings" in err, err
     clip = write_animation(tmp_path / "clip.png", moving_frames(3, (SIZE, SIZE)), [100] * 3, "PNG")
     code, _, err = _main(["video", clip, "-o", tmp_path / "styled.png", *model], capsys)
     assert code == 0, err
     code, out, err = _main(["builtin-styles", "--model", setup["path"]], capsys)
     assert code == 0, err
     assert [line.split("\t")[:2] for line in out.splitlines()] == [["0", "waves"], ["1", "starry"]]
+    code, out, err = _main(["weights", "info", setup["path"], "--json"], capsys)
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["metadata"]["format"] == magenta_weights.TRAINED_FORMAT
+    assert info["layers"]["transformer/expand1/cin"] == {"gamma": [2, 16], "beta": [2, 16]}
 
 
 def test_bad_model_inputs_are_one_line(setup, photo, tmp_path, capsys):
