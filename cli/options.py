@@ -67,7 +67,8 @@ SETTINGS: dict[str, Setting] = {
         Setting(
             "builtin_style",
             str,
-            "--method fast: a built-in style (0-25) or a mix, e.g. 7 or 3:0.5,12:0.5, instead of STYLES.",
+            "--method fast: a built-in style (0-25) or a mix, e.g. 7 or 3:0.5,12:0.5, instead of STYLES; "
+            "with --model, one of the model's styles.",
         ),
         Setting(
             "model",

@@ -117,6 +117,7 @@ def run_stylize(
 
     mask_paths, region_paths = mask_paths or [], region_paths or []
     inputs = [content_path, *style_paths, *([init_image_path] if init_image_path else []), *mask_paths, *region_paths]
+    inputs += [Path(config.fast.model)] if config.fast.model else []  # never written over
     if style_paths:
         check_style_blend(style_blend, len(style_paths))
     if mask_paths and style_blend is not None:
