@@ -14,6 +14,7 @@ from jaxstyle.errors import UsageError
 from . import options as opt
 from .common import (
     EXIT_INTERRUPTED,
+    check_model_option,
     float_list,
     format_seconds,
     load_weights_option,
@@ -105,6 +106,7 @@ class _Display:
 @opt.with_config(
     "method",
     "builtin_style",
+    "model",
     "max_size",
     "style_strength",
     "iterations",
@@ -162,6 +164,7 @@ def batch_command(
 
         shard_ = parse_shard(shard) if shard is not None else (0, 1)
 
+        check_model_option(config, weights)
         weights_ = load_weights_option(weights, config.method)
         with rate_bar("images") as bar:
             display = _Display(bar)

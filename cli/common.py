@@ -124,8 +124,10 @@ def float_list(text: str | None, name: str) -> tuple[float, ...] | None:
 def require_styles(styles, config) -> list:
     """The style image paths, or click's own 'Missing argument' error when there are none and
     no built-in style stands in for them."""
-    if not styles and config.fast.builtin_style is None:
+    if not styles and config.fast.network_styles is None:
         raise click_exceptions.MissingParameter(param_hint="'STYLES...'", param_type="argument")
+    if styles and config.fast.model is not None:
+        raise UsageError("a trained model (--model) brings its own styles: name them with --builtin-style, not images")
     return list(styles or [])
 
 
@@ -141,6 +143,21 @@ def load_weights_option(path: Path | None, method: str = "gatys"):
     from jaxstyle.weights_convert.convert import load_any
 
     return load_any(path)
+
+
+def check_model_option(config, weights: Path | None) -> str:
+    """``--model``'s file and ``--builtin-style``'s numbers checked before any work (the header
+    only: no JAX), and what the run's metadata records as its weights: ``--weights``' path or
+    "embedded", or the model's path and sha256 (a retrained file at the same path is another run)."""
+    if config.fast.model is None:
+        return str(weights or "embedded")
+    if weights is not None:
+        raise UsageError("--weights and --model do not combine: the trained model is the whole network")
+    from jaxstyle.builtin_styles import model_style_weights
+    from jaxstyle.prepare import weights_record
+
+    model_style_weights(config.fast.model, config.fast.builtin_style)
+    return weights_record(config.fast.model)
 
 
 def progress_bar(transient: bool = False):

@@ -67,7 +67,14 @@ SETTINGS: dict[str, Setting] = {
         Setting(
             "builtin_style",
             str,
-            "--method fast: a built-in style (0-25) or a mix, e.g. 7 or 3:0.5,12:0.5, instead of STYLES.",
+            "--method fast: a built-in style (0-25) or a mix, e.g. 7 or 3:0.5,12:0.5, instead of STYLES; "
+            "with --model, one of the model's styles.",
+        ),
+        Setting(
+            "model",
+            str,
+            "--method fast: a trained network (jaxstyle train, .safetensors); --builtin-style N picks among "
+            "its styles (jaxstyle builtin-styles --model NET lists them).",
         ),
         Setting(
             "style_strength", float, f"--method fast: 0 (content) to 1 (style). {_default(default('style_strength'))}"

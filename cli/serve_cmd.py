@@ -57,6 +57,10 @@ def serve_command(
         Path | None, typer.Option(help="Folder for the results. [default: ~/.local/share/jaxstyle/results]")
     ] = None,
     max_upload_mb: Annotated[int, typer.Option(help="Largest upload in MB.")] = 25,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="A trained network (jaxstyle train): the page's built-in styles become its styles."),
+    ] = None,
 ) -> None:
     """Start the web app: stylize photos in the browser, with live previews and the webcam.
 
@@ -68,6 +72,7 @@ def serve_command(
     \b
       jaxstyle serve --open
       jaxstyle serve --port 9000 --results ~/Pictures/styled
+      jaxstyle serve --model mine.safetensors
     """
     with user_errors():
         try:
@@ -80,11 +85,19 @@ def serve_command(
             raise UsageError(f"--port must be between 1 and 65535, got {port}")
         if max_upload_mb < 1:
             raise UsageError(f"--max-upload-mb must be at least 1, got {max_upload_mb}")
+        if model is not None:  # a wrong file is refused before the server starts
+            from jaxstyle.nets.magenta_weights import read_trained_info
+
+            read_trained_info(model)
         from jaxstyle.serve.app import create_app
         from jaxstyle.serve.security import ServeSettings
 
         settings = ServeSettings.for_host(
-            host, port, results or default_results_dir(), max_upload_bytes=max_upload_mb * 2**20
+            host,
+            port,
+            results or default_results_dir(),
+            max_upload_bytes=max_upload_mb * 2**20,
+            model=None if model is None else str(model.resolve()),
         )
         app = create_app(settings)
         if settings.token is not None:

@@ -11,13 +11,23 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer._click import exceptions as click_exceptions
 
 from jaxstyle.config import JPEG_QUALITY, StyleConfig
 from jaxstyle.config_sources import build_config
 from jaxstyle.errors import UsageError
 
 from . import options as opt
-from .common import EXIT_INTERRUPTED, float_list, load_weights_option, progress_bar, require_styles, say, user_errors
+from .common import (
+    EXIT_INTERRUPTED,
+    check_model_option,
+    float_list,
+    load_weights_option,
+    progress_bar,
+    require_styles,
+    say,
+    user_errors,
+)
 
 EXAMPLES = """
 
@@ -107,6 +117,7 @@ def run_stylize(
 
     mask_paths, region_paths = mask_paths or [], region_paths or []
     inputs = [content_path, *style_paths, *([init_image_path] if init_image_path else []), *mask_paths, *region_paths]
+    inputs += [Path(config.fast.model)] if config.fast.model else []  # never written over
     if style_paths:
         check_style_blend(style_blend, len(style_paths))
     if mask_paths and style_blend is not None:
@@ -130,6 +141,7 @@ def run_stylize(
     output = check_output_path(output, overwrite=overwrite, inputs=inputs)
     if history_path is not None:
         history_path = check_history_path(history_path, overwrite=overwrite, taken=[*inputs, output])
+    weights_label = check_model_option(config, weights_path)
     weights = load_weights_option(weights_path, config.method)
     if save_every:
         config = config.replace(report_every=math.gcd(save_every, config.optimize.report_every))
@@ -152,7 +164,7 @@ def run_stylize(
         content=str(content_path),
         styles=[str(s) for s in style_paths],
         style_weights=style_blend,
-        weights=str(weights_path or "embedded"),
+        weights=weights_label,
         masks=[str(p) for p in mask_paths],
         regions=[str(p) for p in region_paths],
     )
@@ -233,6 +245,7 @@ def run_stylize(
 @opt.with_config(
     "method",
     "builtin_style",
+    "model",
     "max_size",
     "memory_budget",
     "tile_size",
@@ -360,37 +373,58 @@ def demo_command(
 
 
 def builtin_styles_command(
-    content: Annotated[Path, typer.Argument(help="The photo to show the styles on.", show_default=False)],
-    output: opt.Output,
+    content: Annotated[
+        Path | None, typer.Argument(help="The photo to show the styles on (optional with --model).", show_default=False)
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="The contact sheet (.png .jpg ...).")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="A trained network (jaxstyle train): list its styles, or show them.")
+    ] = None,
     max_size: Annotated[int, typer.Option(help="Long side of each tile in px.")] = SHEET_TILE,
     columns: Annotated[int, typer.Option(help="Tiles per row.")] = 7,
     quality: opt.Quality = JPEG_QUALITY,
     overwrite: opt.Overwrite = False,
 ) -> None:
-    """Show a photo in each of the 26 built-in styles, on one sheet.
+    """Show a photo in each of the 26 built-in styles (or a trained model's), on one sheet.
 
     Tiles run row by row from style 0; use the number with --method fast --builtin-style N.
+    With --model and no photo, list the model's styles by number and name.
 
     Example:
 
     \b
       jaxstyle builtin-styles photo.jpg -o styles.jpg
       jaxstyle stylize photo.jpg --method fast --builtin-style 7 -o out.png
+      jaxstyle builtin-styles --model mine.safetensors
     """
     with user_errors():
         if columns < 1:
             raise UsageError(f"--columns must be at least 1, got {columns}")
-        config = build_config(settings={"method": "fast", "builtin_style": "0", "max_size": max_size})
+        if model is not None:
+            from jaxstyle.nets.magenta_weights import read_trained_info
+
+            info = read_trained_info(model)
+            for index, style in enumerate(info.styles):
+                typer.echo(f"{index}\t{style.name}\t{style.sha256[:12]}")
+            if content is None:
+                return
+        if content is None:
+            raise click_exceptions.MissingParameter(param_hint="'CONTENT'", param_type="argument")
+        if output is None:
+            raise click_exceptions.MissingParameter(param_hint="'--output' / '-o'", param_type="option")
+        settings = {"method": "fast", "builtin_style": "0", "max_size": max_size}
+        config = build_config(settings={**settings, "model": None if model is None else str(model)})
         from jaxstyle.io.decode import load_image
         from jaxstyle.io.encode import check_image_suffix, save_image
         from jaxstyle.io.files import check_output_path
-        from jaxstyle.methods.fast import builtin_contact_sheet
+        from jaxstyle.methods.fast_sheet import builtin_contact_sheet
 
         check_image_suffix(output)
-        target = check_output_path(output, overwrite=overwrite, inputs=[content])
+        target = check_output_path(output, overwrite=overwrite, inputs=[content, *([model] if model else [])])
         photo = load_image(content)
+        count = 26 if model is None else info.num_styles
         with progress_bar() as bar:
-            bar.add_task("builtin-styles", total=None, status="26 styles")
+            bar.add_task("builtin-styles", total=None, status=f"{count} styles")
             sheet = builtin_contact_sheet(photo.rgb, config, columns=columns)
         save_image(target, sheet, overwrite=overwrite, inputs=[content], jpeg_quality=quality)
-        say(f"wrote {output} ({sheet.shape[1]}x{sheet.shape[0]}): styles 0-25, {columns} per row")
+        say(f"wrote {output} ({sheet.shape[1]}x{sheet.shape[0]}): styles 0-{count - 1}, {columns} per row")

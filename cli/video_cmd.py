@@ -12,6 +12,7 @@ from jaxstyle.config import BatchConfig, StyleConfig, default
 from . import options as opt
 from .common import (
     EXIT_INTERRUPTED,
+    check_model_option,
     float_list,
     format_seconds,
     load_weights_option,
@@ -103,6 +104,7 @@ class _Display:
     "method",
     "temporal_weight",
     "builtin_style",
+    "model",
     "max_size",
     "style_strength",
     "iterations",
@@ -145,6 +147,7 @@ def video_command(
 
         from jaxstyle.video.driver import run_video
 
+        check_model_option(config, weights)
         weights_ = load_weights_option(weights, config.method)
         with _Display() as display:
             try:

@@ -71,6 +71,7 @@ def info_command(
       jaxstyle weights info
       jaxstyle weights info vgg19.safetensors --json
       jaxstyle weights info magenta_arbitrary.safetensors
+      jaxstyle weights info mine.safetensors   (a trained network: its styles)
     """
     from jaxstyle.weights_convert.convert import describe
     from rich.console import Console
@@ -95,6 +96,9 @@ def info_command(
         return
     console = Console()
     console.print(f"[bold]{info['file']}[/] ({fmt}, {info['bytes'] / 1e6:.1f} MB)\nsha256 {info['sha256']}")
+    if "styles" in metadata and "training" in metadata:  # a trained network: its styles, in table order
+        for index, style in enumerate(json.loads(metadata["styles"])):
+            console.print(f"  style {index}: {style['name']} (sha256 {style['sha256'][:12]})", markup=False)
     for key, value in sorted(metadata.items()):
         console.print(f"  {key}: {value}", markup=False)
     table = Table("layer", "tensors")

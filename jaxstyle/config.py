@@ -2,7 +2,8 @@
 
 `StyleConfig` holds the settings every method shares and one section per part of the work
 (`FastSettings`, `LossSettings`, `OptimizeSettings`, `VideoSettings`, `ResourceSettings`,
-`MaskSettings`); each checks itself when built, so no unchecked config exists. `BatchConfig` says how a batch is cut.
+`MaskSettings`); each checks itself when built, so no unchecked config exists. `BatchConfig` says
+how a batch is cut (`jaxstyle.config_commands`, with the other commands' settings; names kept here).
 The CLI reads its defaults and choices from here rather than repeating them. Choices are
 ``Literal`` types, and `choices` lists them. Every field has a name unique across sections and a
 path (`field_path`: ``iterations``, ``optimize.iterations``). Where settings come from (presets,
@@ -18,7 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from jaxstyle.builtin_styles import builtin_style_weights
+from jaxstyle.builtin_styles import BUILTIN_STYLES, builtin_style_parts, builtin_style_weights
+
+# The other commands' settings, importable from here as before.
+from jaxstyle.config_commands import BatchConfig, ColorConfig, OutputFormat  # noqa: F401
 from jaxstyle.errors import UsageError
 from jaxstyle.nets.vgg_layers import canonical_layer
 
@@ -32,7 +36,6 @@ Precision = Literal["float32", "bfloat16"]
 TVKind = Literal["l1", "l2"]
 LossUnits = Literal["ratio", "raw"]
 MaskFit = Literal["exact", "stretch"]
-OutputFormat = Literal["png", "jpg", "webp", "tif", "bmp"]
 
 JPEG_QUALITY = 95  # JPEG/WebP quality of every image jaxstyle writes, unless --quality says otherwise
 
@@ -80,18 +83,35 @@ class _Section:
 
 @dataclass(frozen=True)
 class FastSettings(_Section):
-    """The fast method (`jaxstyle.methods.fast`): one pass of Magenta's arbitrary-style network."""
+    """The fast method (`jaxstyle.methods.fast`): one pass of Magenta's arbitrary-style network, its
+    26-style network or a trained one."""
 
     # 1 is the style's own vector, 0 the content's (Magenta's interpolation).
     style_strength: float = 1.0
     # The 26-style network's built-in styles instead of style images, "7" or a mix "3:0.5,12:0.5"
     # (see `builtin_style_weights`).
     builtin_style: str | None = None
+    # A trained multi-style network (``jaxstyle train``, a .safetensors file) instead of the embedded
+    # ones: ``builtin_style`` then names its styles (0..S-1; "0" when left out, for S = 1).
+    model: str | None = None
+
+    @property
+    def network_styles(self) -> str | None:
+        """The styles a run takes from a network instead of style images: ``builtin_style``, "0"
+        for a model alone (its only style; `methods.fast` checks the count), None for images."""
+        return "0" if self.builtin_style is None and self.model is not None else self.builtin_style
 
     def __post_init__(self) -> None:
         _check([(0.0 <= self.style_strength <= 1.0, f"style strength must be in [0, 1], got {self.style_strength}")])
-        if self.builtin_style is not None:
-            builtin_style_weights(self.builtin_style)
+        if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
+            raise UsageError(f"model must be the path of a trained .safetensors file, got {self.model!r}")
+        if self.builtin_style is not None:  # a model's style count is checked against its file
+            count = (
+                BUILTIN_STYLES
+                if self.model is None
+                else 1 + max(n for n, _ in builtin_style_parts(self.builtin_style, None))
+            )
+            builtin_style_weights(self.builtin_style, count)
 
 
 @dataclass(frozen=True)
@@ -355,13 +375,14 @@ class StyleConfig:
         )
         _check_choices(self)
         _check_numbers({"style scale": self.style_scale}, positive=("style scale",))
-        if self.fast.builtin_style is not None:
+        if self.fast.network_styles is not None:
+            what = "built-in styles" if self.fast.model is None else "a trained model's styles (--model)"
             if self.method != "fast":
-                raise UsageError("built-in styles belong to the fast method; add --method fast")
+                raise UsageError(f"{what} belong to the fast method; add --method fast")
             if self.fast.style_strength != 1.0:
-                raise UsageError("--style-strength interpolates style images' vectors, not built-in styles")
+                raise UsageError(f"--style-strength interpolates style images' vectors, not {what}")
             if self.preserve_color == "histogram":
-                raise UsageError("histogram colour matching needs style images, not built-in styles")
+                raise UsageError(f"histogram colour matching needs style images, not {what}")
         temporal = self.resolved_temporal_weight
         _check_numbers({"temporal weight": temporal})
         if self.method == "fast" and temporal > 1:
@@ -386,35 +407,6 @@ MIN_TILE = 64
 # 200 is the strongest within 1 % (benchmarks/results/video_consistency_gatys_ratio_units.json).
 TEMPORAL_WEIGHTS: dict[str, float] = {"fast": 0.6, "gatys": 200.0}
 RAW_TEMPORAL_WEIGHT = 1e8  # "gatys" with loss_units="raw" (the presets): as measured in raw units
-
-
-@dataclass(frozen=True)
-class BatchConfig:
-    """How `jaxstyle batch` cuts a folder into compiled batches (see `jaxstyle.batch`)."""
-
-    batch_size: int = 4  # images per compiled step, rounded up to a multiple of the devices
-    bucket_multiple: int = 1  # round bucket sides up to this many px (reflect-pad, crop back)
-    output_format: OutputFormat = "png"
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise UsageError(f"the batch size must be at least 1, got {self.batch_size}")
-        if self.bucket_multiple < 1:
-            raise UsageError(f"the bucket multiple must be at least 1, got {self.bucket_multiple}")
-        if self.output_format not in get_args(OutputFormat):
-            raise UsageError(
-                f"unknown output format {self.output_format!r}; choose one of {', '.join(get_args(OutputFormat))}"
-            )
-
-
-@dataclass(frozen=True)
-class ColorConfig:
-    """Defaults of the KNN colour transfer (`jaxstyle.color_knn`, ``jaxstyle color``)."""
-
-    n_neighbors: int = 4
-    patch_size: int = 3  # odd side of the luminance patch used as the feature
-    max_train: int = 50_000  # training patches sampled from the styles
-    seed: int = 0
 
 
 def _field_types(cls) -> dict[str, object]:

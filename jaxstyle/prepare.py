@@ -84,11 +84,14 @@ def make_style_set(
     ``style_masks``, one mask per style (per built-in style named in ``config.fast.builtin_style``),
     and ``style_regions``, one region or None per style image (`masks.as_mask` arrays or images).
 
-    There may be no style images only with ``config.fast.builtin_style`` (the fast method's own)."""
+    There may be no style images only with ``config.fast.builtin_style`` (the fast method's own) or
+    a trained ``config.fast.model``, which takes none."""
     images = [styles] if isinstance(styles, np.ndarray) else list(styles or ())
-    builtin = config is not None and config.fast.builtin_style is not None
+    builtin = config is not None and config.fast.network_styles is not None
     if not images and not builtin:
         raise UsageError("at least one style image is needed")
+    if images and config is not None and config.fast.model is not None:
+        raise UsageError("a trained model (--model) brings its own styles: name them with --builtin-style, not images")
     images = [as_rgb(s, f"style image {i + 1}") for i, s in enumerate(images)]
     blend = check_style_blend(style_blend, len(images)) if images else ()
     checked_masks = None
@@ -118,12 +121,12 @@ def make_style_set(
 
 def mask_count(images: int, config: StyleConfig | None) -> tuple[int, str]:
     """How many style masks a run takes, and what each goes with: one per style image, or without
-    style images one per built-in style named in ``config.fast.builtin_style``."""
-    if images or config is None or config.fast.builtin_style is None:
+    style images one per built-in style named in ``config.fast.network_styles`` (a model's too)."""
+    if images or config is None or config.fast.network_styles is None:
         return images, "style"
     from jaxstyle.builtin_styles import builtin_style_parts
 
-    return len(builtin_style_parts(config.fast.builtin_style)), "built-in style"
+    return len(builtin_style_parts(config.fast.network_styles, None)), "built-in style"
 
 
 def check_content_masks(styles: StyleSet, content_shape: tuple[int, int], config: StyleConfig) -> None:
@@ -331,6 +334,14 @@ def run_metadata(
         ),
         **extra,
     }
+
+
+def weights_record(model: str) -> str:
+    """What a run's metadata records as the weights of a trained ``model``: its path and sha256
+    (a retrained file at the same path is another run)."""
+    from jaxstyle.io.files import file_sha256
+
+    return f"{model} sha256:{file_sha256(model)}"
 
 
 def settings_record(

@@ -174,12 +174,8 @@ def describe(path: str | os.PathLike) -> tuple[str, dict[str, str], dict[str, di
     fmt = detect_format(path)
     if fmt == "canonical":
         metadata = read_weights_metadata(path)
-        loaders = {
-            magenta_weights.ARBITRARY_FORMAT: magenta_weights.load_arbitrary,
-            magenta_weights.MULTISTYLE_FORMAT: magenta_weights.load_multistyle,
-        }
-        if metadata.get("format") in loaders:
-            flat = magenta_weights.flatten(loaders[metadata["format"]](path))
+        if metadata.get("format") in magenta_weights.MODEL_FORMATS.values():  # arbitrary, 26 styles, trained
+            flat = magenta_weights.flatten(magenta_weights.load_model(path)[1])
             layers: dict[str, dict[str, tuple[int, ...]]] = {}
             for name, array in flat.items():
                 layer, _, field = name.rpartition("/")

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxstyle import prepare
-from jaxstyle.builtin_styles import BUILTIN_STYLES, builtin_style_weights
+from jaxstyle.builtin_styles import BUILTIN_STYLES, builtin_style_weights, model_style_weights
 from jaxstyle.config import StyleConfig
 from jaxstyle.methods import BucketProgress, Previous, Warp, fast_regions
 
@@ -49,6 +49,20 @@ from jaxstyle.tiling import ScalePlan
 from jaxstyle.weights import params_digest
 
 _COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# The networks whose styles are rows of their CIN tables, by `FastRunner.kind`.
+_NETWORKS = {"multistyle": magenta.multistyle_transform, "trained": magenta.trained_transform}
+
+
+def _styled_network(fast, weights) -> tuple[str, dict, int, str]:
+    """(kind, params, style count, what a style number is called) of the network whose own
+    styles ``fast.network_styles`` names: a trained ``fast.model`` (its count and names from the
+    file's header) or the embedded 26-style one; ``weights``: its params, already loaded."""
+    if fast.model is None:
+        params = weights if weights is not None else magenta_weights.load_multistyle()
+        return "multistyle", params, BUILTIN_STYLES, "built-in style"
+    info, _, what = model_style_weights(fast.model, fast.builtin_style)
+    params = weights if weights is not None else magenta_weights.load_trained(fast.model)
+    return "trained", params, info.num_styles, what
 
 
 @jax.jit
@@ -115,22 +129,24 @@ class FastRunner:
         put = (lambda tree: self.placement.put(tree, split=False)) if self.placement else jax.device_put
         self.dtype = _COMPUTE_DTYPES[self.config.resources.precision]
         self._shared_vector = None
-        if self.config.fast.builtin_style is not None:
-            # The 26-style network: a style is a weight vector over its built-in styles.
-            params = weights if weights is not None else magenta_weights.load_multistyle()
-            self.multistyle = put(params["multistyle"])
-            self.builtin = np.asarray(builtin_style_weights(self.config.fast.builtin_style), np.float32)
+        named = self.config.fast.network_styles
+        if named is not None:
+            # A network with styles of its own, the 26 built-in ones or a trained model's (``weights``:
+            # its params, loaded): a style is a weight vector over them.
+            self.kind, params, count, what = _styled_network(self.config.fast, weights)
+            self.styled = put(params["multistyle" if self.kind == "multistyle" else "transformer"])
+            self.builtin = np.asarray(builtin_style_weights(named, count, what), np.float32)
             if styles.masks is not None:  # one row per mask: its named built-in style
-                self.builtin = fast_regions.builtin_rows(self.config.fast.builtin_style)
+                self.builtin = fast_regions.builtin_rows(named, count)
         else:
             params = weights if weights is not None else magenta_weights.load_arbitrary()
             self.predictor, self.transformer = put(params["predictor"]), put(params["transformer"])
-            self.builtin = None
+            self.kind, self.builtin = "arbitrary", None
         self._params = params
         # With masks, the network's regions: the K styles, and the photo's own where it has one.
         self.regions = None
         if styles.masks is not None:
-            self.regions = len(styles.masks) + (1 if self.config.fast.builtin_style is None else 0)
+            self.regions = len(styles.masks) + (1 if named is None else 0)
         # On a CPU, XLA runs most of this small network on one core, and a vmapped batch is no
         # faster per image than one image at a time; independent calls from several threads do
         # run in parallel (4 images at 384x512 on 2 cores: 192 ms one after another, 245 ms as
@@ -158,8 +174,9 @@ class FastRunner:
 
     @property
     def _network(self):
+        """(the jitted network, its params on the device, the width of a style row)."""
         if self.builtin is not None:
-            return magenta.multistyle_transform, self.multistyle, self.builtin.shape[-1]
+            return _NETWORKS[self.kind], self.styled, self.builtin.shape[-1]
         return magenta.transform, self.transformer, magenta_weights.STYLE_DIM
 
     def bucket(self, shape: tuple[int, int]) -> tuple[int, int]:
@@ -336,18 +353,15 @@ class FastRunner:
         if not plan.tiled:
             # its own shape: a single image is computed exactly as the reference network computes it
             return self._run(image.size, [image], 1, callback, exact=True)[0]
-        if self.builtin is not None:
-            kind, params, style = "multistyle", self.multistyle, self.builtin[None]
-        else:
-            kind, params, style = "arbitrary", self.transformer, self._vectors([image])
+        style = self.builtin[None] if self.builtin is not None else self._vectors([image])
 
         def report(done: int, total: int) -> None:
             if callback is not None:
                 callback(WindowProgress(image.size, done, total, total // plan.count))
 
         result = magenta_tiled.transform_tiled(
-            kind,
-            params,
+            self.kind,
+            self._network[1],
             image.content,
             style,
             core=plan.core,
@@ -379,7 +393,7 @@ class FastRunner:
     def _with_photo(self, result: np.ndarray, image: BatchImage) -> np.ndarray:
         """The built-in styles' (h, w, 3) ``result`` with the photo's share put back in pixels
         (`fast_regions`); other results as they are."""
-        if self.regions is None or self.config.fast.builtin_style is None:
+        if self.regions is None or self.config.fast.network_styles is None:
             return result
         return fast_regions.composite_photo(result, image.content, image.guides)
 
@@ -449,28 +463,6 @@ def fast_stylize(
     """
     config = (config or StyleConfig()).replace(method="fast")
     return FastRunner(config, prepare.make_style_set(styles, style_blend, config), weights=weights).stylize(content)
-
-
-def builtin_contact_sheet(content: np.ndarray, config: StyleConfig | None = None, columns: int = 7) -> np.ndarray:
-    """The content in each of the 26 built-in styles, row by row from style 0, on one image.
-
-    Every tile is ``config.max_size`` on its long side; tiles are one compiled batch.
-    """
-    config = (config or StyleConfig()).replace(method="fast", builtin_style="0")
-    runner = FastRunner(config, prepare.make_style_set(None, None, config))
-    image = prepare.prepare_batch_image(0, content, runner.styles, config)
-    h, w = image.size
-    contents = jnp.asarray(np.stack([image.content] * BUILTIN_STYLES))
-    tiles = np.asarray(
-        magenta.multistyle_transform(runner.multistyle, contents, jnp.eye(BUILTIN_STYLES), compute_dtype=runner.dtype)
-    )
-    tiles = [prepare.finish(tile, image.original, config) for tile in tiles]
-    rows = -(-BUILTIN_STYLES // columns)
-    sheet = np.ones((rows * h, columns * w, 3), np.float32)
-    for index, tile in enumerate(tiles):
-        r, c = divmod(index, columns)
-        sheet[r * h : (r + 1) * h, c * w : (c + 1) * w] = tile
-    return sheet
 
 
 def setup(config: StyleConfig, styles: StyleSet, *, weights=None, devices=None) -> FastRunner:

@@ -10,7 +10,7 @@ give each pixel its shares of the K styles and, last, of the photo.
   interpolates it (``s * v_r + (1 - s) * v_photo``, `magenta_predictor.with_strength`), and the
   photo's region is the photo's own vector (the predictor on the content), so a part no mask
   covers is the photo "in its own style", as ``--style-strength 0`` gives all of it.
-* The 26-style network has no vector of the photo. Each mask's region is the one-hot row of the
+* The 26-style network (and a trained one, ``--model``, alike) has no vector of the photo. Each mask's region is the one-hot row of the
   built-in style it is named with, the network runs on the styles' shares alone (`builtin_guides`),
   and the photo's share is composited in pixel space with the content the network stylized
   (`composite_photo`): a departure from the arbitrary network's handling, where the photo's share
@@ -41,11 +41,13 @@ def region_vectors(styles: np.ndarray, photos: np.ndarray, strength: float) -> n
     return np.concatenate([mixed, photos[:, None, :]], axis=1).astype(np.float32)
 
 
-def builtin_rows(text: str) -> np.ndarray:
+def builtin_rows(text: str, count: int = BUILTIN_STYLES) -> np.ndarray:
     """(K, 26): the one-hot row of each built-in style named in ``text``, in order (one per mask;
-    weights written in the text are not used: the masks say how much of each style goes where)."""
-    rows = np.zeros((len(builtin_style_parts(text)), BUILTIN_STYLES), np.float32)
-    for index, (number, _) in enumerate(builtin_style_parts(text)):
+    weights written in the text are not used: the masks say how much of each style goes where);
+    (K, count) for a trained model's ``count`` styles."""
+    parts = builtin_style_parts(text, count)
+    rows = np.zeros((len(parts), count), np.float32)
+    for index, (number, _) in enumerate(parts):
         rows[index, number] = 1.0
     return rows
 

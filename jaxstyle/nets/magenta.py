@@ -10,7 +10,10 @@ Magenta, Apache-2.0) by `jaxstyle.weights_convert.onnx_magenta`:
 * **multistyle26** (Dumoulin et al. 2017): the same transformer family with 26 fixed styles; each
   CIN holds a (26, C) gamma and beta table and a style is a weight vector over the 26 rows.
 
-This module is the transformers (`transform`, `multistyle_transform`); the predictor and the
+A third, the *trained* network of ``jaxstyle train``, is the arbitrary transformer with a (S, C)
+gamma and beta table per CIN in place of the affine maps (`trained_transform`).
+
+This module is the transformers (`transform`, `multistyle_transform`, `trained_transform`); the predictor and the
 style vectors' mixes are `jaxstyle.nets.magenta_predictor`, the weight files and shape tables
 `jaxstyle.nets.magenta_weights`, the convolution algorithms `jaxstyle.nets.convolutions` and
 `jaxstyle.nets.winograd`, and the windowed run for print sizes `jaxstyle.nets.magenta_tiled`.
@@ -378,19 +381,24 @@ def layers_and_norms(kind: str, params: Params, style) -> tuple[dict, dict, int]
 
     ``kind`` "arbitrary": ``params`` is the transformer, ``style`` the (N, 100) style vectors; its
     contract layers have a bias and no CIN. "multistyle": the 26-style network, ``style`` the
-    (N, 26) style weights. A norm is ``("bias", b)`` or ``("cin", gamma, beta)``, each (N, C).
+    (N, 26) style weights. "trained": a trained file's transformer (the arbitrary network with
+    (S, C) gamma and beta tables), ``style`` the (N, S) style weights. A norm is ``("bias", b)`` or ``("cin", gamma, beta)``, each (N, C).
     With ``style`` (N, R, 100) or (N, R, 26), one row per region (spatial control), gamma and beta
     are (N, R, C).
     """
-    table, residual = (TRANSFORMER_LAYERS, 5) if kind == "arbitrary" else (MULTISTYLE_LAYERS, 6)
-    width = STYLE_DIM if kind == "arbitrary" else NUM_STYLES
+    table, residual = (MULTISTYLE_LAYERS, 6) if kind == "multistyle" else (TRANSFORMER_LAYERS, 5)
+    width = {"arbitrary": STYLE_DIM, "multistyle": NUM_STYLES}.get(kind)
+    if kind == "trained":
+        width = params["residual1"]["cin1"]["gamma"].shape[0]
+    elif width is None:
+        raise ValueError(f"unknown network kind {kind!r}")
     style = jnp.asarray(style, jnp.float32)
     style = style if style.ndim == 3 else style.reshape(-1, width)
     layers, norms = {}, {}
     for layer, _ in table:
         conv_name, cin_name = conv_and_cin_names(layer)
         layers[layer] = _get(params, conv_name)["kernel"]
-        if kind == "multistyle":
+        if kind == "multistyle" or (kind == "trained" and not layer.startswith("contract")):
             cin = _get(params, cin_name)
             norms[layer] = ("cin", style @ cin["gamma"], style @ cin["beta"])
         elif layer.startswith("contract"):
@@ -443,6 +451,23 @@ def multistyle_transform(
     `transform`.
     """
     return _stylize("multistyle", multistyle, content, style_weights, compute_dtype, sizes, guides)
+
+
+@functools.partial(jax.jit, static_argnames=("compute_dtype",))
+def trained_transform(
+    trained: Params, content, style_weights, sizes=None, guides=None, compute_dtype=jnp.float32
+) -> jax.Array:
+    """Stylize content (N, H, W, 3) [0, 1] with a trained network's S styles mixed by
+    ``style_weights`` (N, S) (``jaxstyle train``; `magenta_weights.load_trained`).
+
+    ``trained`` is the file's transformer tree (``load_trained(path)["transformer"]``, or the whole
+    ``{"transformer": ...}``): the arbitrary transformer whose CINs take ``gamma = style_weights @
+    gamma_table`` and likewise beta from (S, C) tables (Dumoulin et al.'s conditional instance norm,
+    as `multistyle_transform` with its 26). Sizes, buckets (``sizes``), ``guides`` (with (N, R, S)
+    weights) and ``compute_dtype`` as in `transform`.
+    """
+    trained = trained.get("transformer", trained)
+    return _stylize("trained", trained, content, style_weights, compute_dtype, sizes, guides)
 
 
 def _get(tree: Params, name: str):

@@ -1,6 +1,6 @@
 """Magenta's transformers in windows: bounded memory at any size, the same result.
 
-`transform_tiled` runs `jaxstyle.nets.magenta.transform` or `multistyle_transform` on one image of any
+`transform_tiled` runs `jaxstyle.nets.magenta.transform`, `multistyle_transform` or `trained_transform` on one image of any
 size in windows of a fixed shape, stage by stage, with every instance norm's statistics those of the
 whole image; the fast method uses it for print sizes (`methods.fast.plan_windows`).
 """
@@ -130,7 +130,8 @@ def transform_tiled(
     compute_dtype=jnp.float32,
     callback=None,
 ) -> np.ndarray:
-    """`transform` (``kind`` "arbitrary") or `multistyle_transform` ("multistyle") of one (H, W, 3)
+    """`transform` (``kind`` "arbitrary"), `multistyle_transform` ("multistyle") or `trained_transform`
+    ("trained", ``params`` the file's transformer tree) of one (H, W, 3)
     image in windows of at most ``core + 2 * TILE_HALO`` pixels a side: memory bounded by the
     window (and the 1/4-resolution activations, 8 bytes per image pixel), the result equal to the
     untiled one up to float rounding.

@@ -113,6 +113,11 @@ def create_app(settings: ServeSettings) -> Starlette:
 
     async def info(request: Request) -> Response:
         default = StyleConfig()
+        builtin = None  # the 26 built-in styles; with ``serve --model``, the model's by name
+        if settings.model is not None:
+            from jaxstyle.nets.magenta_weights import read_trained_info
+
+            builtin = [style.name for style in read_trained_info(settings.model).styles]
         return JSONResponse(
             {
                 "results": str(state["store"].folder),
@@ -123,6 +128,7 @@ def create_app(settings: ServeSettings) -> Starlette:
                     {"name": name, "kind": BUNDLED_TITLES[name][0], "title": BUNDLED_TITLES[name][1]}
                     for name in BUNDLED
                 ],
+                "builtin": builtin,
                 "defaults": {
                     "max_size": default.max_size,
                     "style_strength": default.fast.style_strength,
@@ -154,13 +160,13 @@ def create_app(settings: ServeSettings) -> Starlette:
 
     async def preview(request: Request) -> Response:
         body = await json_body(request, settings.max_upload_bytes)  # painted masks ride along
-        parsed = await run_in_threadpool(forms.parse, body, state["uploads"], live=True)
+        parsed = await run_in_threadpool(forms.parse, body, state["uploads"], live=True, model=settings.model)
         data = await state["lane"].run(state["lane"].preview, parsed)
         return Response(data, media_type="image/jpeg")
 
     async def submit(request: Request) -> Response:
         body = await json_body(request, settings.max_upload_bytes)
-        parsed = await run_in_threadpool(forms.parse, body, state["uploads"])  # masks are decoded
+        parsed = await run_in_threadpool(forms.parse, body, state["uploads"], model=settings.model)  # masks decoded
         job = state["jobs"].submit(parsed)
         return JSONResponse(job.summary(), status_code=202)
 
@@ -207,7 +213,9 @@ def create_app(settings: ServeSettings) -> Starlette:
         return not_found() if data is None else Response(data, media_type="image/jpeg")
 
     async def live_start(request: Request) -> Response:
-        parsed = forms.parse(await json_body(request), state["uploads"], need_content=False, live=True)
+        parsed = forms.parse(
+            await json_body(request), state["uploads"], need_content=False, live=True, model=settings.model
+        )
         return JSONResponse({"id": state["lane"].start(parsed).id})
 
     async def live_frame(request: Request, session_id: str) -> Response:

@@ -49,6 +49,7 @@ class Request:
         return (
             tuple(style.id for style in self.styles),
             self.config.fast.builtin_style,
+            self.config.fast.model,
             self.config.preserve_color,
             count,
         )
@@ -64,8 +65,11 @@ def _setting(name: str, value: object) -> tuple[str, object]:
     return parse_setting(f"{name}={value}")
 
 
-def parse(body: object, uploads: Uploads, *, need_content: bool = True, live: bool = False) -> Request:
-    """The page's JSON ``body`` as a checked `Request` (UsageError, InputNotFoundError otherwise)."""
+def parse(
+    body: object, uploads: Uploads, *, need_content: bool = True, live: bool = False, model: str | None = None
+) -> Request:
+    """The page's JSON ``body`` as a checked `Request` (UsageError, InputNotFoundError otherwise).
+    ``model``: the server's trained network (``serve --model``), whose styles ``builtin`` numbers."""
     if not isinstance(body, dict):
         raise UsageError("the request must be a JSON object")
     unknown = sorted(set(body) - {*FIELDS, "content", "style", "builtin", "masks"})
@@ -78,8 +82,10 @@ def parse(body: object, uploads: Uploads, *, need_content: bool = True, live: bo
     if builtin is not None:
         numbers = _listed(builtin, "builtin")
         if not numbers or any(isinstance(n, bool) or not isinstance(n, int) for n in numbers):
-            raise UsageError(f"builtin must be a style number 0-25 or a list of them, got {builtin!r}")
+            raise UsageError(f"builtin must be a style number or a list of them, got {builtin!r}")
         settings["builtin_style"] = ",".join(map(str, numbers))
+        if model is not None:  # the model's styles take the built-in ones' place; paintings stay
+            settings["model"] = model
     if settings.get("method", "gatys") == "gatys":
         settings["report_every"] = progress_every(int(settings.get("max_size", StyleConfig().max_size)))
     config = build_config(settings=settings)

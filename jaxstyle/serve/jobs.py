@@ -198,7 +198,7 @@ class JobQueue:
 
     def _run(self, job: Job) -> None:
         from jaxstyle.io.resize import resize_to
-        from jaxstyle.prepare import run_metadata
+        from jaxstyle.prepare import run_metadata, weights_record
         from jaxstyle.stylization import Planned, stylize
 
         request, config = job.request, job.request.config
@@ -215,7 +215,7 @@ class JobQueue:
             content=str(content_path),
             styles=[str(path) for path in style_paths],
             style_weights=None,
-            weights="embedded",
+            weights="embedded" if config.fast.model is None else weights_record(config.fast.model),
             masks=[str(path) for path in mask_paths],
         )
         started, scores = time.perf_counter(), {}
@@ -255,7 +255,7 @@ class JobQueue:
             "method": config.method,
             "content": content.name,
             "style": " + ".join(style.name for style in request.styles)
-            or f"built-in style {config.fast.builtin_style}",
+            or f"{'built-in' if config.fast.model is None else 'model'} style {config.fast.builtin_style}",
             "masks": [str(path) for path in mask_paths] or None,
             "settings": {key: value for key, value in changed_settings(config).items()},
             "command": command,

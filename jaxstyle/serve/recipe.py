@@ -16,7 +16,16 @@ from pathlib import Path
 from jaxstyle.config import SECTIONS, StyleConfig
 
 # Settings shown as the stylize command's named options; the rest go through --set.
-NAMED = ("method", "builtin_style", "max_size", "style_strength", "iterations", "content_weight", "preserve_color")
+NAMED = (
+    "method",
+    "builtin_style",
+    "model",
+    "max_size",
+    "style_strength",
+    "iterations",
+    "content_weight",
+    "preserve_color",
+)
 
 
 def _text(value: object) -> str:

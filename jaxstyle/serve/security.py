@@ -72,6 +72,8 @@ class ServeSettings:
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     max_pixels: int = MAX_UPLOAD_PIXELS
     extra_hosts: tuple[str, ...] = field(default=())
+    # A trained network (``jaxstyle serve --model``): the page's built-in styles are its styles.
+    model: str | None = None
 
     @classmethod
     def for_host(cls, host: str, port: int, results_dir: Path, **options) -> ServeSettings:

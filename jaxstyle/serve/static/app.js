@@ -113,17 +113,20 @@ function addPainting(upload, title) {
   $("paintings").append(button);
 }
 
-function addBuiltins() {
-  for (let i = 0; i < 26; i++) {
+// The 26 built-in styles (a thumbnail each), or with `jaxstyle serve --model` the model's, by name.
+function addBuiltins(names) {
+  const count = names ? names.length : 26;
+  for (let i = 0; i < count; i++) {
+    const name = names ? names[i] : `built-in style ${i}`;
     const button = document.createElement("button");
-    button.type = "button"; button.className = "choice"; button.title = `Built-in style ${i}`;
+    button.type = "button"; button.className = "choice"; button.title = names ? `${i}: ${name}` : `Built-in style ${i}`;
     button.dataset.builtin = String(i);
     const tile = document.createElement("span");
-    tile.style.backgroundPosition = `${-48 * i}px 0`;
+    if (names) tile.textContent = `${i} ${name}`; else tile.style.backgroundPosition = `${-48 * i}px 0`;
     button.append(tile);
     button.addEventListener("click", () => {
       state.builtin = i; state.style = null; markChoice(button);
-      chosen(`Style: built-in style ${i} (fast method)`);
+      chosen(`Style: ${name} (fast method)`);
       document.querySelector('input[name="method"][value="fast"]').checked = true;
       settingsChanged();
     });
@@ -438,6 +441,7 @@ async function start() {
   try {
     const info = await api("/api/info");
     $("results-folder").textContent = info.results;
+    if (info.builtin) { $("builtins").replaceChildren(); addBuiltins(info.builtin); }
     $("strength").value = info.defaults.style_strength;
     $("content").value = info.defaults.content_weight;
     $("size").value = 384;
