@@ -64,6 +64,10 @@ def test_flax_network_with_converted_weights_equals_the_inference_network(arbitr
     out = network.StyleNetwork(2).apply({"params": params}, content, weights)
     reference = magenta.transform(arbitrary["transformer"], content, jnp.asarray(vectors))
     assert float(jnp.max(jnp.abs(out - reference))) <= 1e-5
+    # ... and the inference network of a trained file (its kind "trained") runs the same function.
+    blend = jnp.asarray([[0.25, 0.75], [1.0, 0.0]], jnp.float32)
+    trained = magenta.trained_transform(jax.tree.map(jnp.asarray, params), content, blend)
+    assert float(jnp.max(jnp.abs(network.StyleNetwork(2).apply({"params": params}, content, blend) - trained))) <= 1e-5
     # The parameter tree is the Magenta names: the flax module's own init has exactly these paths.
     init = network.StyleNetwork(2).init(jax.random.key(0), content, weights)["params"]
     assert jax.tree.structure(init) == jax.tree.structure(jax.tree.map(jnp.asarray, params))
@@ -236,6 +240,12 @@ def test_cli_trains_and_reports_one_line_errors(files, tmp_path):
     assert result.exit_code == 0, result.output
     assert out.exists() and "wrote" in result.stderr
     assert (tmp_path / "net.samples" / "step_000002.jpg").exists()
+    styled = tmp_path / "styled.png"  # the file works where the fast method runs
+    used = CliRunner().invoke(
+        app, ["stylize", str(files["photos"] / "p0.png"), "--method", "fast", "--model", str(out), "--builtin-style", "1",
+              "--max-size", "48", "-o", str(styled)],
+    )  # fmt: skip
+    assert used.exit_code == 0, used.output
     again = CliRunner().invoke(app, args)  # an existing output is not replaced
     assert again.exit_code == 6 and len(again.stderr.strip().splitlines()) == 1
     bad = CliRunner().invoke(app, [*args[:-2], "--steps", "0"])

@@ -49,8 +49,10 @@ def load_checkpoint(path: str | Path, template):
     with _open(path) as reader:
         flat = {name: reader.get_tensor(name) for name in reader.keys()}  # noqa: SIM118 - not a dict
     expected = flatten_dict(serialization.to_state_dict(template), sep="/")
-    if set(flat) != set(expected) or any(np.shape(flat[k]) != np.shape(v) for k, v in expected.items()):
+    # Scalars (the step, Adam's count) come back as (1,): the writer stores arrays of ndim >= 1.
+    if set(flat) != set(expected) or any(np.size(flat[k]) != np.size(v) for k, v in expected.items()):
         raise WeightsError(f"{path}: the checkpoint does not fit this network; remove it to start again")
+    flat = {k: flat[k].reshape(np.shape(v)) for k, v in expected.items()}
     return serialization.from_state_dict(template, unflatten_dict(flat, sep="/"))
 
 

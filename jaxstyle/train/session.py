@@ -89,25 +89,7 @@ class Session:
 
     def write(self, output: Path, state, styles, training: dict, *, overwrite: bool) -> Path:
         params = {"transformer": jax.device_get(state.params)}
-        save = getattr(magenta_weights, "save_trained", None) or _save_trained_interim
-        return save(output, params, styles, training, overwrite=overwrite)
-
-
-def _save_trained_interim(path, params, styles, training, *, overwrite=False):
-    import json
-
-    from jaxstyle.nets.magenta_weights import flatten
-    from jaxstyle.weights import save_weights
-
-    meta = {
-        "format": "jaxstyle-magenta-trained",
-        "format_version": "1",
-        "styles": json.dumps(styles),
-        "training": json.dumps(training),
-    }
-    return save_weights(
-        path, {k: np.asarray(v, np.float32) for k, v in flatten(params).items()}, meta, overwrite=overwrite
-    )
+        return magenta_weights.save_trained(output, params, styles, training, overwrite=overwrite)
 
 
 @functools.partial(jax.jit, static_argnames=("num_styles", "spec"))
