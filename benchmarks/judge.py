@@ -92,28 +92,40 @@ def _resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def ratios(output: np.ndarray, content: np.ndarray, style: np.ndarray, vgg=None) -> dict[str, float]:
     """``{"style_ratio", "content_ratio"}`` of ``output`` (any size: the content is resized to it)."""
     vgg = vgg or load_vgg()
-    shape = output.shape[:2]
-    content = _resize(content, shape) if content.shape[:2] != shape else content
-    f_out, f_content = features(vgg, output), features(vgg, content)
-    # The style at the output's long side, as a run sees it with the default --style-scale 1: its
-    # statistics at another scale are not what the run was asked to match.
-    side = max(shape)
-    style_shape = tuple(max(1, round(n * side / max(style.shape[:2]))) for n in style.shape[:2])
-    f_style = features(vgg, _resize(style, style_shape) if style_shape != style.shape[:2] else style)
-    f_style_as_content = features(vgg, _resize(style, shape))
+    return Reference(content, style, output.shape[:2], vgg).ratios(output)
 
-    def content_loss(f):
-        return float(np.mean((f[CONTENT_LAYER] - f_content[CONTENT_LAYER]) ** 2))
 
-    targets = {name: gram(f_style[name]) for name in STYLE_LAYERS}
+class Reference:
+    """What a content/style pair is judged against at one output shape, computed once, so that
+    many outputs of the pair (a training curve's steps) each cost one VGG pass."""
 
-    def style_loss(f):
-        return float(np.mean([np.mean((gram(f[name]) - targets[name]) ** 2) for name in STYLE_LAYERS]))
+    def __init__(self, content: np.ndarray, style: np.ndarray, shape: tuple[int, int], vgg) -> None:
+        self.vgg, self.shape = vgg, tuple(shape)
+        content = _resize(content, self.shape) if content.shape[:2] != self.shape else content
+        self.content = features(vgg, content)[CONTENT_LAYER]
+        # The style at the output's long side, as a run sees it with the default --style-scale 1:
+        # its statistics at another scale are not what the run was asked to match.
+        side = max(self.shape)
+        style_shape = tuple(max(1, round(n * side / max(style.shape[:2]))) for n in style.shape[:2])
+        f_style = features(vgg, _resize(style, style_shape) if style_shape != style.shape[:2] else style)
+        self.targets = {name: gram(f_style[name]) for name in STYLE_LAYERS}
+        self.content_norm = self._content_loss(features(vgg, _resize(style, self.shape)))
+        self.style_norm = self._style_loss(features(vgg, content))
 
-    return {
-        "style_ratio": style_loss(f_out) / style_loss(f_content),
-        "content_ratio": content_loss(f_out) / content_loss(f_style_as_content),
-    }
+    def _content_loss(self, f) -> float:
+        return float(np.mean((f[CONTENT_LAYER] - self.content) ** 2))
+
+    def _style_loss(self, f) -> float:
+        return float(np.mean([np.mean((gram(f[name]) - self.targets[name]) ** 2) for name in STYLE_LAYERS]))
+
+    def ratios(self, output: np.ndarray) -> dict[str, float]:
+        if output.shape[:2] != self.shape:
+            raise ValueError(f"output {output.shape[:2]} is not the reference's {self.shape}")
+        f = features(self.vgg, output)
+        return {
+            "style_ratio": self._style_loss(f) / self.style_norm,
+            "content_ratio": self._content_loss(f) / self.content_norm,
+        }
 
 
 def main() -> None:

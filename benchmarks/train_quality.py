@@ -99,6 +99,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--content-weight", type=float, default=1.0)
+    parser.add_argument("--json", default="benchmarks/results/train_quality.json")
     args = parser.parse_args()
     if args.phase == "photos":
         make_photos(Path(args.photos))
@@ -108,8 +109,100 @@ def main() -> None:
         judge_runs(args)
 
 
+def network_of_checkpoint(checkpoint: Path, net: Path) -> Path:
+    """A network file of a kept checkpoint's parameters, with the final file's styles."""
+    from safetensors import safe_open
+
+    from jaxstyle.nets import magenta_weights
+
+    with safe_open(str(checkpoint), framework="numpy") as reader:
+        flat = {n.removeprefix("params/"): reader.get_tensor(n) for n in reader.keys() if n.startswith("params/")}  # noqa: SIM118
+    info = magenta_weights.read_trained_info(net)
+    out = checkpoint.with_name(checkpoint.name.replace(".checkpoint", ""))
+    styles = [{"name": s.name, "sha256": s.sha256} for s in info.styles]
+    magenta_weights.save_trained(out, {"transformer": magenta_weights.unflatten(flat)}, styles, {}, overwrite=True)
+    return out
+
+
 def judge_runs(args) -> None:
-    raise NotImplementedError
+    """Judge the arbitrary network ("fast, today"), each kept step and the final network on the
+    held-out photos; time the trained and the arbitrary network side by side; write the JSON and
+    the gallery row."""
+    from judge import Reference, load_vgg
+
+    from jaxstyle.config import StyleConfig
+    from jaxstyle.io.decode import load_image
+    from jaxstyle.stylization import stylize
+
+    out = Path(args.out)
+    net = out / "net.safetensors"
+    steps = sorted(out.glob("step_*.checkpoint.safetensors"))
+    networks = {int(p.name[5:11]): network_of_checkpoint(p, net) for p in steps}
+    networks[args.steps] = net
+    vgg = load_vgg()
+    base = StyleConfig().replace(method="fast", max_size=512)
+    results = []
+    for photo in HELD_OUT:
+        content = load_image(SHARED / "content" / f"{photo}.jpg").rgb
+        for index, style_name in enumerate(STYLES):
+            style_path = SHARED / "styles" / f"{style_name}.jpg"
+            style = load_image(style_path).rgb
+            arbitrary = stylize(content, [style], base)
+            reference = Reference(content, style, arbitrary.shape[:2], vgg)
+            row = {"photo": photo, "style": style_name, "arbitrary": reference.ratios(arbitrary)}
+            for step, path in sorted(networks.items()):
+                config = base.replace(model=str(path), builtin_style=str(index))
+                row[f"step_{step}"] = reference.ratios(stylize(content, None, config))
+            results.append(row)
+            print(json.dumps(row), flush=True)
+    summary = summarise(results, sorted(networks))
+    timing = time_networks(net)
+    report = {"styles": STYLES, "held_out": HELD_OUT, "training_photos": sorted(p.name for p in Path(args.photos).iterdir()),
+              "judge": "benchmarks/judge.py at 512 px", "results": results, "summary": summary, "speed": timing}  # fmt: skip
+    Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(summary, indent=1), json.dumps(timing))
+
+
+def summarise(results, steps) -> dict:
+    """Per style and per network: pairs within the targets (style <= 0.25 and content <= 0.35) and
+    the ratios' medians."""
+    summary = {}
+    for key in ("arbitrary", *(f"step_{s}" for s in steps)):
+        per_style = {}
+        for style in STYLES:
+            rows = [r[key] for r in results if r["style"] == style]
+            within = sum(r["style_ratio"] <= 0.25 and r["content_ratio"] <= 0.35 for r in rows)
+            per_style[style] = {
+                "within_targets": f"{within}/{len(rows)}",
+                "style_median": round(float(np.median([r["style_ratio"] for r in rows])), 3),
+                "content_median": round(float(np.median([r["content_ratio"] for r in rows])), 3),
+            }
+        summary[key] = per_style
+    return summary
+
+
+def time_networks(net: Path, rounds: int = 7) -> dict:
+    """Warm wall time of one 512 px fast stylization (the library's stylize): the trained network
+    against the arbitrary one, alternating, medians."""
+    from jaxstyle.config import StyleConfig
+    from jaxstyle.io.decode import load_image
+    from jaxstyle.stylization import stylize
+
+    content = load_image(SHARED / "content" / "chelsea.jpg").rgb
+    style = load_image(SHARED / "styles" / f"{STYLES[0]}.jpg").rgb
+    base = StyleConfig().replace(method="fast", max_size=512)
+    runs = {"arbitrary": (lambda: stylize(content, [style], base)),
+            "trained": (lambda: stylize(content, None, base.replace(model=str(net), builtin_style="0")))}  # fmt: skip
+    times = {name: [] for name in runs}
+    for _ in range(2):
+        for run in runs.values():
+            run()
+    for _ in range(rounds):
+        for name, run in runs.items():
+            began = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - began)
+    return {name: round(float(np.median(t)), 4) for name, t in times.items()}
 
 
 if __name__ == "__main__":

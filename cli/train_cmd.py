@@ -103,7 +103,10 @@ def train_command(
         float, typer.Option(help="Share of the photos kept out of training, for samples and validation.")
     ] = _DEFAULTS.held_out,
     init: Annotated[
-        str, typer.Option(help="Start from Magenta's arbitrary network (magenta) or random weights (scratch).")
+        str,
+        typer.Option(
+            help="Start from Magenta's arbitrary network (magenta), random weights (scratch), or a network file trained for as many styles (continue it)."
+        ),
     ] = _DEFAULTS.init,
     seed: Annotated[int, typer.Option(help="Seed of the crops (and of random weights).")] = _DEFAULTS.seed,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = _DEFAULTS.checkpoint_every,

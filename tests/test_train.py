@@ -18,7 +18,7 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 from jaxstyle.config import StyleConfig
-from jaxstyle.errors import ImageError, InputNotFoundError, UsageError
+from jaxstyle.errors import ImageError, InputNotFoundError, UsageError, WeightsError
 from jaxstyle.nets import magenta, magenta_weights
 from jaxstyle.train import data, network
 from jaxstyle.train.checkpoint import checkpoint_path
@@ -209,11 +209,21 @@ def test_a_checkpoint_of_other_settings_is_refused(files):
         ("unreadable folder", ImageError, "can be read"),
         ("too few photos", UsageError, "too few"),
         ("style not an image", ImageError, "style"),
+        ("a network of another shape", WeightsError, "1 style"),
+        ("a missing network", InputNotFoundError, "does not exist"),
     ],
 )
-def test_bad_inputs_one_line(files, tmp_path, case, error, words):
-    photos, styles = files["photos"], files["styles"]
-    if case == "empty folder":
+def test_bad_inputs_one_line(files, arbitrary, tmp_path, case, error, words):
+    photos, styles, config = files["photos"], files["styles"], TINY
+    if case == "a network of another shape":  # a one-style network to start a two-style run
+        one = network.from_arbitrary(arbitrary["transformer"], np.zeros((1, magenta_weights.STYLE_DIM), np.float32))
+        path = magenta_weights.save_trained(
+            tmp_path / "one.safetensors", {"transformer": one}, [{"name": "a", "sha256": "0" * 64}], {}
+        )
+        config = TINY.replace(init=str(path))
+    elif case == "a missing network":
+        config = TINY.replace(init=str(tmp_path / "missing.safetensors"))
+    elif case == "empty folder":
         photos = tmp_path
     elif case == "unreadable folder":
         (tmp_path / "a.jpg").write_bytes(b"not a jpeg")
@@ -227,7 +237,7 @@ def test_bad_inputs_one_line(files, tmp_path, case, error, words):
         styles = [bad]
     out = tmp_path / "out" / "net.safetensors"
     with pytest.raises(error) as raised:
-        train(styles, photos, out, TINY, StyleConfig())
+        train(styles, photos, out, config, StyleConfig())
     assert "\n" not in str(raised.value) and words in str(raised.value).lower()
     assert not out.exists() and not checkpoint_path(out).exists()
 

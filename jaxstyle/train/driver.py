@@ -25,9 +25,10 @@ import numpy as np
 from jaxstyle.config import StyleConfig
 from jaxstyle.errors import UsageError
 from jaxstyle.io.files import check_output_path, file_sha256
+from jaxstyle.nets.magenta_weights import read_trained_info
 from jaxstyle.train.checkpoint import checkpoint_path, load_checkpoint, read_digest, save_checkpoint
 from jaxstyle.train.data import Crops, split_photos
-from jaxstyle.train.settings import TrainConfig
+from jaxstyle.train.settings import INIT_CHOICES, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -93,10 +94,17 @@ def train(
     if not style_paths:
         raise UsageError("name at least one style image")
     style_images = _load_styles(style_paths)
-    output = check_output_path(output, overwrite=overwrite, inputs=style_paths)
+    from_file = config.init not in INIT_CHOICES
+    if from_file:
+        read_trained_info(config.init)  # a missing file or another format: one line, before any work
+    output = check_output_path(
+        output, overwrite=overwrite, inputs=[*style_paths, *([config.init] if from_file else [])]
+    )
     split = split_photos(photos, config.held_out)
     styles = [{"name": Path(p).stem, "sha256": file_sha256(p)} for p in style_paths]
     record = _record(config, style_config, styles, split)
+    if from_file:
+        record["init_sha256"] = file_sha256(config.init)
     digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
     ckpt = checkpoint_path(output)
     if ckpt.exists() and read_digest(ckpt) != digest:

@@ -11,12 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxstyle.config import StyleConfig
+from jaxstyle.errors import WeightsError
 from jaxstyle.io.resize import resize_long_side, resize_to
 from jaxstyle.nets import magenta_weights
 from jaxstyle.nets.vgg import prepare_params
 from jaxstyle.objective import LossSpec
 from jaxstyle.train import loss, network, step
-from jaxstyle.train.settings import TrainConfig
+from jaxstyle.train.settings import INIT_CHOICES, TrainConfig
 from jaxstyle.weights import load_weights
 
 SAMPLE_PHOTOS = 3  # held-out photos in each sample grid
@@ -46,6 +47,8 @@ class Session:
         self.network = network.StyleNetwork(self.num_styles)
 
     def initial_params(self):
+        if self.config.init not in INIT_CHOICES:
+            return self._params_of_file(self.config.init)
         if self.config.init == "scratch":
             key = jax.random.key(self.config.seed)
             shape = jnp.zeros((1, self.config.size, self.config.size, 3)), jnp.ones((1, self.num_styles))
@@ -56,6 +59,16 @@ class Session:
         images = jnp.stack([resize_style_image(jnp.asarray(image)) for image in self.style_images])
         vectors = np.asarray(style_vector(arbitrary["predictor"], images))
         return jax.tree.map(jnp.asarray, network.from_arbitrary(arbitrary["transformer"], vectors))
+
+    def _params_of_file(self, path: str):
+        """A trained network's parameters to continue from; it must have this run's style count."""
+        info = magenta_weights.read_trained_info(path)
+        if info.num_styles != self.num_styles:
+            raise WeightsError(
+                f"{path}: a network of {info.num_styles} style(s) cannot start a run of {self.num_styles}; "
+                "name as many styles, in its order"
+            )
+        return magenta_weights.load_trained(path)["transformer"]
 
     def initial_state(self):
         return step.create_state(self.initial_params(), self.num_styles, self.optimizer)

@@ -12,7 +12,7 @@ from typing import Literal, get_args
 from jaxstyle.errors import UsageError
 
 Schedule = Literal["cosine", "constant"]
-Init = Literal["magenta", "scratch"]
+INIT_CHOICES = ("magenta", "scratch")  # or the path of a trained network file to continue from
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,9 @@ class TrainConfig:
     warmup: int = 20  # steps of linear warm-up
     # Adam's default epsilon; fine-tuning moves the Magenta weights a little, so the rate is low.
     held_out: float = 0.1  # share of the photos kept out of training (samples, validation)
-    init: Init = "magenta"  # Magenta's arbitrary transformer, or random weights ("scratch")
+    # Magenta's arbitrary transformer, random weights ("scratch"), or a network file trained for
+    # the same number of styles (fine-tune it further, e.g. with other photos or weights).
+    init: str = "magenta"
     seed: int = 0
     checkpoint_every: int = 100  # steps
     sample_every: int = 100  # steps between sample grids (0: none)
@@ -66,7 +68,10 @@ class TrainConfig:
                 self.schedule in get_args(Schedule),
                 f"unknown schedule {self.schedule!r}; choose one of {', '.join(get_args(Schedule))}",
             ),
-            (self.init in get_args(Init), f"unknown init {self.init!r}; choose one of {', '.join(get_args(Init))}"),
+            (
+                self.init in INIT_CHOICES or self.init.endswith(".safetensors"),
+                f"unknown init {self.init!r}; choose magenta, scratch or a trained .safetensors file",
+            ),
         ]
         for ok, message in checks:
             if not ok:
