@@ -59,26 +59,20 @@ def list_files(uri: str) -> tuple[str, list[tuple[str, str]]]:
     """
     from pyarrow import fs as pafs
 
-    filesystem, path = resolve(uri)
-    scheme = uri[: uri.index("://") + 3]
-    prefix = uri[: len(uri) - len(path)] if uri.endswith(path) else scheme
-    magic = any(char in path for char in "*?[")
-    if magic:
-        parts = PurePosixPath(path).parts
-        plain = []
-        for part in parts[:-1]:
-            if any(char in part for char in "*?["):
-                break
-            plain.append(part)
-        root = str(PurePosixPath(*plain)) if plain else ""
-        pattern = path[len(root) :].lstrip("/")
-        recursive = "**" in pattern or "/" in pattern
-    else:
-        root, pattern, recursive = path.rstrip("/"), None, False
+    # The wildcards stay out of the URI pyarrow parses ('?' would start a query).
+    head, _, tail = uri.partition("://")
+    parts = tail.split("/")
+    magic = next((i for i, part in enumerate(parts) if any(char in part for char in "*?[")), None)
+    pattern = None if magic is None else "/".join(parts[magic:])
+    root_uri = uri if magic is None else f"{head}://" + "/".join(parts[:magic])
+    filesystem, root = resolve(root_uri.rstrip("/") if magic is None else root_uri)
+    root = root.rstrip("/")
+    prefix = f"{head}://"  # pyarrow's paths carry the bucket (s3, gs) or start at / (file)
+    recursive = pattern is not None and ("**" in pattern or "/" in pattern)
     try:
         info = filesystem.get_file_info(root)
         if info.type != pafs.FileType.Directory:
-            if info.type == pafs.FileType.File and not magic:
+            if info.type == pafs.FileType.File and pattern is None:
                 parent = str(PurePosixPath(root).parent)
                 return prefix + parent, [(PurePosixPath(root).name, uri)]
             raise InputNotFoundError(
