@@ -252,3 +252,16 @@ def test_address_and_actors_need_the_ray_engine(tmp_path, capsys):
     argv = ["batch", str(style), "-i", str(photos), "-o", str(tmp_path / "out"), "--actors", "2"]
     assert main(argv) == 2
     assert "need --engine ray" in capsys.readouterr().err
+
+
+def test_actor_sizes_follow_the_hardware():
+    from jaxstyle.batch.ray_engine import CPUS_PER_ACTOR, actor_sizes
+
+    def node(cpu, gpu=0, alive=True):
+        return {"Alive": alive, "Resources": {"CPU": float(cpu), **({"GPU": float(gpu)} if gpu else {})}}
+
+    assert actor_sizes([node(16, 4), node(16, 4), node(8, alive=False)], None) == (8, None)  # one per GPU
+    assert actor_sizes([node(2)], None) == (1, 2)  # this laptop: one actor on both cores
+    assert actor_sizes([node(16), node(16)], None) == (2 * 16 // CPUS_PER_ACTOR, CPUS_PER_ACTOR)
+    assert actor_sizes([node(2)], 2) == (2, 1)  # the cores shared out, never oversubscribed
+    assert actor_sizes([node(2)], 1) == (1, 2)

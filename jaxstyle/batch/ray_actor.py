@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ class ActorSpec:
     jpeg_quality: int
     digest: str
     threads: int | None  # CPU cores this actor uses (None: an accelerator's actor, no pinning)
+    buckets: tuple[tuple[int, int], ...] = ()  # the run's buckets, where the driver knows them
 
 
 def claim_cores(threads: int) -> list[int] | None:
@@ -76,11 +78,15 @@ def claim_cores(threads: int) -> list[int] | None:
 class Stylizer:
     """Ray Data's callable class: one `BucketEngine` per actor, many batches of rows through it.
 
+    `CALLS` calls run at once in an actor; only the engine is taken in turn (``engine_lock``),
+    so the next batch's files are read and the last one's written while one batch runs.
+
     A row is one input: ``rel`` (its manifest key), ``path`` (a local path or a URI) and
     ``output`` (relative to the output folder). The result has one column, ``record``: each
     image's manifest record (JSON, without ``time``, which the driver stamps when it writes it).
     """
 
+    CALLS = 2
     spec: ActorSpec  # set on the subclass that `ray_engine` hands to Ray Data
 
     def __init__(self) -> None:
@@ -90,6 +96,10 @@ class Stylizer:
         from jaxstyle.batch.engine import BucketEngine
 
         self.engine = BucketEngine(spec.config, spec.styles, batch_config=spec.batch_config, weights=spec.weights)
+        # Ray Data runs `CALLS` calls at once on each actor (threads): one decodes or writes while
+        # another holds the engine, as the local driver's reader and writer threads do.
+        self.engine_lock = threading.Lock()
+        self.engine.runner.warm_up(list(spec.buckets))  # compiles start while the first images decode
 
     def __call__(self, batch: dict) -> dict:
         items = [
@@ -136,9 +146,10 @@ class Stylizer:
             for key, own in event.scores or ():
                 scores[id(key)] = own
 
-        started = time.perf_counter()
-        results = self.engine.run_isolating_failures(shape, [image for _, image, _ in group], collect)
-        seconds = (time.perf_counter() - started) / len(group)
+        with self.engine_lock:
+            started = time.perf_counter()
+            results = self.engine.run_isolating_failures(shape, [image for _, image, _ in group], collect)
+            seconds = (time.perf_counter() - started) / len(group)
         records = []
         for (item, _, alpha), result in zip(group, results):
             if isinstance(result, str):

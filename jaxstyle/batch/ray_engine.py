@@ -15,6 +15,7 @@ imported here only when a run starts; `ray_missing` says how to install it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -187,9 +188,21 @@ def run_ray_batch(
             finish(_failed(task.item, error, plan.digest))
         if tasks:
             try:
-                _run(
-                    ray, plan, tasks, batch_config, weights, address, actors, actor_class, jpeg_quality, output, finish
+                spec = ActorSpec(
+                    config=plan.engine.config,
+                    styles=plan.engine.styles,
+                    batch_config=batch_config,
+                    weights=weights,
+                    output=output,
+                    style_paths=tuple(str(p) for p in plan.style_paths),
+                    mask_paths=tuple(str(p) for p in plan.mask_paths or ()),
+                    metadata=plan.metadata,
+                    jpeg_quality=jpeg_quality,
+                    digest=plan.digest,
+                    threads=None,  # set by `_run` for the hardware Ray finds
+                    buckets=tuple(buckets),
                 )
+                _run(ray, spec, tasks, plan.engine.full_batch, address, actors, actor_class, finish)
             finally:
                 if own_ray:
                     ray.shutdown()  # the actors stop; what they wrote is kept
@@ -206,7 +219,7 @@ def run_ray_batch(
     )
 
 
-def _run(ray, plan, tasks, batch_config, weights, address, actors, actor_class, jpeg_quality, output, finish) -> None:
+def _run(ray, spec: ActorSpec, tasks, per_call: int, address, actors, actor_class, finish) -> None:
     """Start or join Ray, then stream the tasks through the actors, each record to ``finish``."""
     import json
 
@@ -224,41 +237,24 @@ def _run(ray, plan, tasks, batch_config, weights, address, actors, actor_class, 
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(quiet)  # the library is silent (--verbose shows Ray's logs)
-    resources = ray.cluster_resources()
-    gpus = int(resources.get("GPU", 0))
-    cpus = max(1, int(resources.get("CPU", 1)))
-    if gpus:
-        count, threads = actors or gpus, None
+    count, threads = actor_sizes(ray.nodes(), actors)
+    if threads is None:
         remote_args = {"num_gpus": 1, "runtime_env": {"env_vars": {**GPU_ENV}}}
     else:
-        count = actors or max(1, cpus // CPUS_PER_ACTOR)
-        threads = max(1, cpus // count) if actors else min(cpus, CPUS_PER_ACTOR)
         remote_args = {"num_cpus": threads, "runtime_env": {"env_vars": {"JAX_PLATFORMS": "cpu"}}}
     for name in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
         if name in os.environ:  # the CLI's compile cache, for actors on this machine
             remote_args["runtime_env"]["env_vars"][name] = os.environ[name]
-    spec = ActorSpec(
-        config=plan.engine.config,
-        styles=plan.engine.styles,
-        batch_config=batch_config,
-        weights=weights,
-        output=output,
-        style_paths=tuple(str(p) for p in plan.style_paths),
-        mask_paths=tuple(str(p) for p in plan.mask_paths or ()),
-        metadata=plan.metadata,
-        jpeg_quality=jpeg_quality,
-        digest=plan.digest,
-        threads=threads,
-    )
+    spec = dataclasses.replace(spec, threads=threads)
     rows = [{"rel": t.item.rel, "path": str(t.item.path), "output": t.item.output} for t in tasks]
-    per_call = plan.engine.full_batch
-    # The spec travels with the class (a subclass made here), not as constructor arguments, which
-    # Ray keeps in the object store and could lose for a restarted actor (ray-project/ray#53727).
+    # The spec travels with the class (a subclass made here) rather than as constructor arguments.
     bound = type(actor_class.__name__, (actor_class,), {"spec": spec, "__module__": __name__})
     dataset = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / per_call))).map_batches(
         bound,
         batch_size=per_call,
-        compute=ray.data.ActorPoolStrategy(size=count),
+        compute=ray.data.ActorPoolStrategy(
+            size=count, max_concurrent_calls_per_actor=actor_class.CALLS, enable_true_multi_threading=True
+        ),
         **remote_args,
     )
     try:
@@ -280,6 +276,22 @@ def _driver_on_cpu() -> None:
 
     if not xla_bridge.backends_are_initialized() and not os.environ.get("JAX_PLATFORMS"):
         jax.config.update("jax_platforms", "cpu")
+
+
+def actor_sizes(nodes: list[dict], actors: int | None) -> tuple[int, int | None]:
+    """(actors, CPU cores per actor) for the alive nodes of ``ray.nodes()``: one actor per GPU
+    (cores None) where there are GPUs; else actors of `CPUS_PER_ACTOR` cores (fewer on a smaller
+    node), as many as fit on the nodes, or ``actors`` sharing the cores out."""
+    alive = [node.get("Resources", {}) for node in nodes if node.get("Alive", True)]
+    gpus = sum(int(r.get("GPU", 0)) for r in alive)
+    if gpus:
+        return actors or gpus, None
+    node_cpus = [int(r.get("CPU", 0)) for r in alive if int(r.get("CPU", 0)) > 0] or [1]
+    threads = min(min(node_cpus), CPUS_PER_ACTOR)
+    if actors:
+        threads = max(1, min(threads, sum(node_cpus) // actors))
+        return actors, threads
+    return max(1, sum(cpus // threads for cpus in node_cpus)), threads
 
 
 def _failed(item, error: str, digest: str) -> dict:
