@@ -171,6 +171,8 @@ def test_a_killed_actor_is_retried_without_duplicates(cluster, tmp_path):
 def test_uri_input_and_output(cluster, tmp_path):
     """Inputs and outputs through pyarrow's filesystems (file:// here; s3:// and gs:// alike)."""
     photos, style = make_folder(tmp_path, count=3)
+    big = np.random.default_rng(5).random((300, 400, 3)) * 255  # decoded at 1/4 scale for 64 px
+    Image.fromarray(big.astype(np.uint8)).save(photos / "j.jpg", quality=90)
     (photos / ".hidden.png").write_bytes((photos / "i0.png").read_bytes())
     (photos / "notes.txt").write_text("not an image")
     source, target = f"file://{photos}", f"file://{tmp_path / 'out'}"
@@ -182,11 +184,13 @@ def test_uri_input_and_output(cluster, tmp_path):
         assert [i.rel for i in discover_inputs(f"file://{tmp_path}/{pattern}")] == local and local
     run_batch(photos, tmp_path / "local", [style], FAST)
     summary = run_ray_batch(source, target, [style], FAST, actors=1)
-    assert summary.done == 3
-    assert_same_as_local(tmp_path / "out", tmp_path / "local", [f"i{i}.png" for i in range(3)])
+    assert summary.done == 4
+    assert_same_as_local(tmp_path / "out", tmp_path / "local", [*(f"i{i}.png" for i in range(3)), "j.png"])
     assert not list((tmp_path / "out").glob(".*.tmp"))
+    manifests = [p.name for p in (tmp_path / "out").glob("manifest*.jsonl")]
+    assert manifests and all(name.startswith("manifest.ray-") for name in manifests)  # objects, not appends
     again = run_ray_batch(source, target, [style], FAST, actors=1)
-    assert (again.done, again.skipped) == (0, 3)
+    assert (again.done, again.skipped) == (0, 4)
 
 
 @pytest.mark.slow
@@ -260,8 +264,10 @@ def test_actor_sizes_follow_the_hardware():
     def node(cpu, gpu=0, alive=True):
         return {"Alive": alive, "Resources": {"CPU": float(cpu), **({"GPU": float(gpu)} if gpu else {})}}
 
-    assert actor_sizes([node(16, 4), node(16, 4), node(8, alive=False)], None) == (8, None)  # one per GPU
-    assert actor_sizes([node(2)], None) == (1, 2)  # this laptop: one actor on both cores
-    assert actor_sizes([node(16), node(16)], None) == (2 * 16 // CPUS_PER_ACTOR, CPUS_PER_ACTOR)
-    assert actor_sizes([node(2)], 2) == (2, 1)  # the cores shared out, never oversubscribed
-    assert actor_sizes([node(2)], 1) == (1, 2)
+    # one per GPU, with the node's cores per GPU for reading and writing
+    assert actor_sizes([node(32, 4), node(32, 4), node(8, alive=False)], None) == (8, None, 8)
+    assert actor_sizes([node(4, 4)], None) == (4, None, 2)
+    assert actor_sizes([node(2)], None) == (1, 2, 2)  # this laptop: one actor on both cores
+    assert actor_sizes([node(16), node(16)], None) == (2 * 16 // CPUS_PER_ACTOR, CPUS_PER_ACTOR, 2)
+    assert actor_sizes([node(2)], 2) == (2, 1, 2)  # the cores shared out, never oversubscribed
+    assert actor_sizes([node(2)], 1) == (1, 2, 2)

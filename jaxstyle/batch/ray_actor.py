@@ -128,8 +128,13 @@ class Stylizer:
         from jaxstyle.io.decode import decode_image_bytes, load_image
 
         if remote.is_uri(item.path):
-            image = decode_image_bytes(remote.read_bytes(item.path), name=item.path)
-            original = None
+            import io
+
+            from jaxstyle.batch.inputs import probe_size
+
+            data = remote.read_bytes(item.path)
+            image = decode_image_bytes(data, name=item.path, shrink_to=self.spec.config.max_size)
+            original = probe_size(io.BytesIO(data))  # the header's size (the decode may be reduced)
         else:
             from jaxstyle.batch.inputs import probe_size
 

@@ -237,9 +237,9 @@ def _run(ray, spec: ActorSpec, tasks, per_call: int, address, actors, actor_clas
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(quiet)  # the library is silent (--verbose shows Ray's logs)
-    count, threads = actor_sizes(ray.nodes(), actors)
-    if threads is None:
-        remote_args = {"num_gpus": 1, "runtime_env": {"env_vars": {**GPU_ENV}}}
+    count, threads, calls = actor_sizes(ray.nodes(), actors, actor_class.CALLS)
+    if threads is None:  # the host cores of a GPU's share read and write; the GPU runs the engine
+        remote_args = {"num_gpus": 1, "num_cpus": calls, "runtime_env": {"env_vars": {**GPU_ENV}}}
     else:
         remote_args = {"num_cpus": threads, "runtime_env": {"env_vars": {"JAX_PLATFORMS": "cpu"}}}
     for name in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
@@ -253,7 +253,7 @@ def _run(ray, spec: ActorSpec, tasks, per_call: int, address, actors, actor_clas
         bound,
         batch_size=per_call,
         compute=ray.data.ActorPoolStrategy(
-            size=count, max_concurrent_calls_per_actor=actor_class.CALLS, enable_true_multi_threading=True
+            size=count, max_concurrent_calls_per_actor=calls, enable_true_multi_threading=True
         ),
         **remote_args,
     )
@@ -278,20 +278,24 @@ def _driver_on_cpu() -> None:
         jax.config.update("jax_platforms", "cpu")
 
 
-def actor_sizes(nodes: list[dict], actors: int | None) -> tuple[int, int | None]:
-    """(actors, CPU cores per actor) for the alive nodes of ``ray.nodes()``: one actor per GPU
-    (cores None) where there are GPUs; else actors of `CPUS_PER_ACTOR` cores (fewer on a smaller
-    node), as many as fit on the nodes, or ``actors`` sharing the cores out."""
+def actor_sizes(nodes: list[dict], actors: int | None, calls: int = 2) -> tuple[int, int | None, int]:
+    """(actors, CPU cores per actor, calls at once per actor) for the alive nodes of ``ray.nodes()``.
+
+    Where there are GPUs: one actor per GPU (cores None: not pinned), each with as many calls at
+    once as its node has cores per GPU (at least ``calls``), since reading and writing images is
+    host work that one GPU's network outruns (docs/batch.md). Else actors of `CPUS_PER_ACTOR`
+    cores (fewer on a smaller node), as many as fit on the nodes, or ``actors`` sharing the cores
+    out; ``calls`` each."""
     alive = [node.get("Resources", {}) for node in nodes if node.get("Alive", True)]
     gpus = sum(int(r.get("GPU", 0)) for r in alive)
     if gpus:
-        return actors or gpus, None
+        shares = [int(r.get("CPU", 0)) // int(r["GPU"]) for r in alive if int(r.get("GPU", 0)) > 0]
+        return actors or gpus, None, max(calls, min(shares))
     node_cpus = [int(r.get("CPU", 0)) for r in alive if int(r.get("CPU", 0)) > 0] or [1]
     threads = min(min(node_cpus), CPUS_PER_ACTOR)
     if actors:
-        threads = max(1, min(threads, sum(node_cpus) // actors))
-        return actors, threads
-    return max(1, sum(cpus // threads for cpus in node_cpus)), threads
+        return actors, max(1, min(threads, sum(node_cpus) // actors)), calls
+    return max(1, sum(cpus // threads for cpus in node_cpus)), threads, calls
 
 
 def _failed(item, error: str, digest: str) -> dict:
