@@ -15,6 +15,12 @@ fast method at ``--size`` px:
   the first and the last finished image over the images between them (start-up and each actor's
   first compiles mostly excluded). Each actor size runs once untimed first, so that its programs
   are in the compile cache (one core per actor takes another code path than two).
+
+``--parts estimate`` adds (to the JSON already there) the numbers of the paper estimate for 1
+million photos at 1024 px on GPUs (docs/batch.md): the network's FLOPs at 1024x768 (XLA's cost
+analysis of the CPU program, and direct convolutions counted from the layer shapes) and the host
+work per image on one core here (decode at a reduced scale, Lanczos resize, PNG and JPEG encode).
+No GPU was measured: the GPU's own time is an assumption stated in the docs.
 """
 
 from __future__ import annotations
@@ -56,6 +62,56 @@ SCALING = textwrap.dedent(
                       "first_image_s": round(times[0] - started, 3),
                       "per_image_s": round((times[-1] - times[0]) / (len(times) - 1), 4)}))
     ray.shutdown()
+    """
+)
+
+
+ESTIMATE = textwrap.dedent(
+    """
+    import json, statistics, tempfile, time
+    from pathlib import Path
+    import jax, jax.numpy as jnp
+    from PIL import Image
+    from skimage import data
+    from jaxstyle.batch.inputs import probe_size
+    from jaxstyle.io.decode import load_image
+    from jaxstyle.io.encode import save_image
+    from jaxstyle.io.resize import resize_to
+    from jaxstyle.nets import magenta
+    from jaxstyle.nets.magenta_weights import arbitrary_shapes, load_arbitrary
+
+    h, w = 768, 1024
+    transformer = load_arbitrary()["transformer"]
+    x, v = jnp.zeros((1, h, w, 3), jnp.float32), jnp.zeros((1, 100), jnp.float32)
+    cost = jax.jit(magenta.transform).lower(transformer, x, v).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    # direct convolutions: multiply-adds per output pixel of each layer, at its resolution
+    strides = {"contract2": 2, "contract3": 4, "expand1": 2}  # the layer's output is 1/stride per side
+    macs = 0
+    for name, shape in arbitrary_shapes().items():
+        if name.startswith("transformer/") and name.split("/")[-2:] in (["conv", "kernel"], ["conv1", "kernel"], ["conv2", "kernel"]):
+            kh, kw, cin, cout = shape
+            layer = name.split("/")[1]
+            scale = strides.get(layer, 4 if layer.startswith("residual") else 1)
+            macs += kh * kw * cin * cout * (h // scale) * (w // scale)
+    folder = Path(tempfile.mkdtemp())
+    photo = folder / "photo.jpg"
+    Image.fromarray(data.astronaut()).resize((1600, 1200), Image.BICUBIC).save(photo, quality=90)
+    steps = {"decode": [], "resize": [], "encode_png": [], "encode_jpg": []}
+    for index in range(7):
+        t = time.perf_counter(); probe_size(photo); image = load_image(photo, shrink_to=w)
+        steps["decode"].append(time.perf_counter() - t)
+        t = time.perf_counter(); out = resize_to(image.rgb, h, w); steps["resize"].append(time.perf_counter() - t)
+        t = time.perf_counter(); save_image(folder / f"{index}.png", out); steps["encode_png"].append(time.perf_counter() - t)
+        t = time.perf_counter(); save_image(folder / f"{index}.jpg", out); steps["encode_jpg"].append(time.perf_counter() - t)
+    print(json.dumps({
+        "shape": [h, w],
+        "xla_cpu_gflops": round(cost["flops"] / 1e9, 2),
+        "xla_cpu_gbytes_accessed": round(cost.get("bytes accessed", 0) / 1e9, 3),
+        "direct_conv_gflops": round(2 * macs / 1e9, 2),
+        "host_seconds_one_core": {k: round(statistics.median(v[1:]), 4) for k, v in steps.items()},
+        "png_bytes": (folder / "1.png").stat().st_size,
+    }))
     """
 )
 
@@ -114,6 +170,18 @@ def main() -> None:
                     row = scale(actors, work / f"scaling_{actors}_{round_}") | {"load": load_average()}
                     scaling[str(actors)].append(row)
                     print("scaling", round_, row, flush=True)
+        if "estimate" in parts:
+            result = subprocess.run(
+                [sys.executable, "-c", ESTIMATE], env=env, capture_output=True, text=True, check=False
+            )
+            if result.returncode != 0:
+                raise SystemExit(result.stderr[-3000:])
+            estimate = json.loads(result.stdout.strip().splitlines()[-1]) | {"load": load_average()}
+            print("estimate", estimate, flush=True)
+            if not engines["local"] and not scaling["1"] and args.json.exists():  # add to the runs there
+                record = json.loads(args.json.read_text()) | {"estimate": estimate}
+                args.json.write_text(json.dumps(record, indent=1) + "\n")
+                return
         summary: dict[str, object] = {}
         if engines["local"]:
             median = {k: statistics.median(r["seconds"] for r in v) for k, v in engines.items()}
@@ -135,6 +203,8 @@ def main() -> None:
             "scaling": scaling,
             "summary": summary,
         }
+        if "estimate" in parts:
+            record["estimate"] = estimate
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(record, indent=1) + "\n")
         print(json.dumps(summary, indent=1))

@@ -163,29 +163,30 @@ def run_ray_batch(
             )
         )
 
-        def finish(record: dict) -> None:
+        def finish(records: list[dict]) -> None:
+            """Record a batch's images (one write, one fsync), then report each."""
             nonlocal done, failed
-            if record["input"] in seen:  # never twice, whatever the engine delivers
-                return
-            seen.add(record["input"])
-            manifest.write([record | {"time": time.time()}])
-            if record["status"] == "done":
-                done += 1
-            else:
-                failed += 1
-                failures.append((record["input"], record["error"]))
-            elapsed = time.perf_counter() - started
-            rate = done / elapsed if elapsed > 0 else 0.0
-            remaining = len(plan.tasks) - done - failed
-            emit(
-                ImageFinished(
-                    record["input"], record["output"], record["status"], record["error"],
-                    done, failed, remaining, elapsed, rate, remaining / rate if rate > 0 else None,
-                )
-            )  # fmt: skip
+            fresh = [r for r in records if r["input"] not in seen]  # never twice, whatever arrives
+            seen.update(r["input"] for r in fresh)
+            now = time.time()
+            manifest.write(r | {"time": now} for r in fresh)
+            for record in fresh:
+                if record["status"] == "done":
+                    done += 1
+                else:
+                    failed += 1
+                    failures.append((record["input"], record["error"]))
+                elapsed = time.perf_counter() - started
+                rate = done / elapsed if elapsed > 0 else 0.0
+                remaining = len(plan.tasks) - done - failed
+                emit(
+                    ImageFinished(
+                        record["input"], record["output"], record["status"], record["error"],
+                        done, failed, remaining, elapsed, rate, remaining / rate if rate > 0 else None,
+                    )
+                )  # fmt: skip
 
-        for task, error in unreadable:
-            finish(_failed(task.item, error, plan.digest))
+        finish([_failed(task.item, error, plan.digest) for task, error in unreadable])
         if tasks:
             try:
                 spec = ActorSpec(
@@ -220,7 +221,7 @@ def run_ray_batch(
 
 
 def _run(ray, spec: ActorSpec, tasks, per_call: int, address, actors, actor_class, finish) -> None:
-    """Start or join Ray, then stream the tasks through the actors, each record to ``finish``."""
+    """Start or join Ray, then stream the tasks through the actors, each batch's records to ``finish``."""
     import json
 
     quiet = logging.DEBUG if logger.isEnabledFor(logging.DEBUG) else logging.ERROR
@@ -259,8 +260,7 @@ def _run(ray, spec: ActorSpec, tasks, per_call: int, address, actors, actor_clas
     )
     try:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            for text in batch["record"]:
-                finish(json.loads(text))
+            finish([json.loads(text) for text in batch["record"]])
     except ray.exceptions.RayError as error:
         cause = getattr(error, "cause", None)
         if isinstance(cause, JaxstyleError):  # e.g. an output that cannot be written: the run stops
