@@ -271,3 +271,14 @@ def test_actor_sizes_follow_the_hardware():
     assert actor_sizes([node(16), node(16)], None) == (2 * 16 // CPUS_PER_ACTOR, CPUS_PER_ACTOR, 2)
     assert actor_sizes([node(2)], 2) == (2, 1, 2)  # the cores shared out, never oversubscribed
     assert actor_sizes([node(2)], 1) == (1, 2, 2)
+
+
+def test_help_imports_no_ray():
+    """`jaxstyle batch --help` (and every command's start) stays free of Ray and pyarrow."""
+    code = "import sys\nfrom jaxstyle.cli.app import main\ncode = main(['batch', '--help'])\n"
+    code += (
+        "print('LOADED=' + ','.join(sorted({n.partition('.')[0] for n in sys.modules} & {'ray', 'pyarrow', 'jax'})))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and "--engine" in result.stdout, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "LOADED="

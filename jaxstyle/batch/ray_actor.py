@@ -78,8 +78,9 @@ def claim_cores(threads: int) -> list[int] | None:
 class Stylizer:
     """Ray Data's callable class: one `BucketEngine` per actor, many batches of rows through it.
 
-    `CALLS` calls run at once in an actor; only the engine is taken in turn (``engine_lock``),
-    so the next batch's files are read and the last one's written while one batch runs.
+    `CALLS` calls (more on a GPU actor: `ray_engine.actor_sizes`) run at once in an actor; only
+    the engine is taken in turn (``engine_lock``), so the next batch's files are read and the
+    last one's written while one batch runs.
 
     A row is one input: ``rel`` (its manifest key), ``path`` (a local path or a URI) and
     ``output`` (relative to the output folder). The result has one column, ``record``: each
@@ -96,8 +97,8 @@ class Stylizer:
         from jaxstyle.batch.engine import BucketEngine
 
         self.engine = BucketEngine(spec.config, spec.styles, batch_config=spec.batch_config, weights=spec.weights)
-        # Ray Data runs `CALLS` calls at once on each actor (threads): one decodes or writes while
-        # another holds the engine, as the local driver's reader and writer threads do.
+        # Ray Data runs several calls at once on each actor (threads): some decode or write while
+        # one holds the engine, as the local driver's reader and writer threads do.
         self.engine_lock = threading.Lock()
         self.engine.runner.warm_up(list(spec.buckets))  # compiles start while the first images decode
 
