@@ -168,6 +168,24 @@ def test_a_killed_actor_is_retried_without_duplicates(cluster, tmp_path):
         assert pixels(tmp_path / "out" / name).shape[:2] in ((43, 64), (64, 50))
 
 
+class AlwaysCrashing(Stylizer):
+    """Kills its own process on one image every time (a file that crashes the decoder, say)."""
+
+    def before(self, item) -> None:
+        if item.rel == "i1.png":
+            os._exit(1)
+
+
+def test_a_batch_that_always_kills_its_actor_stops_the_run(cluster, tmp_path):
+    """It ends (Ray would retry forever by default) with one line saying how to resume."""
+    photos, style = make_folder(tmp_path, count=2)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    with pytest.raises(RuntimeError, match="the Ray job failed .* run the same command to resume"):
+        run_ray_batch(photos, tmp_path / "out", [style], FAST, actors=1, actor_class=AlwaysCrashing)
+    assert "i1.png" not in done_counts(tmp_path / "out")
+    assert {r["input"] for r in records(tmp_path / "out") if r.get("status") == "started"} == {"i0.png", "i1.png"}
+
+
 def test_uri_input_and_output(cluster, tmp_path):
     """Inputs and outputs through pyarrow's filesystems (file:// here; s3:// and gs:// alike)."""
     photos, style = make_folder(tmp_path, count=3)

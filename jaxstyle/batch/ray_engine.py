@@ -16,6 +16,7 @@ imported here only when a run starts; `ray_missing` says how to install it.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import math
 import os
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 #: CPU cores per actor on a machine without accelerators, unless told: enough for XLA's
 #: convolutions to use several cores, few enough that a many-core node runs several actors.
 CPUS_PER_ACTOR = 4
+#: How many times a batch is retried after its actor died, before the run stops.
+RETRIES = 3
 #: Environment of GPU actors: JAX allocates what it needs instead of 75 % of the GPU at start
 #: (JAX's GPU memory guide, for several processes that may share a device).
 GPU_ENV = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
@@ -250,14 +253,24 @@ def _run(ray, spec: ActorSpec, tasks, per_call: int, address, actors, actor_clas
     rows = [{"rel": t.item.rel, "path": str(t.item.path), "output": t.item.output} for t in tasks]
     # The spec travels with the class (a subclass made here) rather than as constructor arguments.
     bound = type(actor_class.__name__, (actor_class,), {"spec": spec, "__module__": __name__})
-    dataset = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / per_call))).map_batches(
-        bound,
-        batch_size=per_call,
-        compute=ray.data.ActorPoolStrategy(
-            size=count, max_concurrent_calls_per_actor=calls, enable_true_multi_threading=True
-        ),
-        **remote_args,
-    )
+    items = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / per_call)))
+    # A dead actor is restarted (a lost node, a kill) and its calls retried, but a batch that
+    # kills its actor `RETRIES` + 1 times (a file that crashes the decoder, memory) stops the run.
+    # Ray Data takes that only among its extra remote arguments, which it deprecates (they go in
+    # Ray 2.64; then Ray's own default applies: retry forever).
+    extra = inspect.signature(items.map_batches).parameters.values()
+    if any(parameter.kind is parameter.VAR_KEYWORD for parameter in extra):
+        remote_args["max_task_retries"] = RETRIES
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"`ray_remote_args` is deprecated")
+        dataset = items.map_batches(
+            bound,
+            batch_size=per_call,
+            compute=ray.data.ActorPoolStrategy(
+                size=count, max_concurrent_calls_per_actor=calls, enable_true_multi_threading=True
+            ),
+            **remote_args,
+        )
     try:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             finish([json.loads(text) for text in batch["record"]])
@@ -265,7 +278,9 @@ def _run(ray, spec: ActorSpec, tasks, per_call: int, address, actors, actor_clas
         cause = getattr(error, "cause", None)
         if isinstance(cause, JaxstyleError):  # e.g. an output that cannot be written: the run stops
             raise cause from None
-        raise
+        raise RuntimeError(
+            f"the Ray job failed ({one_line(error, 200)}); finished images are kept, run the same command to resume"
+        ) from error
 
 
 def _driver_on_cpu() -> None:
