@@ -8,9 +8,9 @@ each of which runs the local `BucketEngine` and writes its outputs itself. The d
 ``done``/``failed`` line as the actors' records stream back, once per image: Ray Data retries
 the task of an actor that died, and only a finished task's records reach the driver.
 
-Actors: one per GPU (``num_gpus=1``) where the cluster has GPUs, else CPU actors of
-``cpus_per_actor`` cores each, pinned to disjoint cores (`ray_actor.claim_cores`). Ray is
-imported here only when a run starts; `ray_missing` says how to install it.
+Actors (`actor_sizes`): one per GPU (``num_gpus=1``) where the cluster has GPUs, else CPU
+actors of up to `CPUS_PER_ACTOR` cores each, pinned to disjoint cores (`ray_actor.claim_cores`).
+Ray is imported here only when a run starts; `ray_missing` says how to install it.
 """
 
 from __future__ import annotations
