@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -25,6 +23,8 @@ from .common import (
     user_errors,
 )
 
+#: Where the work runs (`jaxstyle.batch.driver.run_batch` or `jaxstyle.batch.ray_engine.run_ray_batch`).
+Engine = Literal["local", "ray"]
 #: Exit code when the run finished but some images failed (all others are done; see the manifest).
 EXIT_SOME_FAILED = 8
 FAILURES_SHOWN = 5
@@ -46,6 +46,13 @@ folder, with nothing to coordinate them but --shard:
 \b
   jaxstyle batch wave.jpg --input photos/ --output styled/ \\
       --shard $SLURM_ARRAY_TASK_ID/4
+
+On Ray Data, here or on a cluster (docs/batch.md), reading and writing
+object storage:
+
+\b
+  jaxstyle batch wave.jpg --input s3://bucket/photos/ \\
+      --output s3://bucket/styled/ --engine ray --address head-node:6379
 
 Run the same command again to resume: finished images are skipped.
 
@@ -126,9 +133,14 @@ def batch_command(
     styles: opt.Styles = None,
     *,
     input_: Annotated[
-        str, typer.Option("--input", "-i", help="Folder of images, or a glob such as 'photos/**/*.jpg' (quote it).")
+        str,
+        typer.Option(
+            "--input", "-i", help="Folder of images, or a glob such as 'photos/**/*.jpg' (quote it), or a URI."
+        ),
     ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (created; holds the manifest).")],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Output folder (created; holds the manifest), or a URI.")
+    ],
     batch_size: opt.BatchSize = BatchConfig.batch_size,
     bucket_multiple: opt.BucketMultiple = BatchConfig.bucket_multiple,
     output_format: opt.OutputFormat = BatchConfig.output_format,
@@ -147,6 +159,27 @@ def batch_command(
             "--overwrite", help="Redo images finished with other settings; replace unknown files of the same name."
         ),
     ] = False,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="local: this process. ray: Ray Data actors, on this machine or a cluster (pip install 'jaxstyle[ray]'); "
+            "--input/--output may then be s3:// or gs:// URIs."
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="With --engine ray: the Ray cluster to join (e.g. head-node:6379) [default: $RAY_ADDRESS, "
+            "else start Ray here]."
+        ),
+    ] = None,
+    actors: Annotated[
+        int | None,
+        typer.Option(
+            help="With --engine ray: how many actors [default: one per GPU, else one per 4 CPU cores].",
+            callback=lambda value: value if value is None else opt.at_least_one("--actors")(value),
+        ),
+    ] = None,
 ) -> None:
     """Stylize a folder with the same style(s): batched, resumable, shardable."""
     with user_errors():
@@ -160,16 +193,24 @@ def batch_command(
         if blend is not None and len(blend) != len(styles):
             raise UsageError(f"{len(styles)} style images but {len(blend)} style weights")
 
+        if engine == "local" and (address is not None or actors is not None):
+            raise UsageError("--address and --actors need --engine ray")
         from jaxstyle.batch import parse_shard, run_batch
 
         shard_ = parse_shard(shard) if shard is not None else (0, 1)
+        run, engine_options = run_batch, {}
+        if engine == "ray":
+            from jaxstyle.batch.ray_engine import import_ray, run_ray_batch
+
+            import_ray()  # one line naming the extra, before any work, where Ray is missing
+            run, engine_options = run_ray_batch, {"address": address, "actors": actors}
 
         check_model_option(config, weights)
         weights_ = load_weights_option(weights, config.method)
         with rate_bar("images") as bar:
             display = _Display(bar)
             try:
-                summary = run_batch(
+                summary = run(
                     input_,
                     output,
                     styles,
@@ -182,6 +223,7 @@ def batch_command(
                     overwrite=overwrite,
                     jpeg_quality=quality,
                     callback=display,
+                    **engine_options,
                 )
             except KeyboardInterrupt:
                 bar.stop()
@@ -191,7 +233,7 @@ def batch_command(
                     + "; no file is half-written. Run the same command again to resume."
                 )
                 raise typer.Exit(EXIT_INTERRUPTED) from None
-        where = os.fspath(output)
+        where = str(output)
         parts = [f"{summary.done} done"]
         if summary.skipped:
             parts.append(f"{summary.skipped} already done (skipped)")

@@ -7,7 +7,10 @@ One job per module:
   ``stylize_bucket`` (`jaxstyle.methods`), so every image gets what `jaxstyle.stylization.stylize`
   would give it (same resize, init, colour handling and targets), up to float rounding;
 * `manifest`: the append-only record of every image's fate and the settings hash;
-* `driver`: `run_batch`, the resumable file-level run;
+* `plan`: what a run will do (inputs, settings hash, what is left), for both engines;
+* `driver`: `run_batch`, the resumable file-level run (the local engine);
+* `ray_engine`, `ray_actor`: `run_ray_batch`, the same run on Ray Data actors (Ray imported
+  only when it runs);
 * `events`: what the run reports to its callback (the library is silent).
 
 Only one scale (``config.optimize.multiscale_min is None``) and no ``init="image"``.
@@ -28,6 +31,7 @@ from jaxstyle.batch.inputs import (
     shard_of,
 )
 from jaxstyle.batch.manifest import MANIFEST_NAME, Manifest, manifest_name, params_hash, params_record, read_manifests
+from jaxstyle.batch.ray_engine import run_ray_batch
 
 __all__ = [
     "INPUT_SUFFIXES",
@@ -50,6 +54,7 @@ __all__ = [
     "probe_size",
     "read_manifests",
     "run_batch",
+    "run_ray_batch",
     "select_shard",
     "shard_of",
     "stylize_batch",

@@ -8,7 +8,6 @@ through a callback.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -18,7 +17,6 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import jax
@@ -26,26 +24,18 @@ import numpy as np
 
 from jaxstyle.batch.engine import BucketEngine
 from jaxstyle.batch.events import BatchEvent, BatchStarted, BatchStep, BatchSummary, ImageFinished, Status
-from jaxstyle.batch.inputs import InputItem, discover_inputs, probe_size, select_shard
-from jaxstyle.batch.manifest import Manifest, manifest_name, params_hash, params_record, read_manifests
+from jaxstyle.batch.inputs import probe_size
+from jaxstyle.batch.manifest import Manifest
+from jaxstyle.batch.plan import Task, prepare_run
 from jaxstyle.config import JPEG_QUALITY, BatchConfig, StyleConfig
-from jaxstyle.errors import JaxstyleError, OutputError, UsageError, one_line
+from jaxstyle.errors import JaxstyleError, UsageError, one_line
+from jaxstyle.io import remote
 from jaxstyle.io.behind import Behind
 from jaxstyle.io.decode import load_image
 from jaxstyle.io.encode import save_image
-from jaxstyle.io.files import file_sha256, temporaries_of
 from jaxstyle.io.resize import resize_to
-from jaxstyle.masks import load_masks
-from jaxstyle.prepare import make_style_set, mask_count, run_metadata
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class _Task:
-    item: InputItem
-    overwrite: bool  # its output may already exist (ours from a cut-short run, or --overwrite)
-    size: tuple[int, int] | None = None  # original (H, W) from the header
 
 
 class _Ledger:
@@ -57,7 +47,7 @@ class _Ledger:
         self.failures: list[tuple[str, str]] = []
         self.started = time.perf_counter()
 
-    def started_batch(self, tasks: Iterable[_Task]) -> None:
+    def started_batch(self, tasks: Iterable[Task]) -> None:
         now = time.time()
         self.manifest.write(
             {"input": t.item.rel, "output": t.item.output, "status": "started", "params_hash": self.digest, "time": now}
@@ -65,7 +55,7 @@ class _Ledger:
         )
 
     def finish(
-        self, task: _Task, error: str | None = None, *, seconds: float | None = None, size=None, losses=None
+        self, task: Task, error: str | None = None, *, seconds: float | None = None, size=None, losses=None
     ) -> None:
         """Record ``task`` as done (no ``error``) or failed, then report it; ``losses``: the
         result's own loss terms and ratios (`BucketProgress.scores`), where the method has them."""
@@ -138,37 +128,26 @@ def run_batch(
             ``overwrite``); or an output/manifest cannot be written (the run stops; rerun resumes).
         UsageError: bad settings.
     """
+    if remote.is_uri(os.fspath(inputs)) or remote.is_uri(os.fspath(output_dir)):
+        raise UsageError("the local engine reads and writes local files; use --engine ray for a URI")
     batch_config = batch or BatchConfig()
-    if not 1 <= jpeg_quality <= 100:
-        raise UsageError(f"the JPEG quality must be between 1 and 100, got {jpeg_quality}")
-    output_dir = Path(output_dir)
-    style_paths = [Path(p) for p in style_paths]
-    all_items = discover_inputs(inputs, output_dir=output_dir, output_format=batch_config.output_format)
-    mask_paths = None if mask_paths is None else [Path(p) for p in mask_paths]
-    style_masks = None
-    if mask_paths is not None:  # the count before any file is read
-        count, what = mask_count(len(style_paths), config)
-        style_masks = load_masks(mask_paths, count, what=what)
-    styles = make_style_set(
-        [load_image(path).rgb for path in style_paths], style_blend, config, style_masks=style_masks
-    )
-    engine = BucketEngine(config, styles, batch_config=batch_config, weights=weights, devices=devices)
-    weights_id = engine.runner.weights_id
-    record = params_record(
-        engine.config,
-        [file_sha256(p)[:16] for p in style_paths],
-        style_blend,
-        weights_id,
-        output_format=batch_config.output_format,
-        bucket_multiple=batch_config.bucket_multiple,
+    plan = prepare_run(
+        inputs,
+        output_dir,
+        style_paths,
+        config,
+        batch_config=batch_config,
+        style_blend=style_blend,
+        mask_paths=mask_paths,
+        weights=weights,
+        shard=shard,
+        overwrite=overwrite,
         jpeg_quality=jpeg_quality,
-        mask_digests=None if mask_paths is None else [file_sha256(p)[:16] for p in mask_paths],
+        devices=devices,
     )
-    digest = params_hash(record)
-    items = select_shard(all_items, shard)
-    tasks, skipped = _plan(items, output_dir, digest, overwrite)
-    metadata = _metadata_factory(engine.config, style_paths, style_blend, weights_id, digest, mask_paths)
-    manifest_path = output_dir / manifest_name(shard)
+    engine, digest, metadata, tasks, items = plan.engine, plan.digest, plan.metadata, plan.tasks, plan.items
+    output_dir, style_paths, mask_paths = Path(output_dir), plan.style_paths, plan.mask_paths
+    manifest_path, record, skipped = Path(plan.manifest_path), plan.record, plan.skipped
     emit = callback or (lambda event: None)
 
     with Manifest(manifest_path) as manifest:
@@ -189,7 +168,7 @@ def run_batch(
         )
         ledger = _Ledger(manifest, digest, len(tasks), emit)
         # Header sizes place every image in its bucket without decoding pixels.
-        buckets: OrderedDict[tuple[int, int], deque[_Task]] = OrderedDict()
+        buckets: OrderedDict[tuple[int, int], deque[Task]] = OrderedDict()
         unreadable = []
         for task in tasks:
             try:
@@ -213,7 +192,7 @@ def run_batch(
             ledger.finish(task, error)
         engine.runner.warm_up(list(buckets))  # compiles start while the first images decode
 
-        def save(task: _Task, result: np.ndarray, alpha, own, seconds: float) -> None:
+        def save(task: Task, result: np.ndarray, alpha, own, seconds: float) -> None:
             """Encode one result atomically, then record it as done (on the writer thread)."""
             if alpha is not None:
                 alpha = resize_to(alpha, *result.shape[:2])
@@ -270,7 +249,7 @@ def _run_group(engine, pipeline, ledger, shape, loaded, emit, save) -> None:
             pipeline.record(save, task, result, alpha, scores.get(id(task)), seconds)
 
 
-def _batches(buckets: OrderedDict[tuple[int, int], deque[_Task]], size: int):
+def _batches(buckets: OrderedDict[tuple[int, int], deque[Task]], size: int):
     """(bucket, up to ``size`` tasks) in the order they run: bucket by bucket."""
     for shape, waiting in buckets.items():
         tasks = list(waiting)
@@ -314,18 +293,18 @@ class _Pipeline:
         while not self.events.empty():
             self.emit(self.events.get())
 
-    def _read(self, task: _Task):
+    def _read(self, task: Task):
         # A large JPEG decodes at a reduced scale; the output keeps the size its header gives.
         image = load_image(task.item.path, shrink_to=self.engine.config.max_size)
         actual, prepared = self.engine.prepare(task, image.rgb, original=task.size)
         return actual, prepared, image.alpha
 
-    def prefetch(self, tasks: Iterable[_Task]) -> None:
+    def prefetch(self, tasks: Iterable[Task]) -> None:
         for task in tasks:
             if id(task) not in self.reads:
                 self.reads[id(task)] = self.reader.submit(self._read, task)
 
-    def loaded(self, shape: tuple[int, int], tasks: list[_Task]):
+    def loaded(self, shape: tuple[int, int], tasks: list[Task]):
         """This batch's (task, prepared, alpha) triples, decoded ahead, and the (bucket, triple)
         of images whose header misled their bucket (odd EXIF), to run alone in their own;
         unreadable files are recorded as failed."""
@@ -348,54 +327,3 @@ class _Pipeline:
     def record(self, function, *args, **kwargs) -> None:
         """A manifest record, or a result to encode and record, in order behind the method."""
         self.writer.submit(function, *args, **kwargs)
-
-
-def _plan(items: Sequence[InputItem], output_dir: Path, digest: str, overwrite: bool) -> tuple[list[_Task], int]:
-    """Split this shard's items into work and already-finished ones; refuse to clobber others' files."""
-    records = read_manifests(output_dir) if output_dir.is_dir() else {}
-    tasks, skipped, changed, foreign = [], 0, [], []
-    for item in items:
-        record = records.get(item.rel)
-        target = output_dir / item.output
-        exists = target.exists()
-        status = record.get("status") if record else None
-        if status == "done" and exists and record.get("output") == item.output:
-            if record.get("params_hash") == digest:
-                skipped += 1
-                continue
-            changed.append(item)
-        elif record is None and exists:
-            foreign.append(item)
-        # 'started' (cut short, maybe saved) and 'failed' are redone; their outputs are ours.
-        tasks.append(_Task(item, overwrite=overwrite or record is not None))
-        for stale in temporaries_of(target):  # left by a killed writer
-            with contextlib.suppress(OSError):
-                stale.unlink()
-    if changed and not overwrite:
-        raise OutputError(
-            f"{len(changed)} finished image(s) in '{output_dir}' (e.g. '{changed[0].output}') were made with other "
-            "settings; pass --overwrite to redo them, or choose another output folder"
-        )
-    if foreign and not overwrite:
-        raise OutputError(
-            f"'{output_dir / foreign[0].output}' exists but no manifest in '{output_dir}' knows it "
-            f"({len(foreign)} such file(s)); pass --overwrite to replace them, or choose another output folder"
-        )
-    return tasks, skipped
-
-
-def _metadata_factory(config: StyleConfig, style_paths, style_blend, weights_id: str, digest: str, mask_paths=None):
-    masks = {} if mask_paths is None else {"jaxstyle.masks": json.dumps([str(p) for p in mask_paths])}
-
-    def metadata(rel: str) -> dict[str, str]:
-        return run_metadata(
-            config,
-            content=rel,
-            styles=[str(p) for p in style_paths],
-            style_weights=style_blend,
-            weights=weights_id,
-            **{"jaxstyle.params_hash": digest},
-            **masks,
-        )
-
-    return metadata

@@ -9,9 +9,10 @@ import os
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from jaxstyle.errors import ImageError, InputNotFoundError, UsageError, one_line
+from jaxstyle.io import remote
 from jaxstyle.io.encode import SUPPORTED_OUTPUT_SUFFIXES
 from jaxstyle.nets.vgg_layers import MIN_SIDE
 
@@ -23,7 +24,7 @@ INPUT_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", "
 class InputItem:
     """One input file: where it is, its key in the manifest, and where its result goes."""
 
-    path: Path
+    path: Path | str  # a local path, or a URI (`jaxstyle.io.remote`)
     rel: str  # path relative to the input root, '/'-separated: the manifest key
     output: str  # output path relative to the output folder
 
@@ -34,7 +35,9 @@ def discover_inputs(
     """The image files named by ``source``, sorted by relative path.
 
     ``source`` is a folder (its image files, not recursive) or a glob pattern (``**`` recurses,
-    e.g. ``'photos/**/*.jpg'``). Only names ending in one of `INPUT_SUFFIXES` are kept; hidden
+    e.g. ``'photos/**/*.jpg'``), local or a URI that pyarrow reads (``s3://bucket/photos/``,
+    `jaxstyle.io.remote`; its items' ``path`` is then the URI). Only names ending in one of
+    `INPUT_SUFFIXES` are kept; hidden
     files (``.name``) and anything inside ``output_dir`` are skipped. Each output is the relative
     path with the suffix ``.{output_format}``; when two inputs would share an output name (``a.jpg``
     and ``a.png``), both keep their own suffix too (``a.jpg.png``, ``a.png.png``). Names are decided
@@ -49,28 +52,10 @@ def discover_inputs(
         choices = ", ".join(s[1:] for s in sorted(SUPPORTED_OUTPUT_SUFFIXES))
         raise UsageError(f"unknown output format {output_format!r}; choose one of {choices}")
     text = os.fspath(source)
-    path = Path(text).expanduser()
-    if path.is_dir():
-        root = path
-        candidates = [p for p in path.iterdir()]
-    elif globlib.has_magic(text):
-        root = _glob_root(text)
-        candidates = [Path(p) for p in globlib.glob(os.path.expanduser(text), recursive=True)]
-    elif path.exists():
-        root, candidates = path.parent, [path]
+    if remote.is_uri(text):
+        found = _remote_candidates(text, output_dir)
     else:
-        raise InputNotFoundError(
-            f"input '{text}' does not exist (give a folder or a glob pattern such as 'photos/*.jpg')"
-        )
-    excluded = Path(output_dir).resolve() if output_dir is not None else None
-    found: list[tuple[str, Path]] = []
-    for candidate in candidates:
-        if candidate.name.startswith(".") or candidate.suffix.lower() not in INPUT_SUFFIXES or not candidate.is_file():
-            continue
-        if excluded is not None and candidate.resolve().is_relative_to(excluded):
-            continue
-        rel = candidate.relative_to(root).as_posix() if candidate.is_relative_to(root) else candidate.name
-        found.append((rel, candidate))
+        found = _local_candidates(text, output_dir)
     if not found:
         raise InputNotFoundError(f"no image files ({', '.join(sorted(INPUT_SUFFIXES))}) found in '{text}'")
     found.sort()
@@ -84,6 +69,50 @@ def discover_inputs(
         output = (rel if stems[stem] > 1 else stem) + suffix
         items.append(InputItem(candidate, rel, output))
     return items
+
+
+def _wanted(name: str) -> bool:
+    """An image file's name: not hidden, with one of `INPUT_SUFFIXES`."""
+    return not name.startswith(".") and Path(name).suffix.lower() in INPUT_SUFFIXES
+
+
+def _local_candidates(text: str, output_dir) -> list[tuple[str, Path]]:
+    path = Path(text).expanduser()
+    if path.is_dir():
+        root = path
+        candidates = [p for p in path.iterdir()]
+    elif globlib.has_magic(text):
+        root = _glob_root(text)
+        candidates = [Path(p) for p in globlib.glob(os.path.expanduser(text), recursive=True)]
+    elif path.exists():
+        root, candidates = path.parent, [path]
+    else:
+        raise InputNotFoundError(
+            f"input '{text}' does not exist (give a folder or a glob pattern such as 'photos/*.jpg')"
+        )
+    excluded = Path(output_dir).resolve() if output_dir is not None and not remote.is_uri(output_dir) else None
+    found: list[tuple[str, Path]] = []
+    for candidate in candidates:
+        if not _wanted(candidate.name) or not candidate.is_file():
+            continue
+        if excluded is not None and candidate.resolve().is_relative_to(excluded):
+            continue
+        rel = candidate.relative_to(root).as_posix() if candidate.is_relative_to(root) else candidate.name
+        found.append((rel, candidate))
+    return found
+
+
+def _remote_candidates(text: str, output_dir) -> list[tuple[str, str]]:
+    """The same rules for a folder or glob URI (`jaxstyle.io.remote`): (relative path, URI) pairs."""
+    _, listed = remote.list_files(text)
+    excluded = os.fspath(output_dir).rstrip("/") + "/" if remote.is_uri(output_dir) else None
+    return [
+        (rel, uri)
+        for rel, uri in listed
+        if _wanted(PurePosixPath(rel).name)
+        and not any(part.startswith(".") for part in PurePosixPath(rel).parts)  # as glob skips hidden folders
+        and (excluded is None or not uri.startswith(excluded))
+    ]
 
 
 def _glob_root(pattern: str) -> Path:

@@ -8,15 +8,18 @@ writing it atomically (`jaxstyle.io.files`): rewriting it for every image would 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
 from jaxstyle.config import StyleConfig
 from jaxstyle.errors import OutputError, one_line
+from jaxstyle.io import remote
 
 MANIFEST_NAME = "manifest.jsonl"
 
@@ -34,11 +37,7 @@ def read_manifests(output_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
     several records of one input the latest ``time`` wins.
     """
     latest: dict[str, dict[str, Any]] = {}
-    for path in sorted(Path(output_dir).glob("manifest*.jsonl")):
-        try:
-            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError as exc:
-            raise OutputError(f"cannot read the manifest '{path}': {one_line(exc)}") from None
+    for lines in _manifest_texts(output_dir):
         for line in lines:
             try:
                 record = json.loads(line)
@@ -50,6 +49,20 @@ def read_manifests(output_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
             if previous is None or float(record.get("time", 0)) >= float(previous.get("time", 0)):
                 latest[record["input"]] = record
     return latest
+
+
+def _manifest_texts(output_dir: str | os.PathLike):
+    """The lines of each ``manifest*.jsonl`` of a local folder or a folder URI."""
+    if remote.is_uri(output_dir):
+        names = sorted(n for n in remote.names(output_dir) if "/" not in n and fnmatch.fnmatch(n, "manifest*.jsonl"))
+        for name in names:
+            yield remote.read_bytes(remote.join(output_dir, name)).decode("utf-8", errors="replace").splitlines()
+        return
+    for path in sorted(Path(output_dir).glob("manifest*.jsonl")):
+        try:
+            yield path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError as exc:
+            raise OutputError(f"cannot read the manifest '{path}': {one_line(exc)}") from None
 
 
 class Manifest:
@@ -98,6 +111,39 @@ class Manifest:
             os.fsync(self._file.fileno())
         except OSError as exc:
             raise OutputError(f"cannot write the manifest '{self.path}': {one_line(exc)}") from None
+
+
+class ChunkedManifest:
+    """The manifest of an output folder named by a URI (`jaxstyle.io.remote`), where nothing can
+    be appended to: the lines go out as new objects ``manifest.<run>-<n>.jsonl``, each once
+    ``every`` seconds have passed since the last (and on close), which `read_manifests` reads
+    with the others. A driver killed outright loses at most the last ``every`` seconds of lines;
+    those images are ``started`` (that line goes out first) and are redone by the next run."""
+
+    def __init__(self, folder: str, run: str, every: float = 10.0) -> None:
+        self.folder, self.run, self.every = folder, run, every
+        self.path = remote.join(folder, f"manifest.{run}-*.jsonl")
+        self._lines: list[str] = []
+        self._count = 0
+        self._last = time.monotonic()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.flush()
+
+    def write(self, records: Iterable[Mapping[str, Any]]) -> None:
+        self._lines.extend(json.dumps(dict(r), sort_keys=True, ensure_ascii=False) + "\n" for r in records)
+        if time.monotonic() - self._last >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._lines:
+            name = f"manifest.{self.run}-{self._count:06d}.jsonl"
+            remote.write_bytes(remote.join(self.folder, name), "".join(self._lines).encode("utf-8"))
+            self._lines, self._count = [], self._count + 1
+        self._last = time.monotonic()
 
 
 def params_record(

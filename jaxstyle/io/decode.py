@@ -122,6 +122,7 @@ def decode_image_bytes(
     name: str = "<bytes>",
     min_side: int = 16,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    shrink_to: int | None = None,
 ) -> LoadedImage:
     """Decode an image held in memory; same rules and errors as :func:`load_image`.
 
@@ -130,6 +131,7 @@ def decode_image_bytes(
         name: how error messages and ``LoadedImage.path`` refer to the data.
         min_side: smallest accepted height and width in pixels.
         max_pixels: largest accepted ``width * height``.
+        shrink_to: as `load_image`'s (a JPEG decoded at a reduced scale).
 
     Raises:
         ImageError: empty data, not an image, truncated/corrupt, too small or too large.
@@ -137,7 +139,7 @@ def decode_image_bytes(
     _check_limits(min_side=min_side, max_pixels=max_pixels)
     if len(data) == 0:
         raise ImageError(f"'{name}' is an empty file")
-    return _decode(io.BytesIO(data), name, min_side=min_side, max_pixels=max_pixels)
+    return _decode(io.BytesIO(data), name, min_side=min_side, max_pixels=max_pixels, shrink_to=shrink_to)
 
 
 def _check_limits(*, min_side: int, max_pixels: int) -> None:
