@@ -67,9 +67,9 @@ def run_training(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     config = TrainConfig(
         steps=args.steps, learning_rate=args.lr, batch_size=args.batch, held_out=0.0,
-        checkpoint_every=args.every, sample_every=args.every,
+        checkpoint_every=args.every, sample_every=args.every, init=args.init,
     )  # fmt: skip
-    style_config = StyleConfig().replace(content_weight=args.content_weight)
+    style_config = StyleConfig().replace(content_weight=args.content_weight, pooling=args.pooling)
     log = open(out / "log.jsonl", "a")  # noqa: SIM115 - appended to for the whole run
     net = out / "net.safetensors"
 
@@ -91,7 +91,7 @@ def run_training(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("phase", choices=("photos", "train", "judge"))
+    parser.add_argument("phase", choices=("photos", "train", "judge", "gallery"))
     parser.add_argument("--photos", default="/tmp/train_photos")
     parser.add_argument("--out", default="/tmp/train_run")
     parser.add_argument("--steps", type=int, default=800)
@@ -100,13 +100,17 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--content-weight", type=float, default=1.0)
     parser.add_argument("--json", default="benchmarks/results/train_quality.json")
+    parser.add_argument("--pooling", default="avg", help="the VGG pooling of the training loss")
+    parser.add_argument("--init", default="magenta", help="magenta, scratch or a network file to continue")
     args = parser.parse_args()
     if args.phase == "photos":
         make_photos(Path(args.photos))
     elif args.phase == "train":
         run_training(args)
-    else:
+    elif args.phase == "judge":
         judge_runs(args)
+    else:
+        gallery(args)
 
 
 def network_of_checkpoint(checkpoint: Path, net: Path) -> Path:
@@ -161,6 +165,50 @@ def judge_runs(args) -> None:
               "judge": "benchmarks/judge.py at 512 px", "results": results, "summary": summary, "speed": timing}  # fmt: skip
     Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(summary, indent=1), json.dumps(timing))
+
+
+def gallery(args, photo: str = "chelsea", style_index: int = 0) -> None:
+    """The README's row: a held-out photo by the arbitrary network, the trained one and the
+    optimisation (today's defaults), 512 px, with each one's judged ratios and time."""
+    from judge import Reference, load_vgg
+    from PIL import Image, ImageDraw
+
+    from jaxstyle.config import StyleConfig
+    from jaxstyle.io.decode import load_image
+    from jaxstyle.io.encode import save_image
+    from jaxstyle.stylization import stylize
+
+    net = Path(args.out) / "net.safetensors"
+    content = load_image(SHARED / "content" / f"{photo}.jpg").rgb
+    style = load_image(SHARED / "styles" / f"{STYLES[style_index]}.jpg").rgb
+    fast = StyleConfig().replace(method="fast", max_size=512)
+    runs = {
+        "arbitrary network": lambda: stylize(content, [style], fast),
+        "trained network": lambda: stylize(content, None, fast.replace(model=str(net), builtin_style=str(style_index))),
+        "optimisation": lambda: stylize(content, [style], StyleConfig().replace(max_size=512)),
+    }
+    pictures, rows = [], {}
+    for name, run in runs.items():
+        if name != "optimisation":  # the fast ones warm, as a second photo would run
+            run()
+        began = time.perf_counter()
+        picture = run()
+        rows[name] = {"seconds": round(time.perf_counter() - began, 2)}
+        pictures.append(picture)
+    reference = Reference(content, style, pictures[0].shape[:2], load_vgg())
+    for name, picture in zip(runs, pictures):
+        rows[name].update({k: round(v, 3) for k, v in reference.ratios(picture).items()})
+    strip = np.concatenate([p[:, :, :3] for p in pictures], axis=1)
+    image = Image.fromarray((strip * 255).round().astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for index, (name, row) in enumerate(rows.items()):
+        text = f"{name}: style {row['style_ratio']:.2f}, content {row['content_ratio']:.2f}, {row['seconds']:.1f} s"
+        draw.text((index * pictures[0].shape[1] + 6, 6), text, fill=(255, 255, 255))
+    save_image("docs/gallery/train_row.jpg", np.asarray(image, np.float32) / 255, overwrite=True, jpeg_quality=88)
+    Path(args.json).with_name("train_gallery.json").write_text(
+        json.dumps({"photo": photo, "style": STYLES[style_index], **rows}, indent=1) + "\n"
+    )
+    print(json.dumps(rows))
 
 
 def summarise(results, steps) -> dict:
