@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from jaxstyle.config import StyleConfig
-from jaxstyle.train.settings import TrainConfig
+from jaxstyle.train.settings import TRAIN_LOSS_DEFAULTS, TrainConfig
 
 from . import options as opt
 from .common import EXIT_INTERRUPTED, format_seconds, rate_bar, say, user_errors
@@ -26,7 +26,7 @@ Examples:
 \b
   jaxstyle train starry_night.jpg --photos my_photos/ -o starry.safetensors
   jaxstyle train wave.jpg scream.jpg --photos my_photos/ -o two.safetensors \\
-      --steps 2000 --content-weight 1
+      --steps 2000 --held-out 0.2
   jaxstyle stylize photo.jpg --method fast --model two.safetensors \\
       --builtin-style 1 -o out.png
 
@@ -81,7 +81,14 @@ class _Display:
             self.bar.update(self.task, status=f"checkpoint at step {event.step}")
 
 
-@opt.with_config("content_weight", "style_weight", "tv_weight", "style_scale")
+@opt.with_config(
+    "content_weight",
+    "style_weight",
+    "tv_weight",
+    "style_scale",
+    defaults=TRAIN_LOSS_DEFAULTS,
+    helps={"content_weight": "Weight of the content ratio (training default 1; docs/train.md)."},
+)
 def train_command(
     styles: Annotated[list[Path], typer.Argument(help="One or more style images.", show_default=False)],
     *,

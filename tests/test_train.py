@@ -249,6 +249,8 @@ def test_cli_trains_and_reports_one_line_errors(files, tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert out.exists() and "wrote" in result.stderr
+    loss = json.loads(_tensors(out)[1]["training"])["loss"]  # the training defaults of the loss
+    assert (loss["pooling"], loss["content_weight"]) == ("max", 1.0)
     assert (tmp_path / "net.samples" / "step_000002.jpg").exists()
     styled = tmp_path / "styled.png"  # the file works where the fast method runs
     used = CliRunner().invoke(

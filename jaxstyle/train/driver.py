@@ -28,7 +28,7 @@ from jaxstyle.io.files import check_output_path, file_sha256
 from jaxstyle.nets.magenta_weights import read_trained_info
 from jaxstyle.train.checkpoint import checkpoint_path, load_checkpoint, read_digest, save_checkpoint
 from jaxstyle.train.data import Crops, split_photos
-from jaxstyle.train.settings import INIT_CHOICES, TrainConfig
+from jaxstyle.train.settings import INIT_CHOICES, TRAIN_LOSS_DEFAULTS, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -84,12 +84,12 @@ def train(
     """Train a network for ``style_paths`` on the photos in ``photos`` and write it to ``output``.
 
     ``style_config`` gives the loss (its ``loss`` section: weights, layers, units) and the style
-    scale; ``config`` everything else. A run stopped by an interrupt (or killed) continues from
+    scale (default: `settings.TRAIN_LOSS_DEFAULTS` over `StyleConfig`'s); ``config`` everything else. A run stopped by an interrupt (or killed) continues from
     its checkpoint (`checkpoint.checkpoint_path`) when the same command runs again; other settings
     are refused with one line. Returns the written file.
     """
     config = config or TrainConfig()
-    style_config = style_config or StyleConfig()
+    style_config = style_config or StyleConfig().replace(**TRAIN_LOSS_DEFAULTS)
     emit = callback or (lambda event: None)
     if not style_paths:
         raise UsageError("name at least one style image")
