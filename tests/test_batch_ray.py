@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from child_signals import sigint_not_ignored
 from PIL import Image
 
 from jaxstyle.batch import discover_inputs, read_manifests, run_batch
@@ -214,16 +215,15 @@ def test_uri_input_and_output(cluster, tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_keeps_finished_images_and_a_rerun_completes(cluster, tmp_path):
     """The CLI in a child process with its own Ray; SIGINT once the first output is written."""
-    # Enough work after the first output that the interrupt always lands mid-job: with 8 quick
-    # images a loaded machine finished them all before the signal was handled (seen once in CI).
-    photos, style = make_folder(tmp_path, count=16)
+    photos, style = make_folder(tmp_path, count=8)
     output = tmp_path / "out"
     args = [str(style), "-i", str(photos), "-o", str(output), "--engine", "ray", "--actors", "2"]
-    args += ["--max-size", "32", "--iterations", "200", "--batch-size", "1", "--optimizer", "adam", *SHALLOW_ARGS]
+    args += ["--max-size", "32", "--iterations", "40", "--batch-size", "1", "--optimizer", "adam", *SHALLOW_ARGS]
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "XLA_FLAGS")}
-    process = subprocess.Popen(
-        [sys.executable, "-c", CLI, "batch", *args], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True
-    )
+    with sigint_not_ignored():  # CI may start the tests with SIGINT ignored, and a child inherits that
+        process = subprocess.Popen(
+            [sys.executable, "-c", CLI, "batch", *args], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True
+        )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and process.poll() is None and not list(output.glob("i*.png")):
         time.sleep(0.05)
@@ -233,7 +233,7 @@ def test_ctrl_c_keeps_finished_images_and_a_rerun_completes(cluster, tmp_path):
     assert process.returncode == 130, err[-2000:]
     assert "interrupted:" in err and "Run the same command again to resume" in err and "Traceback" not in err
     finished = sorted(p.name for p in output.glob("i*.png"))
-    assert 1 <= len(finished) < 16
+    assert 1 <= len(finished) < 8
     for name in finished:  # complete images, none half-written
         assert pixels(output / name).shape[:2] in ((21, 32), (32, 25))
     assert not list(output.glob(".*.tmp"))
@@ -251,8 +251,8 @@ def test_ctrl_c_keeps_finished_images_and_a_rerun_completes(cluster, tmp_path):
         check=False,
     )
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert done_counts(output) == Counter(f"i{i}.png" for i in range(16))  # each once, in all
-    assert sorted(p.name for p in output.glob("i*.png")) == sorted(f"i{i}.png" for i in range(16))
+    assert done_counts(output) == Counter(f"i{i}.png" for i in range(8))  # each once, in all
+    assert sorted(p.name for p in output.glob("i*.png")) == sorted(f"i{i}.png" for i in range(8))
 
 
 def test_without_ray_one_line_names_the_extra(tmp_path, capsys, monkeypatch):

@@ -13,7 +13,6 @@ numerical 7, internal 70, interrupted 130.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
+from child_signals import sigint_not_ignored
 from cli_corpus import CASES, SUBPROCESS_CASES, Case, build_files, describe_changes, snapshot
 from jaxstyle.cli.app import app, main
 from jaxstyle.cli.common import VERBOSITY
@@ -379,22 +379,6 @@ def test_shell_completion_is_offered():
 # --------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _sigint_not_ignored():
-    """Make sure the child starts with SIGINT's default disposition.
-
-    A child inherits an *ignored* SIGINT (pytest started as a background job of a script), and
-    Python only turns SIGINT into KeyboardInterrupt when it starts with the default. A handled
-    signal is reset to the default by exec. (`preexec_fn` would do it too, but forks this
-    JAX-initialised process, which JAX warns about.)
-    """
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 @pytest.mark.slow
 def test_ctrl_c_saves_the_last_image(files: dict[str, Path]):
     """SIGINT mid-run: exit 130, 'interrupted' and the saved file's name on one line, no -o file.
@@ -405,7 +389,7 @@ def test_ctrl_c_saves_the_last_image(files: dict[str, Path]):
     output = files["tmp"] / "ctrl-c" / "result.png"
     first_report = output.with_name("result.00010.png")
     interrupted = output.with_name("result.interrupted.png")
-    with _sigint_not_ignored():
+    with sigint_not_ignored():
         proc = subprocess.Popen(
             [
                 str(JAXSTYLE),
